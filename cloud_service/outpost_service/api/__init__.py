@@ -1,0 +1,23 @@
+"""HTTP API blueprints, one per resource."""
+
+from outpost_service.api import (
+    endpoints,
+    functions,
+    health,
+    openapi,
+    results,
+    task_groups,
+    tasks,
+)
+
+BLUEPRINTS = [
+    health.bp,
+    openapi.bp,
+    endpoints.bp,
+    functions.bp,
+    tasks.bp,
+    results.bp,
+    task_groups.bp,
+]
+
+__all__ = ["BLUEPRINTS"]

@@ -1,0 +1,156 @@
+"""``/v1/endpoints``: register (or re-attach), list, show and delete endpoints.
+
+Registration declares the endpoint's task queue *before* writing the row, so a broker failure
+(503) leaves nothing behind; re-registering is idempotent and re-declares the queue.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint
+from sqlalchemy.engine import Row
+
+from outpost_service.auth import current_user, protect
+from outpost_service.cancellation import cancel_tasks
+from outpost_service.errors import BrokerError, BrokerUnavailable, Conflict, NotFound
+from outpost_service.state import ServiceState, service_state
+from outpost_service.store import endpoints as endpoint_store
+from outpost_service.store import tasks as task_store
+from outpost_service.validation import json_body, name_text, small_object, uuid_text
+
+bp = protect(Blueprint("endpoints", __name__, url_prefix="/v1/endpoints"))
+
+#: Heartbeats an endpoint may miss before it is shown offline.
+MISSED_HEARTBEATS = 3
+
+
+@bp.post("")
+def register_endpoint() -> dict[str, Any]:
+    state = service_state()
+    user = current_user()
+    body = json_body()
+    name = name_text(body.get("name"), "name")
+    given = body.get("endpoint_id")
+    endpoint_id = None if given is None else uuid_text(given, "endpoint_id")
+    metadata = small_object(body, "metadata")
+
+    with state.database.read() as conn:
+        by_name = endpoint_store.find_by_name(conn, user.user_id, name)
+        existing = endpoint_store.get(conn, endpoint_id) if endpoint_id else None
+    if existing is not None and existing.owner != user.user_id:
+        raise Conflict(
+            f"endpoint_id {endpoint_id} cannot be used; leave it out to get a new id",
+            details={"endpoint_id": endpoint_id},
+        )
+    if endpoint_id is None:
+        existing = by_name
+        endpoint_id = by_name.endpoint_id if by_name is not None else str(uuid.uuid4())
+    elif by_name is not None and by_name.endpoint_id != endpoint_id:
+        raise Conflict(
+            f"you already have an endpoint named {name!r} ({by_name.endpoint_id}); choose "
+            "another name or register with that endpoint_id",
+            details={"name": name, "endpoint_id": by_name.endpoint_id},
+        )
+
+    _broker(lambda: state.publisher.declare_endpoint_queue(endpoint_id))
+    try:
+        with state.database.write() as conn:
+            if existing is None:
+                endpoint_store.insert(conn, endpoint_id, user.user_id, name, metadata or {})
+            else:
+                endpoint_store.reattach(conn, endpoint_id, name, metadata)
+    except sa.exc.IntegrityError:
+        raise Conflict(
+            f"endpoint {endpoint_id} was registered concurrently; retry the request"
+        ) from None
+    topology = state.topology
+    return {
+        "endpoint_id": endpoint_id,
+        "name": name,
+        "amqp": {
+            "url": state.config.public_amqp_url,
+            "task_exchange": topology.task_exchange,
+            "task_queue": topology.task_queue(endpoint_id),
+            "result_exchange": topology.result_exchange,
+            "result_routing_key": topology.result_routing_key(endpoint_id),
+            "status_routing_key": topology.status_routing_key(endpoint_id),
+            "heartbeat_interval": state.config.heartbeat_interval,
+        },
+    }
+
+
+@bp.get("")
+def list_endpoints() -> dict[str, Any]:
+    state = service_state()
+    with state.database.read() as conn:
+        rows = endpoint_store.list_owned(conn, current_user().user_id)
+        counts = endpoint_store.outstanding_counts(conn, [r.endpoint_id for r in rows])
+    return {"endpoints": [_describe(state, row, counts.get(row.endpoint_id, 0)) for row in rows]}
+
+
+@bp.get("/<endpoint_id>")
+def get_endpoint(endpoint_id: str) -> dict[str, Any]:
+    state = service_state()
+    with state.database.read() as conn:
+        row = _owned(conn, endpoint_id)
+        counts = endpoint_store.outstanding_counts(conn, [row.endpoint_id])
+    return _describe(state, row, counts.get(row.endpoint_id, 0))
+
+
+@bp.delete("/<endpoint_id>")
+def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
+    """Delete the endpoint and its queue; its unfinished tasks end cancelled."""
+    state = service_state()
+    with state.database.read() as conn:
+        row = _owned(conn, endpoint_id)
+    endpoint_id = row.endpoint_id
+    _broker(lambda: state.publisher.delete_endpoint_queue(endpoint_id))
+    with state.database.write() as conn:
+        endpoint_store.mark_deleted(conn, endpoint_id)
+        outstanding = task_store.outstanding_ids(conn, endpoint_id)
+    cancel_tasks(
+        state,
+        [(task_id, endpoint_id) for task_id in outstanding],
+        f"endpoint {endpoint_id} was deleted before the task finished",
+        tell_endpoint=False,
+    )
+    return {"deleted": endpoint_id}
+
+
+def _owned(conn: sa.Connection, endpoint_id: str) -> Row[Any]:
+    endpoint_id = uuid_text(endpoint_id, "endpoint_id")
+    row = endpoint_store.get_owned(conn, endpoint_id, current_user().user_id)
+    if row is None:
+        raise NotFound(
+            f"no endpoint {endpoint_id} among yours", details={"endpoint_id": endpoint_id}
+        )
+    return row
+
+
+def _describe(state: ServiceState, row: Row[Any], outstanding: int) -> dict[str, Any]:
+    horizon = MISSED_HEARTBEATS * state.config.heartbeat_interval
+    alive = row.last_heartbeat is not None and time.time() - row.last_heartbeat <= horizon
+    online = alive and row.reported_state != "offline"
+    return {
+        "endpoint_id": row.endpoint_id,
+        "name": row.name,
+        "state": "online" if online else "offline",
+        "last_heartbeat": row.last_heartbeat,
+        "details": row.details or {},
+        "metadata": row._mapping["metadata"] or {},
+        "outstanding_tasks": outstanding,
+        "created_at": row.created_at,
+    }
+
+
+def _broker(action: Callable[[], None]) -> None:
+    """Run a broker operation; a broker failure is a 503 (and nothing was written yet)."""
+    try:
+        action()
+    except BrokerError as exc:
+        raise BrokerUnavailable(str(exc)) from exc

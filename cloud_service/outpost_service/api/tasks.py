@@ -1,0 +1,104 @@
+"""``/v1/tasks``: submit batches, show one task, cancel one task."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint
+
+from outpost_service.auth import current_user, protect
+from outpost_service.cancellation import cancel_tasks
+from outpost_service.errors import NotFound, Unprocessable
+from outpost_service.state import service_state
+from outpost_service.store import tasks as task_store
+from outpost_service.store.tasks import NewTask
+from outpost_service.submission import submit
+from outpost_service.validation import (
+    function_id_text,
+    get_field,
+    invalid,
+    json_body,
+    payload_bytes,
+    small_object,
+    uuid_text,
+)
+
+bp = protect(Blueprint("tasks", __name__, url_prefix="/v1/tasks"))
+
+
+@bp.post("")
+def submit_tasks() -> dict[str, Any]:
+    """Answered only after the SQL commit and RabbitMQ's confirms (see :mod:`..submission`)."""
+    state = service_state()
+    body = json_body()
+    items = get_field(body, "tasks", list)
+    if len(items) > state.config.max_batch:
+        raise Unprocessable(
+            f"a request may submit at most {state.config.max_batch:,} tasks, got "
+            f"{len(items):,}; split the batch",
+            code="batch_too_large",
+            details={"count": len(items), "max": state.config.max_batch},
+        )
+    new = [_parse_task(item, i, state.config.payload_limit) for i, item in enumerate(items)]
+    if not new:
+        return {"task_ids": []}
+    return {"task_ids": submit(state, current_user().user_id, new)}
+
+
+def _parse_task(item: Any, index: int, limit: int) -> NewTask:
+    where = f"tasks[{index}]."
+    if not isinstance(item, dict):
+        raise invalid(f"tasks[{index}]", "must be an object")
+    group = item.get("task_group_id")
+    spec = small_object(item, "resource_specification", where=where)
+    return NewTask(
+        task_id="",
+        function_id=function_id_text(item.get("function_id"), where + "function_id"),
+        endpoint_id=uuid_text(item.get("endpoint_id"), where + "endpoint_id"),
+        args=payload_bytes(get_field(item, "args", str, where=where), where + "args", limit),
+        task_group_id=None if group is None else uuid_text(group, where + "task_group_id"),
+        resource_spec=spec or {},
+    )
+
+
+@bp.get("/<task_id>")
+def get_task(task_id: str) -> dict[str, Any]:
+    state = service_state()
+    task_id = uuid_text(task_id, "task_id")
+    with state.database.read() as conn:
+        row = task_store.get_owned(conn, task_id, current_user().user_id)
+        if row is None:
+            raise NotFound(f"no task {task_id} among yours", details={"task_id": task_id})
+        events = task_store.events(conn, task_id)
+    return {
+        "task_id": row.task_id,
+        "state": row.state,
+        "endpoint_id": row.endpoint_id,
+        "function_id": row.function_id,
+        "task_group_id": row.task_group_id,
+        "created_at": row.created_at,
+        "completed_at": row.completed_at,
+        "result": None if row.result is None else json.loads(row.result),
+        "events": [{"state": e.state, "at": e.at} for e in events],
+    }
+
+
+@bp.post("/<task_id>/cancel")
+def cancel_task(task_id: str) -> dict[str, Any]:
+    """Cancel an unfinished task; a finished one keeps (and reports) its state."""
+    state = service_state()
+    task_id = uuid_text(task_id, "task_id")
+    owner = current_user().user_id
+    with state.database.read() as conn:
+        row = task_store.get_owned(conn, task_id, owner)
+    if row is None:
+        raise NotFound(f"no task {task_id} among yours", details={"task_id": task_id})
+    if row.state not in task_store.TERMINAL_STATES:
+        cancel_tasks(
+            state, [(task_id, row.endpoint_id)], "the task was cancelled", tell_endpoint=True
+        )
+        with state.database.read() as conn:
+            row = task_store.get_owned(conn, task_id, owner)
+    assert row is not None  # tasks are only deleted long after they finish
+    return {"task_id": task_id, "state": row.state}

@@ -1,0 +1,57 @@
+"""Bearer-token authentication.
+
+Tokens are looked up by their sha256 hash (the only form stored) and the final comparison uses
+:func:`hmac.compare_digest`.  Every failure is a 401 that says how to get a working token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from flask import Blueprint, g, request
+
+from outpost_service.errors import Unauthorized
+from outpost_service.state import service_state
+from outpost_service.store.users import User, find_token, hash_token
+
+HOW_TO_GET_A_TOKEN = (
+    "ask the service operator for a token (`outpost-service create-user NAME` prints one) and "
+    "send it as 'Authorization: Bearer <token>'"
+)
+
+
+def authenticate() -> None:
+    """``before_request`` hook: set ``g.user`` or raise :class:`Unauthorized`."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise Unauthorized(f"missing Authorization header; {HOW_TO_GET_A_TOKEN}")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(
+            f"Authorization header must be 'Bearer <token>', got scheme {scheme[:20]!r}; "
+            f"{HOW_TO_GET_A_TOKEN}"
+        )
+    digest = hash_token(token)
+    with service_state().database.read() as conn:
+        record = find_token(conn, digest)
+    if record is None or not hmac.compare_digest(record.token_hash, digest):
+        raise Unauthorized(f"unknown token; {HOW_TO_GET_A_TOKEN}", code="invalid_token")
+    if record.revoked_at is not None:
+        raise Unauthorized(f"this token was revoked; {HOW_TO_GET_A_TOKEN}", code="token_revoked")
+    if record.expires_at is not None and record.expires_at <= time.time():
+        raise Unauthorized(f"this token has expired; {HOW_TO_GET_A_TOKEN}", code="token_expired")
+    g.user = record.user
+
+
+def current_user() -> User:
+    """The authenticated user of this request (set by :func:`authenticate`)."""
+    user: User = g.user
+    return user
+
+
+def protect(blueprint: Blueprint) -> Blueprint:
+    """Require a valid token for every route of ``blueprint``."""
+    blueprint.before_request(authenticate)
+    return blueprint

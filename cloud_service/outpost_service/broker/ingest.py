@@ -1,0 +1,197 @@
+"""The result-ingest consumer: ``P.ingest`` → SQL store → acknowledgement.
+
+Messages are taken with a prefetch window and stored in batches: one transaction per batch,
+committed, *then* acknowledged (``multiple=True`` up to the batch's last delivery tag), so a
+crash between the two re-delivers and the store's duplicate rule makes the replay harmless.
+Malformed or unknown messages are logged with the reason and rejected without requeue, which
+dead-letters them to ``P.dead``.  When the broker goes away the consumer reconnects with
+backoff; when the database fails the batch is returned to the queue and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from outpost.errors import ProtocolError
+from outpost.protocol import EndpointStatus, ResultEnvelope, decode_message
+from outpost_service.broker.connection import RECOVERABLE, backoff, parameters
+from outpost_service.broker.topology import Topology
+from outpost_service.notifier import ResultNotifier
+from outpost_service.store import Database
+from outpost_service.store import endpoints as endpoint_store
+from outpost_service.store import tasks as task_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tag: int
+    message: ResultEnvelope | EndpointStatus
+
+
+class IngestConsumer:
+    """Consumes results and heartbeats until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        database: Database,
+        amqp_url: str,
+        topology: Topology,
+        notifier: ResultNotifier | None = None,
+        *,
+        retention: float = 14 * 24 * 3600.0,
+        prefetch: int = 200,
+        purge_interval: float = 300.0,
+        idle_flush: float = 0.05,
+    ) -> None:
+        self.database = database
+        self.topology = topology
+        self.notifier = notifier
+        self.retention = retention
+        self.prefetch = prefetch
+        self.purge_interval = purge_interval
+        self.idle_flush = idle_flush
+        self._params = parameters(amqp_url)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Set each time the consumer is connected and consuming (tests wait on it).
+        self.consuming = threading.Event()
+        self._next_purge = 0.0
+        self._connection: BlockingConnection | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread; results now wake this process's long-polls directly."""
+        if self.notifier is not None:
+            self.notifier.local_source = True
+        self._thread = threading.Thread(target=self.run, name="outpost-ingest", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Consume until stopped, reconnecting with backoff when the broker goes away."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                failures = 0
+            except Exception as exc:
+                self.consuming.clear()
+                delay = backoff(failures)
+                failures += 1
+                if isinstance(exc, RECOVERABLE):
+                    log.warning("ingest lost RabbitMQ (%r); reconnecting in %.1fs", exc, delay)
+                else:
+                    log.exception("ingest failed; restarting in %.1fs", delay)
+                self._stop.wait(delay)
+
+    # ------------------------------------------------------------------ consuming
+    def _consume(self) -> None:
+        self._connection = connection = BlockingConnection(self._params)
+        try:
+            channel = connection.channel()
+            self.topology.declare_core(channel)
+            channel.basic_qos(prefetch_count=self.prefetch)
+            log.info("ingest consuming %s", self.topology.ingest_queue)
+            self.consuming.set()
+            batch: list[_Entry] = []
+            for method, _properties, body in channel.consume(
+                self.topology.ingest_queue, inactivity_timeout=self.idle_flush
+            ):
+                if method is not None:
+                    self._take(channel, batch, method.delivery_tag, body)
+                if batch and (method is None or len(batch) >= self.prefetch):
+                    self._flush(channel, batch)
+                    batch = []
+                if method is None:
+                    self._maybe_purge()
+                    if self._stop.is_set():
+                        break
+            channel.cancel()
+        finally:
+            self.consuming.clear()
+            if connection.is_open:
+                connection.close()
+
+    def _take(self, channel: BlockingChannel, batch: list[_Entry], tag: int, body: bytes) -> None:
+        try:
+            message = decode_message(body)
+        except ProtocolError as exc:
+            self._reject(channel, tag, str(exc), body)
+            return
+        except Exception as exc:  # a decoder bug must not stop ingest: keep the message
+            self._reject(channel, tag, f"cannot decode: {exc!r}", body)
+            return
+        if isinstance(message, (ResultEnvelope, EndpointStatus)):
+            batch.append(_Entry(tag, message))
+        else:
+            self._reject(channel, tag, f"a {message.TYPE!r} message does not belong here", body)
+
+    @staticmethod
+    def _reject(channel: BlockingChannel, tag: int, reason: str, body: bytes) -> None:
+        log.error("dead-lettering ingest message (%s): %r", reason, body[:200])
+        channel.basic_reject(tag, requeue=False)
+
+    def _flush(self, channel: BlockingChannel, batch: list[_Entry]) -> None:
+        """Store ``batch`` in one transaction, then ack it.
+
+        If the database is unreachable the batch goes back to the queue.  Any other failure
+        may be one poisonous message: the batch is retried one message at a time and a
+        message that cannot be stored on its own is dead-lettered, so it cannot block ingest.
+        """
+        results = [e.message for e in batch if isinstance(e.message, ResultEnvelope)]
+        beats: dict[str, tuple[str, dict[str, Any]]] = {
+            e.message.endpoint_id: (e.message.state, e.message.details)
+            for e in batch
+            if isinstance(e.message, EndpointStatus)
+        }
+        last = batch[-1].tag
+        try:
+            with self.database.write() as conn:
+                stored = task_store.finish(conn, results, self.retention)
+                endpoint_store.record_heartbeats(conn, beats)
+        except sa.exc.OperationalError:
+            log.exception("ingest cannot reach the database; returning %d message(s)", len(batch))
+            channel.basic_nack(last, multiple=True, requeue=True)
+            self._stop.wait(1.0)
+            return
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("ingest could not store a batch (%r); retrying one by one", exc)
+                for entry in batch:
+                    self._flush(channel, [entry])
+                return
+            self._reject(
+                channel, last, f"cannot be stored: {exc!r}", repr(batch[0].message).encode()
+            )
+            return
+        channel.basic_ack(last, multiple=len(batch) > 1)
+        if stored and self.notifier is not None:
+            self.notifier.notify(stored)
+
+    def _maybe_purge(self) -> None:
+        now = time.time()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.purge_interval
+        try:
+            with self.database.write() as conn:
+                purged = task_store.purge_expired(conn, now)
+        except Exception:
+            log.exception("retention sweep failed; will retry in %.0fs", self.purge_interval)
+            return
+        if purged:
+            log.info("retention sweep deleted %d expired task(s)", purged)

@@ -1,0 +1,229 @@
+"""``outpost-service``: run the Outpost cloud service and manage its users.
+
+Every command reads the same settings: options first, then ``OUTPOST_DATABASE_URL``,
+``OUTPOST_AMQP_URL``, ``OUTPOST_PUBLIC_AMQP_URL``, ``OUTPOST_AMQP_PREFIX``, then defaults (a
+SQLite file under ``OUTPOST_HOME``, RabbitMQ on ``127.0.0.1:5672`` as guest).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from outpost.errors import OutpostError
+from outpost_service.config import ServiceConfig
+from outpost_service.store import Database, redact
+from outpost_service.store.users import get_or_create_user, issue_token, revoke_token
+
+_database_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
+    "[env OUTPOST_DATABASE_URL; default sqlite under $OUTPOST_HOME/service/]",
+)
+
+
+def _amqp_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--amqp-prefix",
+        metavar="PREFIX",
+        help="prefix of every exchange and queue [env OUTPOST_AMQP_PREFIX; default outpost]",
+    )(command)
+    command = click.option(
+        "--public-amqp-url",
+        metavar="URL",
+        help="broker URL handed to endpoints, if they reach it at another address "
+        "[env OUTPOST_PUBLIC_AMQP_URL; default: --amqp-url]",
+    )(command)
+    return click.option(
+        "--amqp-url",
+        metavar="URL",
+        help="RabbitMQ URL [env OUTPOST_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/]",
+    )(command)
+
+
+def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn Outpost errors into one clear line and exit status 1 instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except OutpostError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="log debug messages")
+def main(verbose: bool) -> None:
+    """Run the Outpost cloud service and manage its users.
+
+    \b
+    Quick start (one machine, SQLite, local RabbitMQ):
+      outpost-service create-user alice      # prints token: op_...
+      outpost-service serve --port 8000      # API + result ingest
+    Then, on the laptop: OUTPOST_URL=http://HOST:8000 OUTPOST_TOKEN=op_... outpost ...
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="port to listen on; 0 picks a free one (the real port is printed)",
+)
+@_database_option
+@_amqp_options
+@click.option(
+    "--no-ingest",
+    is_flag=True,
+    help="do not consume results in this process (run `outpost-service ingest` elsewhere); "
+    "long-polls then re-check the database four times a second",
+)
+@click.option(
+    "--threads",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="request threads; each waiting long-poll holds one",
+)
+@_friendly
+def serve(
+    host: str,
+    port: int,
+    database_url: str | None,
+    amqp_url: str | None,
+    public_amqp_url: str | None,
+    amqp_prefix: str | None,
+    no_ingest: bool,
+    threads: int,
+) -> None:
+    """Serve the HTTP API (and, unless --no-ingest, the result ingest).
+
+    Prints `outpost-service listening on http://HOST:PORT` once it accepts connections;
+    SIGTERM or Ctrl-C stops it cleanly.
+    """
+    from outpost_service.server import serve as run_server
+
+    config = ServiceConfig.from_env(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        public_amqp_url=public_amqp_url,
+        amqp_prefix=amqp_prefix,
+    )
+    run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
+
+
+@main.command()
+@_database_option
+@_amqp_options
+@_friendly
+def ingest(
+    database_url: str | None,
+    amqp_url: str | None,
+    public_amqp_url: str | None,
+    amqp_prefix: str | None,
+) -> None:
+    """Consume results and heartbeats into the database (pairs with `serve --no-ingest`).
+
+    Run as many as you like against the same database and broker; SIGTERM stops it cleanly.
+    """
+    from outpost_service.server import run_ingest
+
+    run_ingest(
+        ServiceConfig.from_env(
+            database_url=database_url,
+            amqp_url=amqp_url,
+            public_amqp_url=public_amqp_url,
+            amqp_prefix=amqp_prefix,
+        )
+    )
+
+
+@main.command("create-user")
+@click.argument("name")
+@_database_option
+@click.option("--json", "as_json", is_flag=True, help='print {"token": ...} instead')
+@click.option(
+    "--expires-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="the token stops working after this many days [default: never]",
+)
+@_friendly
+def create_user(
+    name: str, database_url: str | None, as_json: bool, expires_days: float | None
+) -> None:
+    """Create user NAME (if new) and print a new API token for them.
+
+    The token is shown only once (the service stores its hash). Running this again for the
+    same NAME issues an additional token; old ones keep working until revoked.
+    """
+    from outpost_service.validation import NAME_PATTERN
+
+    if not NAME_PATTERN.match(name):
+        raise click.BadParameter(
+            "use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit",
+            param_hint="NAME",
+        )
+    database = _database(database_url)
+    with database.write() as conn:
+        user = get_or_create_user(conn, name)
+        token = issue_token(
+            conn, user, expires_in=None if expires_days is None else expires_days * 86400
+        )
+    database.dispose()
+    click.echo(json.dumps({"user": name, "token": token}) if as_json else f"token: {token}")
+
+
+@main.command("revoke-token")
+@click.argument("token")
+@_database_option
+@_friendly
+def revoke(token: str, database_url: str | None) -> None:
+    """Revoke TOKEN: requests with it get 401 from now on."""
+    database = _database(database_url)
+    with database.write() as conn:
+        revoked = revoke_token(conn, token)
+    database.dispose()
+    if not revoked:
+        raise click.ClickException("no such active token (unknown, or already revoked)")
+    click.echo("token revoked")
+
+
+@main.command("init-db")
+@_database_option
+@_friendly
+def init_db(database_url: str | None) -> None:
+    """Create the database schema (serve and create-user also do this when needed)."""
+    database = _database(database_url)
+    database.dispose()
+    click.echo(f"database ready: {redact(database.url)}")
+
+
+def _database(database_url: str | None) -> Database:
+    config = ServiceConfig.from_env(database_url=database_url)
+    database = Database(config.database_url)
+    database.ensure_schema()
+    return database
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,105 @@
+"""Service configuration: one dataclass, filled from defaults, then the environment, then
+explicit values (CLI options or the mapping given to :func:`outpost_service.create_app`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from outpost.errors import ConfigurationError
+from outpost.protocol import DEFAULT_PAYLOAD_LIMIT
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+#: Default limit on one HTTP request body; a batch of many tasks may be large.
+DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024 * 1024
+#: Most tasks accepted in one ``POST /v1/tasks`` (and task ids in one ``POST /v1/results``).
+DEFAULT_MAX_BATCH = 10_000
+
+_ENV = {
+    "database_url": "OUTPOST_DATABASE_URL",
+    "amqp_url": "OUTPOST_AMQP_URL",
+    "public_amqp_url": "OUTPOST_PUBLIC_AMQP_URL",
+    "amqp_prefix": "OUTPOST_AMQP_PREFIX",
+}
+
+
+def outpost_home() -> Path:
+    """``OUTPOST_HOME``, or ``~/.outpost``."""
+    return Path(os.environ.get("OUTPOST_HOME") or Path.home() / ".outpost")
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{outpost_home() / 'service' / 'outpost.db'}"
+
+
+@dataclass
+class ServiceConfig:
+    """Everything the service needs to run; every field has a working default."""
+
+    database_url: str = field(default_factory=default_database_url)
+    amqp_url: str = DEFAULT_AMQP_URL
+    #: What endpoints are told to connect to (the broker's address as seen from the cluster).
+    #: Empty means "the same as ``amqp_url``".
+    public_amqp_url: str = ""
+    #: Prefix of every exchange and queue; tests use a unique one so runs never collide.
+    amqp_prefix: str = "outpost"
+    #: Seconds a finished task (and its result) is kept: 14 days.
+    result_retention: float = 14 * 24 * 3600.0
+    #: Seconds between endpoint heartbeats; an endpoint is offline after 3 missed ones.
+    heartbeat_interval: float = 10.0
+    #: Largest decoded payload (function, argument set) accepted, in bytes.
+    payload_limit: int = DEFAULT_PAYLOAD_LIMIT
+    #: Largest HTTP request body, in bytes; also the size budget of one results answer.
+    max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
+    max_batch: int = DEFAULT_MAX_BATCH
+    #: Messages the ingest consumer may hold unacknowledged (and stores per transaction).
+    ingest_prefetch: int = 200
+    #: Seconds between retention sweeps run by the ingest consumer.
+    purge_interval: float = 300.0
+    #: Publish attempts (each after a fresh connection) before a 503.
+    publish_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.public_amqp_url:
+            self.public_amqp_url = self.amqp_url
+        for name in ("result_retention", "heartbeat_interval", "purge_interval"):
+            if float(getattr(self, name)) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("payload_limit", "max_content_length", "max_batch", "ingest_prefetch"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not self.amqp_prefix or any(c in self.amqp_prefix for c in " #*"):
+            raise ConfigurationError(
+                f"amqp_prefix must be a non-empty word without spaces, '#' or '*', "
+                f"got {self.amqp_prefix!r}"
+            )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServiceConfig:
+        """Defaults, then ``OUTPOST_*`` environment variables, then non-None ``overrides``."""
+        values: dict[str, Any] = {}
+        for name, var in _ENV.items():
+            if os.environ.get(var):
+                values[name] = os.environ[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values, use_env=False)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, use_env: bool = True) -> ServiceConfig:
+        """Build from a mapping of field names (lower or upper case, like Flask's config)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in mapping.items():
+            name = key.lower()
+            if name not in known:
+                raise ConfigurationError(
+                    f"unknown service setting {key!r}; known settings: {sorted(known)}"
+                )
+            values[name] = value
+        if use_env:
+            return cls.from_env(**values)
+        return cls(**values)

@@ -1,0 +1,94 @@
+"""Running the service: waitress for HTTP, plus the ingest consumer in a thread.
+
+SIGTERM and SIGINT stop it cleanly: long-polls are released, waitress stops accepting and
+finishes its requests, ingest stops after acknowledging what it stored, connections close.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from waitress.server import create_server
+
+from outpost_service.app import create_app
+from outpost_service.broker.ingest import IngestConsumer
+from outpost_service.config import ServiceConfig
+from outpost_service.state import EXTENSION, ServiceState
+
+log = logging.getLogger(__name__)
+
+
+def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> IngestConsumer:
+    """An ingest consumer for ``config``, wired to ``state``'s notifier when given."""
+    from outpost_service.broker.topology import Topology
+    from outpost_service.store import Database
+
+    database = state.database if state else Database(config.database_url)
+    if state is None:
+        database.ensure_schema()
+    return IngestConsumer(
+        database,
+        config.amqp_url,
+        state.topology if state else Topology(config.amqp_prefix),
+        state.notifier if state else None,
+        retention=config.result_retention,
+        prefetch=config.ingest_prefetch,
+        purge_interval=config.purge_interval,
+    )
+
+
+def _on_signals(handler: Callable[[int, FrameType | None], Any]) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+def serve(
+    config: ServiceConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = 32,
+    ingest: bool = True,
+) -> None:
+    """Serve until SIGTERM/SIGINT; prints ``outpost-service listening on http://HOST:PORT``."""
+    app = create_app(config)
+    state: ServiceState = app.extensions[EXTENSION]
+    consumer = make_ingest(config, state) if ingest else None
+    # Long-polls hold a thread each for up to a minute: waitress needs more than its default 4.
+    server: Any = create_server(
+        app, host=host, port=port, threads=threads, channel_timeout=300, ident="outpost-service"
+    )
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received signal %d; shutting down", signum)
+        state.notifier.close()
+        raise SystemExit(0)
+
+    _on_signals(stop)
+    if consumer is not None:
+        consumer.start()
+    print(f"outpost-service listening on http://{server.effective_host}:{server.effective_port}")
+    sys.stdout.flush()
+    try:
+        server.run()  # returns after SystemExit/KeyboardInterrupt, having stopped its threads
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        server.close()
+        state.close()
+        log.info("outpost-service stopped")
+
+
+def run_ingest(config: ServiceConfig) -> None:
+    """Run only the ingest consumer (``outpost-service ingest``) until SIGTERM/SIGINT."""
+    consumer = make_ingest(config)
+    _on_signals(lambda _signum, _frame: consumer.stop(timeout=0))
+    print(f"outpost-service ingest consuming {consumer.topology.ingest_queue}")
+    sys.stdout.flush()
+    consumer.run()
+    consumer.database.dispose()

@@ -1,0 +1,146 @@
+"""The database handle: engine set-up per backend, transactions, and the versioned schema.
+
+SQLite is tuned for a multi-threaded server: WAL (readers never block the writer), a busy
+timeout, foreign keys, and ``BEGIN IMMEDIATE`` for write transactions so two writers queue on
+the busy timeout instead of failing with "database is locked" when a read upgrades to a write.
+PostgreSQL is reached through ``postgresql+psycopg://`` URLs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from outpost_service.errors import StoreError
+from outpost_service.store.schema import SCHEMA_VERSION, meta, metadata
+
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def redact(url: str) -> str:
+    """``url`` with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"
+
+
+def _normalize(url: str) -> str:
+    # Plain postgresql:// would pick psycopg2, which is not installed; psycopg 3 is.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url`` with the per-backend settings described in the module docstring."""
+    url = _normalize(url)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise StoreError(
+            f"invalid database URL {url!r}: {exc}; use sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DB"
+        ) from exc
+    if parsed.get_backend_name() != "sqlite":
+        # Enough connections for every request thread plus ingest (see ``serve --threads``).
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    pool: dict[str, Any] = {}
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        pool = {"pool_size": 10, "max_overflow": 40}
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
+        **pool,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("outpost_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """An engine plus the two kinds of transaction the repositories run in."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _normalize(url)
+        try:
+            self.engine = create_engine(self.url)
+        except StoreError:
+            raise
+        except Exception as exc:  # unknown dialect or driver, bad options
+            raise StoreError(
+                f"cannot use database {redact(self.url)}: {exc}; outpost-service supports "
+                "sqlite:///PATH and postgresql+psycopg://USER@HOST/DB"
+            ) from exc
+        self._writer = self.engine.execution_options(outpost_write=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (rolled back on error, committed otherwise)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        with self._writer.begin() as conn:
+            yield conn
+
+    def ensure_schema(self) -> None:
+        """Create the schema in an empty database; refuse a database of another version."""
+        try:
+            with self.write() as conn:
+                inspector = sa.inspect(conn)
+                if not inspector.has_table(meta.name):
+                    existing = [t for t in metadata.tables if inspector.has_table(t)]
+                    if existing:
+                        raise StoreError(
+                            f"database {redact(self.url)} has outpost tables {existing} but no "
+                            "schema version; it was not created by outpost-service init-db"
+                        )
+                    metadata.create_all(conn)
+                    conn.execute(
+                        meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                    return
+                found = conn.execute(
+                    sa.select(meta.c.value).where(meta.c.key == "schema_version")
+                ).scalar()
+        except sa.exc.IntegrityError:  # another process created it at the same moment
+            return self.ensure_schema()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot open database {redact(self.url)}: {exc.orig}") from exc
+        if found != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"database {redact(self.url)} has schema version {found}, this outpost-service "
+                f"reads schema version {SCHEMA_VERSION}; use a database made by the same "
+                "version, or a new empty one"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,101 @@
+"""The SQL schema (SQLAlchemy Core) and its version.
+
+Times are float seconds since the epoch, like the protocol's envelopes, so both backends store
+and compare them the same way.  ``SCHEMA_VERSION`` is bumped on every incompatible change; the
+store refuses to run on a database written by another version (see :mod:`.database`).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+#: An autoincrementing 64-bit key that SQLite also autoincrements (it only does for INTEGER).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    # Only the sha256 hex of a token is stored: a leaked database does not leak tokens.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.user_id"), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+endpoints = sa.Table(
+    "endpoints",
+    metadata,
+    sa.Column("endpoint_id", sa.String(36), primary_key=True),
+    sa.Column("owner", BigId, sa.ForeignKey("users.user_id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_heartbeat", sa.Float, nullable=True),
+    # What the endpoint said about itself in its last heartbeat ("online", "offline", ...).
+    sa.Column("reported_state", sa.String(32), nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_endpoints_owner_name", "owner", "name"),
+)
+
+functions = sa.Table(
+    "functions",
+    metadata,
+    sa.Column("function_id", sa.String(64), primary_key=True),  # sha256 hex of the payload
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("name", sa.String(64), nullable=True),
+    sa.Column("created_by", BigId, sa.ForeignKey("users.user_id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    # ``seq`` keeps the submission order (a batch shares one created_at).
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("owner", BigId, sa.ForeignKey("users.user_id"), nullable=False),
+    sa.Column("endpoint_id", sa.String(36), sa.ForeignKey("endpoints.endpoint_id"), nullable=False),
+    sa.Column("function_id", sa.String(64), sa.ForeignKey("functions.function_id"), nullable=False),
+    sa.Column("task_group_id", sa.String(36), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("args", sa.LargeBinary, nullable=False),
+    sa.Column("resource_spec", sa.JSON, nullable=False),
+    sa.Column("result", sa.LargeBinary, nullable=True),  # the ResultEnvelope's JSON bytes
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    # Set when the task finishes; a sweep deletes the task once it is passed.
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Index("ix_tasks_task_group_id", "task_group_id"),
+    sa.Index("ix_tasks_endpoint_state", "endpoint_id", "state"),
+    sa.Index("ix_tasks_expires_at", "expires_at"),
+)
+
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column("event_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(36), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)

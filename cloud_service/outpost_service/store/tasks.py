@@ -1,0 +1,203 @@
+"""Tasks, their events and their results.
+
+The no-loss rule lives here: a result is stored only for a task that is not yet terminal, so a
+re-delivered or duplicate result (at-least-once execution) and a result arriving after a cancel
+are ignored; the first final state wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from outpost.protocol import ResultEnvelope, TaskState
+from outpost_service.store.endpoints import TERMINAL_STATES
+from outpost_service.store.schema import task_events, tasks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NewTask:
+    """A validated task about to be inserted."""
+
+    task_id: str
+    endpoint_id: str
+    function_id: str
+    args: bytes
+    task_group_id: str | None = None
+    resource_spec: dict[str, Any] = field(default_factory=dict)
+
+
+def insert_many(conn: Connection, owner: int, new: Sequence[NewTask], now: float) -> None:
+    """Insert ``new`` as queued tasks, with their received and queued events (executemany)."""
+    if not new:
+        return
+    conn.execute(
+        tasks.insert(),
+        [
+            {
+                "task_id": t.task_id,
+                "owner": owner,
+                "endpoint_id": t.endpoint_id,
+                "function_id": t.function_id,
+                "task_group_id": t.task_group_id,
+                "state": TaskState.QUEUED.value,
+                "args": t.args,
+                "resource_spec": t.resource_spec,
+                "created_at": now,
+            }
+            for t in new
+        ],
+    )
+    conn.execute(
+        task_events.insert(),
+        [
+            {"task_id": t.task_id, "state": state, "at": now}
+            for t in new
+            for state in (TaskState.RECEIVED.value, TaskState.QUEUED.value)
+        ],
+    )
+
+
+def get_owned(conn: Connection, task_id: str, owner: int) -> Row[Any] | None:
+    return conn.execute(
+        sa.select(tasks).where(tasks.c.task_id == task_id, tasks.c.owner == owner)
+    ).first()
+
+
+def events(conn: Connection, task_id: str) -> list[Row[Any]]:
+    return list(
+        conn.execute(
+            sa.select(task_events.c.state, task_events.c.at)
+            .where(task_events.c.task_id == task_id)
+            .order_by(task_events.c.event_id)
+        )
+    )
+
+
+def states_owned(conn: Connection, task_ids: Iterable[str], owner: int) -> dict[str, Any]:
+    """``{task_id: (task_id, state, size)}`` for the tasks among ``task_ids`` that ``owner``
+    owns; ``size`` is the stored result's length in bytes (None while unfinished)."""
+    rows = conn.execute(
+        sa.select(
+            tasks.c.task_id, tasks.c.state, sa.func.length(tasks.c.result).label("size")
+        ).where(tasks.c.task_id.in_(set(task_ids)), tasks.c.owner == owner)
+    )
+    return {row.task_id: row for row in rows}
+
+
+def results(conn: Connection, task_ids: Iterable[str]) -> dict[str, bytes]:
+    """The stored ``ResultEnvelope`` bytes of the finished tasks among ``task_ids``."""
+    rows = conn.execute(
+        sa.select(tasks.c.task_id, tasks.c.result).where(
+            tasks.c.task_id.in_(set(task_ids)), tasks.c.result.is_not(None)
+        )
+    )
+    return {row.task_id: bytes(row.result) for row in rows}
+
+
+def in_group(conn: Connection, task_group_id: str, owner: int) -> list[Row[Any]]:
+    return list(
+        conn.execute(
+            sa.select(tasks.c.task_id, tasks.c.state, tasks.c.function_id, tasks.c.endpoint_id)
+            .where(tasks.c.task_group_id == task_group_id, tasks.c.owner == owner)
+            .order_by(tasks.c.seq)
+        )
+    )
+
+
+def outstanding_ids(conn: Connection, endpoint_id: str) -> list[str]:
+    return list(
+        conn.execute(
+            sa.select(tasks.c.task_id).where(
+                tasks.c.endpoint_id == endpoint_id, tasks.c.state.notin_(TERMINAL_STATES)
+            )
+        ).scalars()
+    )
+
+
+def finish(
+    conn: Connection,
+    results: Sequence[ResultEnvelope],
+    retention: float,
+    *,
+    endpoint_must_match: bool = True,
+) -> list[str]:
+    """Store the final ``results``; return the ids actually stored.
+
+    A result is ignored (and logged) if its task is unknown, already terminal, reported twice in
+    ``results``, or (with ``endpoint_must_match``) reported by another endpoint than the task's.
+    The rows are locked (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so a
+    concurrent cancel and result cannot both win.
+    """
+    if not results:
+        return []
+    ids = {r.task_id for r in results}
+    current = {
+        row.task_id: row
+        for row in conn.execute(
+            sa.select(tasks.c.task_id, tasks.c.state, tasks.c.endpoint_id)
+            .where(tasks.c.task_id.in_(ids))
+            .order_by(tasks.c.task_id)  # one lock order: concurrent ingests cannot deadlock
+            .with_for_update()
+        )
+    }
+    now = time.time()
+    chosen: dict[str, ResultEnvelope] = {}
+    for result in results:
+        row = current.get(result.task_id)
+        if row is None:
+            log.warning("ignoring result for unknown task %s", result.task_id)
+        elif row.state in TERMINAL_STATES or result.task_id in chosen:
+            log.info("ignoring duplicate result for finished task %s", result.task_id)
+        elif endpoint_must_match and row.endpoint_id != result.endpoint_id:
+            log.warning(
+                "ignoring result for task %s from endpoint %s: the task belongs to endpoint %s",
+                result.task_id,
+                result.endpoint_id,
+                row.endpoint_id,
+            )
+        else:
+            chosen[result.task_id] = result
+    if not chosen:
+        return []
+    conn.execute(
+        tasks.update()
+        # Compare-and-set on the state read above (a cheap guard on top of the row lock).
+        .where(tasks.c.task_id == sa.bindparam("b_task_id"), tasks.c.state == sa.bindparam("b_old"))
+        .values(
+            state=sa.bindparam("b_state"),
+            result=sa.bindparam("b_result"),
+            completed_at=now,
+            expires_at=now + retention,
+        ),
+        [
+            {
+                "b_task_id": tid,
+                "b_old": current[tid].state,
+                "b_state": r.state.value,
+                "b_result": r.to_bytes(),
+            }
+            for tid, r in chosen.items()
+        ],
+    )
+    conn.execute(
+        task_events.insert(),
+        [{"task_id": tid, "state": r.state.value, "at": now} for tid, r in chosen.items()],
+    )
+    return list(chosen)
+
+
+def purge_expired(conn: Connection, now: float) -> int:
+    """Delete finished tasks whose retention has passed; return how many."""
+    expired = sa.select(tasks.c.task_id).where(tasks.c.expires_at < now)
+    conn.execute(task_events.delete().where(task_events.c.task_id.in_(expired)))
+    result = conn.execute(tasks.delete().where(tasks.c.expires_at < now))
+    return int(result.rowcount or 0)

@@ -1,0 +1,89 @@
+"""Users and their API tokens.
+
+A token is ``op_`` + ``secrets.token_urlsafe(32)``; only its sha256 hex is stored and tokens are
+looked up by that hash, so the plaintext exists only in the answer to ``create-user``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from outpost_service.store.schema import tokens, users
+
+TOKEN_PREFIX = "op_"
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    token_hash: str
+    user: User
+    expires_at: float | None
+    revoked_at: float | None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def get_or_create_user(conn: Connection, name: str) -> User:
+    """The user called ``name``, created if absent."""
+    row = conn.execute(sa.select(users).where(users.c.name == name)).first()
+    if row is not None:
+        return User(row.user_id, row.name)
+    result = conn.execute(users.insert().values(name=name, created_at=time.time()))
+    key = result.inserted_primary_key
+    assert key is not None
+    return User(int(key[0]), name)
+
+
+def issue_token(conn: Connection, user: User, *, expires_in: float | None = None) -> str:
+    """A new token for ``user``; the plaintext is returned once and never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = time.time()
+    conn.execute(
+        tokens.insert().values(
+            token_hash=hash_token(token),
+            user_id=user.user_id,
+            created_at=now,
+            expires_at=None if expires_in is None else now + expires_in,
+        )
+    )
+    return token
+
+
+def find_token(conn: Connection, token_hash: str) -> TokenRecord | None:
+    row = conn.execute(
+        sa.select(tokens, users.c.name)
+        .join(users, users.c.user_id == tokens.c.user_id)
+        .where(tokens.c.token_hash == token_hash)
+    ).first()
+    if row is None:
+        return None
+    return TokenRecord(
+        token_hash=row.token_hash,
+        user=User(row.user_id, row.name),
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def revoke_token(conn: Connection, token: str) -> bool:
+    """Revoke ``token``; False if it was unknown or already revoked."""
+    result = conn.execute(
+        tokens.update()
+        .where(tokens.c.token_hash == hash_token(token), tokens.c.revoked_at.is_(None))
+        .values(revoked_at=time.time())
+    )
+    return bool(result.rowcount)

@@ -1,0 +1,127 @@
+"""Running one task inside a worker process: deserialize, call, capture the outcome.
+
+:func:`run_task` never raises: every failure (the function raised, the arguments could not be
+unpickled, the result cannot be pickled or is too large) becomes a failed
+:class:`ResultEnvelope` with a machine-readable ``reason``, so the engine always has an answer to
+send back and the client never waits on a task that silently vanished.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+from outpost.errors import PayloadTooLargeError, SerializationError
+from outpost.protocol import (
+    DEFAULT_PAYLOAD_LIMIT,
+    ErrorInfo,
+    ResultEnvelope,
+    TaskEnvelope,
+    TaskState,
+    deserialize,
+    serialize,
+)
+from outpost_endpoint.results import HOSTNAME, this_worker
+
+
+def run_task(
+    task: TaskEnvelope,
+    received: float | None = None,
+    *,
+    payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
+) -> ResultEnvelope:
+    """Run ``task`` here and describe its outcome."""
+    timing = {"received": received if received is not None else time.time()}
+    timing["started"] = time.time()
+
+    def finish(state: TaskState, value: bytes | None, error: ErrorInfo | None) -> ResultEnvelope:
+        timing["finished"] = time.time()
+        return ResultEnvelope(
+            task_id=task.task_id,
+            endpoint_id=task.endpoint_id,
+            state=state,
+            value=value,
+            error=error,
+            timing=timing,
+            node=HOSTNAME,
+            worker=this_worker(),
+        )
+
+    try:
+        function, args, kwargs = _load(task)
+    except SerializationError as exc:
+        return finish(TaskState.FAILED, None, _serialization_error(exc, "arguments"))
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt are task failures too
+        return finish(TaskState.FAILED, None, exception_info(exc, payload_limit))
+    try:
+        payload = serialize(value, limit=payload_limit)
+    except PayloadTooLargeError as exc:
+        message = (
+            f"the result of task {task.task_id} is too large to send back: {exc}; write large "
+            "results to a file on the cluster and return its path"
+        )
+        return finish(TaskState.FAILED, None, _serialization_error(exc, "result", message))
+    except SerializationError as exc:
+        message = (
+            f"the result of task {task.task_id} ({type(value).__name__}) cannot be pickled: "
+            f"{exc}; return plain data (numbers, strings, lists, dicts, dataclasses) instead"
+        )
+        return finish(TaskState.FAILED, None, _serialization_error(exc, "result", message))
+    return finish(TaskState.SUCCESS, payload, None)
+
+
+def _load(task: TaskEnvelope) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    function = deserialize(task.function)
+    if not callable(function):
+        raise SerializationError(
+            f"the function payload of task {task.task_id} holds a {type(function).__name__}, "
+            "not a callable"
+        )
+    packed = deserialize(task.args)
+    if (
+        not isinstance(packed, (tuple, list))
+        or len(packed) != 2
+        or not isinstance(packed[0], (tuple, list))
+        or not isinstance(packed[1], dict)
+    ):
+        raise SerializationError(
+            f"the args payload of task {task.task_id} must be a pickled (args, kwargs) pair, "
+            f"got {type(packed).__name__}"
+        )
+    return function, tuple(packed[0]), packed[1]
+
+
+def exception_info(exc: BaseException, payload_limit: int | None) -> ErrorInfo:
+    """Describe an exception raised by a task, keeping the original for the SDK if it pickles."""
+    payload: bytes | None
+    try:
+        pickled = serialize(exc, limit=payload_limit)
+        deserialize(pickled)  # an exception that pickles but cannot be rebuilt is no use
+        payload = pickled
+    except Exception:
+        payload = None
+    return ErrorInfo(
+        type=qualified_name(type(exc)),
+        message=str(exc),
+        reason="exception",
+        traceback="".join(traceback.format_exception(exc)),
+        payload=payload,
+    )
+
+
+def qualified_name(cls: type) -> str:
+    """``module.Qualname`` (``builtins.ValueError``, ``__main__.MyError``)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _serialization_error(exc: BaseException, what: str, message: str | None = None) -> ErrorInfo:
+    return ErrorInfo(
+        type=qualified_name(type(exc)),
+        message=message or f"cannot deserialize the task's function or {what}: {exc}",
+        reason="serialization",
+        traceback="".join(traceback.format_exception(exc)),
+        payload=None,
+    )

@@ -1,0 +1,137 @@
+"""Where an endpoint's files live: ``OUTPOST_HOME/endpoints/NAME/``.
+
+Every other module asks this one for a path, so the layout described in ARCHITECTURE.md
+("Files on the endpoint host") is written down exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from outpost_endpoint.errors import ConfigError, EndpointNotFound
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def outpost_home() -> Path:
+    """``$OUTPOST_HOME`` or ``~/.outpost``."""
+    configured = os.environ.get("OUTPOST_HOME")
+    home = Path(configured).expanduser() if configured else Path.home() / ".outpost"
+    return home.absolute()  # the daemon changes directory; relative paths would break
+
+
+def endpoints_dir() -> Path:
+    return outpost_home() / "endpoints"
+
+
+def global_credentials_path() -> Path:
+    """``OUTPOST_HOME/credentials.json`` (``{"url", "token"}``), written by ``outpost login``."""
+    return outpost_home() / "credentials.json"
+
+
+def check_name(name: str) -> str:
+    """Endpoint names become directory names: keep them to a safe alphabet."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"endpoint name {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit, at most 64 characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class EndpointPaths:
+    """The files of one endpoint."""
+
+    name: str
+    root: Path
+
+    @classmethod
+    def for_name(cls, name: str) -> EndpointPaths:
+        return cls(check_name(name), endpoints_dir() / name)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def info(self) -> Path:
+        """``endpoint.json``: the id the service gave us, kept across restarts."""
+        return self.root / "endpoint.json"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "endpoint.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "endpoint.log"
+
+    @property
+    def credentials(self) -> Path:
+        """Optional per-endpoint ``{"token"}`` (0600); overrides the user's token."""
+        return self.root / "credentials.json"
+
+    def exists(self) -> bool:
+        return self.config.is_file()
+
+    def require(self) -> EndpointPaths:
+        """Raise :class:`EndpointNotFound` unless ``configure`` created this endpoint."""
+        if not self.exists():
+            raise EndpointNotFound(
+                f"no endpoint named {self.name!r} (looked for {self.config}); create it with "
+                f"`outpost-endpoint configure {self.name}` or check OUTPOST_HOME"
+            )
+        return self
+
+    def read_info(self) -> dict[str, Any]:
+        """The contents of ``endpoint.json``, or ``{}`` if the endpoint never registered."""
+        return read_json(self.info)
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        write_json(self.info, info)
+
+
+def list_endpoints() -> list[EndpointPaths]:
+    """Every configured endpoint, sorted by name."""
+    root = endpoints_dir()
+    if not root.is_dir():
+        return []
+    found = [
+        EndpointPaths(child.name, child)
+        for child in sorted(root.iterdir())
+        if (child / "config.yaml").is_file()
+    ]
+    return found
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ``{}`` if missing; a clear error if it is not JSON."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

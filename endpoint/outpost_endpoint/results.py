@@ -1,0 +1,98 @@
+"""Building :class:`ResultEnvelope` s for outcomes decided outside the function.
+
+The engine (timeouts, lost workers, cancels) and the task consumer (cancelled before arrival,
+refused tasks) all describe failures the same way, so the wording lives here once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope, TaskState
+
+HOSTNAME = socket.gethostname()
+
+
+def failed_result(
+    task: TaskEnvelope,
+    reason: str,
+    message: str,
+    *,
+    error_type: str = "outpost.errors.TaskError",
+    state: TaskState = TaskState.FAILED,
+    timing: dict[str, float] | None = None,
+    worker: str = "",
+) -> ResultEnvelope:
+    """A result that carries no value, only :class:`ErrorInfo` with a machine-readable reason."""
+    now = time.time()
+    return ResultEnvelope(
+        task_id=task.task_id,
+        endpoint_id=task.endpoint_id,
+        state=state,
+        error=ErrorInfo(type=error_type, message=message, reason=reason),
+        timing=timing or {"received": now, "finished": now},
+        node=HOSTNAME,
+        worker=worker,
+    )
+
+
+def cancelled_result(task: TaskEnvelope, timing: dict[str, float] | None = None) -> ResultEnvelope:
+    """The answer for a task that was cancelled before (or while) it ran."""
+    return failed_result(
+        task,
+        "cancelled",
+        f"task {task.task_id} was cancelled on endpoint host {HOSTNAME} before it finished",
+        error_type="outpost.errors.TaskCancelledError",
+        state=TaskState.CANCELLED,
+        timing=timing,
+    )
+
+
+def timeout_result(
+    task: TaskEnvelope, walltime: float, timing: dict[str, float], worker: str
+) -> ResultEnvelope:
+    return failed_result(
+        task,
+        "timeout",
+        f"task {task.task_id} ran longer than its walltime of {walltime:g} s on {HOSTNAME}; "
+        "the worker was killed and replaced. Raise resource_specification['walltime'] if the "
+        "task needs more time",
+        error_type="outpost.errors.TaskTimeout",
+        timing=timing,
+        worker=worker,
+    )
+
+
+def worker_lost_result(
+    task: TaskEnvelope, exitcode: int | None, timing: dict[str, float], worker: str
+) -> ResultEnvelope:
+    return failed_result(
+        task,
+        "worker_lost",
+        f"the worker process (pid {worker}) running task {task.task_id} on {HOSTNAME} died "
+        f"({describe_exit(exitcode)}); it may have crashed, run out of memory or called "
+        "os._exit. The worker was replaced",
+        error_type="outpost.errors.WorkerLost",
+        timing=timing,
+        worker=worker,
+    )
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """``killed by signal SIGKILL`` / ``exit code 3`` / ``exit status unknown``."""
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        import signal
+
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def this_worker() -> str:
+    return str(os.getpid())

@@ -1,0 +1,114 @@
+"""Running one endpoint in the current process: register, connect, serve until signalled.
+
+Both ``start --foreground`` and the daemon (after :mod:`outpost_endpoint.daemon` detached it)
+end up in :func:`run_endpoint`.  Readiness and startup errors are reported through callbacks so
+the daemon can pass them to the waiting ``start`` command over a pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from outpost_endpoint import pidfile
+from outpost_endpoint.amqp.connection import AmqpSettings, redact
+from outpost_endpoint.config import EndpointConfig, load_config
+from outpost_endpoint.engine.registry import build_engine
+from outpost_endpoint.errors import AlreadyRunning, EndpointError
+from outpost_endpoint.paths import EndpointPaths
+from outpost_endpoint.service import EndpointService
+from outpost_endpoint.service_link import ServiceLink, resolve_access
+
+log = logging.getLogger("outpost_endpoint")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("pika").setLevel(logging.WARNING)
+
+
+def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSettings]:
+    """Register with the service (re-attaching to the id in endpoint.json) and keep the id."""
+    access = resolve_access(paths, config.service_url)
+    known = paths.read_info()
+    answer = ServiceLink(access).register(paths.name, known.get("endpoint_id"))
+    endpoint_id = answer["endpoint_id"]
+    settings = AmqpSettings.from_registration(answer["amqp"], url_override=config.amqp_url)
+    paths.write_info(
+        {
+            **known,
+            "endpoint_id": endpoint_id,
+            "name": paths.name,
+            "service_url": access.url,
+            "task_queue": settings.task_queue,
+            "registered_at": time.time(),
+        }
+    )
+    return endpoint_id, settings
+
+
+def run_endpoint(
+    paths: EndpointPaths,
+    on_ready: Callable[[str], None],
+    on_error: Callable[[str], None],
+) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _SIGNALS}
+    try:
+        running = pidfile.read_pid(paths.pidfile)
+        if running is not None and running != os.getpid():
+            raise AlreadyRunning(f"endpoint {paths.name!r} is already running (pid {running})")
+        pidfile.write_pid(paths.pidfile)
+        config = load_config(paths.config)
+        engine = build_engine(config.engine)  # config errors before touching the service
+        endpoint_id, settings = register(paths, config)
+        service = EndpointService(
+            endpoint_id,
+            settings,
+            engine,
+            prefetch=config.prefetch_count,
+            heartbeat_interval=config.heartbeat_interval,
+        )
+        log.info(
+            "endpoint %s (%s): engine %s, %s workers, prefetch %d; service %s; RabbitMQ %s",
+            paths.name, endpoint_id, config.engine.type, config.engine.max_workers,
+            config.prefetch_count, paths.read_info().get("service_url"), redact(settings.url),
+        )  # fmt: skip
+        service.start()
+    except EndpointError as exc:
+        log.error("endpoint %s did not start: %s", paths.name, exc)
+        pidfile.remove_pid(paths.pidfile)
+        on_error(str(exc))
+        _restore(previous)
+        return 1
+    log.info("endpoint %s started: %s (pid %d)", paths.name, endpoint_id, os.getpid())
+    on_ready(endpoint_id)
+    try:
+        while not stop.wait(1.0):
+            pass
+        log.info("signal received; shutting down")
+        service.stop(grace=config.shutdown_grace)
+    finally:
+        pidfile.remove_pid(paths.pidfile)
+        _restore(previous)
+    return 0
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _restore(previous: dict[Any, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,156 @@
+"""The endpoint's HTTP conversation with the Outpost service: register, delete.
+
+Small on purpose: the SDK's ``outpost.Client`` is the general HTTP client; the endpoint needs two
+calls and, above all, errors that tell an operator on a login node what to fix (wrong URL,
+service down, bad token).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+import outpost
+from outpost.protocol import PROTOCOL_VERSION
+from outpost_endpoint.errors import ConfigError, RegistrationError, ServiceRequestError
+from outpost_endpoint.paths import EndpointPaths, global_credentials_path, read_json
+
+_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ServiceAccess:
+    """Where the service is and the token to show it."""
+
+    url: str
+    token: str | None
+
+
+def resolve_access(paths: EndpointPaths, configured_url: str | None) -> ServiceAccess:
+    """URL: config.yaml, then ``OUTPOST_URL``, then ``~/.outpost/credentials.json``.
+    Token: the endpoint's credentials.json, then ``OUTPOST_TOKEN``, then the user's file."""
+    user = read_json(global_credentials_path())
+    url = configured_url or os.environ.get("OUTPOST_URL") or user.get("url")
+    if not url:
+        raise ConfigError(
+            f"no service URL for endpoint {paths.name!r}: set service_url in {paths.config}, or "
+            "OUTPOST_URL, or log in with `outpost login`"
+        )
+    token = (
+        read_json(paths.credentials).get("token")
+        or os.environ.get("OUTPOST_TOKEN")
+        or user.get("token")
+    )
+    return ServiceAccess(str(url).rstrip("/"), str(token) if token else None)
+
+
+def host_metadata() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "python": platform.python_version(),
+        "outpost": outpost.__version__,
+        "protocol": PROTOCOL_VERSION,
+        "platform": platform.platform(),
+    }
+
+
+class ServiceLink:
+    """Registration and deletion of one endpoint on the service."""
+
+    def __init__(self, access: ServiceAccess, *, timeout: float = _TIMEOUT) -> None:
+        self.access = access
+        self.timeout = timeout
+        self._session = requests.Session()
+        if access.token:
+            self._session.headers["Authorization"] = f"Bearer {access.token}"
+
+    def register(self, name: str, endpoint_id: str | None) -> dict[str, Any]:
+        """``POST /v1/endpoints``; the answer holds ``endpoint_id`` and the ``amqp`` settings."""
+        body: dict[str, Any] = {"name": name, "metadata": host_metadata()}
+        if endpoint_id:
+            body["endpoint_id"] = endpoint_id
+        answer = self._request("POST", "/v1/endpoints", body, RegistrationError)
+        if not isinstance(answer.get("endpoint_id"), str) or not isinstance(
+            answer.get("amqp"), dict
+        ):
+            raise RegistrationError(
+                f"the service at {self.access.url} answered registration without endpoint_id "
+                f"and amqp settings ({answer!r}); is that URL an Outpost service?"
+            )
+        return answer
+
+    def delete(self, endpoint_id: str) -> None:
+        """``DELETE /v1/endpoints/<id>``; an endpoint the service does not know is fine."""
+        try:
+            self._request("DELETE", f"/v1/endpoints/{endpoint_id}", None, ServiceRequestError)
+        except ServiceRequestError as exc:
+            if exc.status != 404:
+                raise
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, error: type[RegistrationError]
+    ) -> dict[str, Any]:
+        url = self.access.url + path
+        try:
+            response = self._session.request(method, url, json=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise error(
+                f"cannot reach the Outpost service at {self.access.url}: {_short(exc)}; is it "
+                "running? set service_url in config.yaml or OUTPOST_URL"
+            ) from exc
+        if response.status_code < 400:
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise error(
+                    f"the service at {self.access.url} answered {method} {path} with non-JSON "
+                    f"({response.text[:200]!r}); is that URL an Outpost service?"
+                ) from exc
+            return data if isinstance(data, dict) else {}
+        raise _http_error(error, method, path, self.access.url, response)
+
+
+def _short(exc: requests.RequestException) -> str:
+    """``Connection refused`` rather than three nested urllib3 reprs."""
+    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    if match:
+        return match.group(1)
+    if isinstance(exc, requests.Timeout):
+        return "no answer (timed out)"
+    return str(exc)[:300]
+
+
+def _http_error(
+    error: type[RegistrationError], method: str, path: str, base: str, response: Any
+) -> RegistrationError:
+    try:
+        detail = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        detail = response.text[:200]
+    status = response.status_code
+    if status == 401:
+        hint = (
+            "the token is missing or not accepted; pass one with `outpost-endpoint configure "
+            "NAME --token TOKEN --force`, set OUTPOST_TOKEN, or run `outpost login`"
+        )
+    elif status == 403:
+        hint = "the endpoint id in endpoint.json belongs to another user; delete endpoint.json"
+    elif status == 409:
+        hint = (
+            "the name or the endpoint_id in endpoint.json clashes with another endpoint; choose "
+            "another name, or delete endpoint.json to register under a new id"
+        )
+    elif status == 404:
+        hint = f"is {base} the Outpost service URL (and the endpoint not deleted)?"
+    else:
+        hint = "see the service's logs"
+    return error(
+        f"the service at {base} refused {method} {path} (HTTP {status}: {detail}); {hint}",
+        status=status,
+    )

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# test.sh — the whole test suite: lint, format check, types, import rules, then pytest against
+# real RabbitMQ and PostgreSQL (both started here if needed). Extra arguments go to pytest.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+OUTPOST_NEED_POSTGRES=1 source "$ROOT/scripts/bootstrap.sh"
+BIN=${OUTPOST_VENV:-$ROOT/.venv}/bin
+say "ruff check";  "$BIN/ruff" check sdk endpoint cloud_service tests benchmarks
+say "ruff format --check"; "$BIN/ruff" format --check sdk endpoint cloud_service tests benchmarks
+say "mypy"; "$BIN/mypy" sdk/outpost endpoint/outpost_endpoint cloud_service/outpost_service
+say "import rules"; "$BIN/lint-imports"
+say "pytest"; "$BIN/pytest" -q "$@"

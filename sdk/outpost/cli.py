@@ -1,0 +1,197 @@
+"""``outpost``: the user's command line (log in, look at endpoints and tasks).
+
+It reads ``OUTPOST_URL``/``OUTPOST_TOKEN`` and ``~/.outpost/credentials.json`` exactly like
+``Client()``, and never prompts when stdin is not a terminal, so it is safe in scripts and
+batch jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from outpost.client import Client
+from outpost.credentials import normalize_url, write_credentials
+from outpost.errors import OutpostError, ResultNotReady
+
+EPILOG = """\b
+Configuration (the same as the Python SDK):
+  OUTPOST_URL, OUTPOST_TOKEN   service URL and API token
+  OUTPOST_HOME                 folder of credentials.json (default ~/.outpost)
+
+\b
+Examples:
+  outpost login --url https://outpost.example.org --token "$TOKEN"
+  outpost endpoints list
+  outpost tasks group 3f0c...   # states of every task of an Executor's task_group_id
+  outpost tasks result 9a1e...  # print a task's value, or its remote traceback
+"""
+
+
+class _Context:
+    def __init__(self, url: str | None, token: str | None) -> None:
+        self.url = url
+        self.token = token
+
+    def client(self) -> Client:
+        return Client(self.url, self.token)
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+class _Group(click.Group):
+    """Turns every Outpost error into a one-line message and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OutpostError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, epilog=EPILOG)
+@click.option("--url", envvar="OUTPOST_URL", help="Service URL (default: $OUTPOST_URL, login).")
+@click.option("--token", envvar="OUTPOST_TOKEN", help="API token (default: $OUTPOST_TOKEN, login).")
+@click.version_option(package_name="outpost")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
+    """Outpost: run Python functions and shell/MPI commands on HPC machines from anywhere.
+
+    Submit work from Python with outpost.Executor; use this command to log in and to look at
+    endpoints and tasks.
+    """
+    ctx.obj = _Context(url, token)
+
+
+@cli.command()
+@click.option("--url", "login_url", help="Service URL, e.g. https://outpost.example.org.")
+@click.option("--token", "login_token", help="API token (from `outpost-service create-user`).")
+@click.pass_obj
+def login(obj: _Context, login_url: str | None, login_token: str | None) -> None:
+    """Check a service URL and token, then save them to $OUTPOST_HOME/credentials.json (0600).
+
+    Prompts for what is missing only when stdin is a terminal; in scripts pass --url and
+    --token (or set OUTPOST_URL and OUTPOST_TOKEN).
+    """
+    url = login_url or obj.url
+    token = login_token or obj.token
+    if not url or not token:
+        if not sys.stdin.isatty():
+            missing = " and ".join(n for n, v in (("--url", url), ("--token", token)) if not v)
+            raise click.UsageError(
+                f"{missing} missing and stdin is not a terminal, so outpost will not prompt: "
+                "pass them, or set OUTPOST_URL and OUTPOST_TOKEN"
+            )
+        url = url or click.prompt("Outpost service URL")
+        token = token or click.prompt("API token", hide_input=True)
+    url = normalize_url(str(url))
+    health = Client.anonymous(url).health()
+    client = Client(url, str(token))
+    client.list_endpoints()  # raises AuthenticationError for a bad token
+    path = write_credentials(url, str(token))
+    click.echo(f"logged in to {url} (service {health.get('version', '?')}); saved {path}")
+
+
+@cli.group()
+def endpoints() -> None:
+    """Endpoints: the HPC login nodes that run your tasks."""
+
+
+@endpoints.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def endpoints_list(obj: _Context, as_json: bool) -> None:
+    """List the endpoints you may send tasks to, with their state."""
+    items = obj.client().list_endpoints()
+    if as_json:
+        _echo_json(items)
+        return
+    rows = [
+        (e.get("endpoint_id"), e.get("name"), e.get("state"), e.get("outstanding_tasks"))
+        for e in items
+    ]
+    click.echo(_table(rows, ("ENDPOINT_ID", "NAME", "STATE", "OUTSTANDING")))
+
+
+@cli.group()
+def tasks() -> None:
+    """Tasks: look at states and results (task ids come from future.task_id)."""
+
+
+@tasks.command("status")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def tasks_status(obj: _Context, task_id: str, as_json: bool) -> None:
+    """Show a task's state and the history of its state changes."""
+    task = obj.client().get_task(task_id)
+    if as_json:
+        _echo_json(task)
+        return
+    for key in ("task_id", "state", "endpoint_id", "function_id", "task_group_id"):
+        click.echo(f"{key + ':':15} {task.get(key)}")
+    for event in task.get("events") or []:
+        click.echo(f"  {event.get('at')}  {event.get('state')}")
+
+
+@tasks.command("group")
+@click.argument("group_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def tasks_group(obj: _Context, group_id: str, as_json: bool) -> None:
+    """Show every task of a task group (an Executor's task_group_id) and counts per state."""
+    items = obj.client().get_task_group(group_id)
+    if as_json:
+        _echo_json(items)
+        return
+    rows = [(t.get("task_id"), t.get("state"), t.get("function_id")) for t in items]
+    click.echo(_table(rows, ("TASK_ID", "STATE", "FUNCTION_ID")))
+    counts = Counter(str(t.get("state")) for t in items)
+    summary = ", ".join(f"{state}: {n}" for state, n in sorted(counts.items()))
+    click.echo(f"\n{len(items)} tasks ({summary or 'none'})")
+
+
+@tasks.command("result")
+@click.argument("task_id")
+@click.pass_obj
+def tasks_result(obj: _Context, task_id: str) -> None:
+    """Print a task's value; a failed task prints its remote traceback and exits 1.
+
+    Exits 2 when the task has no result yet.
+    """
+    try:
+        value = obj.client().get_result(task_id)
+    except ResultNotReady as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    except OutpostError:
+        raise
+    except BaseException as exc:  # the task's own exception, rebuilt here
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        sys.exit(1)
+    click.echo(value if isinstance(value, str) else repr(value))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point (``outpost``)."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="outpost")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,286 @@
+"""``Client``: the SDK's typed view of the service's HTTP API (docs/ARCHITECTURE.md).
+
+One method per route.  The client is thread-safe (one HTTP session per thread) because the
+executor's submitter and result watchers call it from their own threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from outpost._http import Transport
+from outpost.credentials import normalize_url, resolve_credentials
+from outpost.errors import MalformedMessageError, ResultNotReady, ServiceError
+from outpost.protocol import (
+    DEFAULT_PAYLOAD_LIMIT,
+    ResultEnvelope,
+    Strategy,
+    TaskState,
+    decode_message,
+    deserialize,
+    serialize_function,
+)
+from outpost.protocol.envelopes import b64encode
+from outpost.remote_errors import exception_from_result
+
+#: The longest long-poll the service accepts (seconds).
+MAX_RESULT_WAIT = 60.0
+
+
+class _FunctionCache:
+    """Function object → value, by identity when possible (functions, lambdas, methods).
+
+    A weak mapping lets a lambda created in a loop be collected; callables that cannot be weakly
+    referenced are kept in a plain dict; unhashable callables are not cached.
+    """
+
+    def __init__(self) -> None:
+        self._weak: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._strong: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            for mapping in (self._weak, self._strong):
+                try:
+                    value = mapping.get(key)
+                except TypeError:  # not weakly referenceable, or unhashable
+                    continue
+                if value is not None:
+                    return value
+            return None
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            try:
+                self._weak[key] = value
+            except TypeError:
+                with contextlib.suppress(TypeError):
+                    self._strong[key] = value
+
+
+class Client:
+    """Talks to one Outpost service as one user.
+
+    ``url`` and ``token`` default to ``OUTPOST_URL``/``OUTPOST_TOKEN``, then to the
+    ``credentials.json`` written by ``outpost login``.  ``timeout`` bounds each HTTP request
+    (long-polls add their wait to it); ``retries`` is how often idempotent calls are retried on
+    connection errors and 502/503/504, with exponential backoff and jitter.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
+    ) -> None:
+        credentials = resolve_credentials(url, token)
+        self.url = credentials.url
+        self.payload_limit = payload_limit
+        self._http = Transport(credentials.url, credentials.token, timeout=timeout, retries=retries)
+        self._payloads = _FunctionCache()
+        self._function_ids = _FunctionCache()
+
+    @classmethod
+    def anonymous(cls, url: str, *, timeout: float = 30.0, retries: int = 3) -> Client:
+        """A client without a token, for ``health()`` only (``outpost login`` checks a URL)."""
+        client = cls.__new__(cls)
+        client.url = normalize_url(url)
+        client.payload_limit = DEFAULT_PAYLOAD_LIMIT
+        client._http = Transport(client.url, None, timeout=timeout, retries=retries)
+        client._payloads = _FunctionCache()
+        client._function_ids = _FunctionCache()
+        return client
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connections this client opened."""
+        self._http.close()
+
+    # ------------------------------------------------------------------ service
+    def health(self) -> dict[str, Any]:
+        """``GET /health``: ``{"status", "version", "protocol"}``; needs no token."""
+        return dict(self._http.request("GET", "/health", idempotent=True, auth=False))
+
+    # ------------------------------------------------------------------ functions
+    def function_payload(
+        self, fn: Callable[..., Any], strategy: Strategy = Strategy.PICKLE
+    ) -> bytes:
+        """Serialize ``fn`` once (cached by function object); raises if it cannot be."""
+        cached = self._payloads.get(fn)
+        if cached is not None and cached[0] is strategy:
+            return bytes(cached[1])
+        payload = serialize_function(fn, strategy, limit=self.payload_limit)
+        self._payloads.put(fn, (strategy, payload))
+        return payload
+
+    def register_function(
+        self,
+        fn: Callable[..., Any],
+        strategy: Strategy = Strategy.PICKLE,
+        *,
+        name: str | None = None,
+    ) -> str:
+        """Register ``fn`` (``POST /v1/functions``) and return its content-addressed id.
+
+        Registration is idempotent (the id is the payload's sha256), so it is retried on
+        transient errors and done once per function object.
+        """
+        cached = self._function_ids.get(fn)
+        if cached is not None and cached[0] is strategy:
+            return str(cached[1])
+        payload = self.function_payload(fn, strategy)
+        body: dict[str, Any] = {"function": b64encode(payload)}
+        label = name or getattr(fn, "__name__", None)
+        if isinstance(label, str):
+            body["name"] = label
+        answer = self._http.request("POST", "/v1/functions", json=body, idempotent=True)
+        function_id = _field(answer, "function_id", str, "POST /v1/functions")
+        self._function_ids.put(fn, (strategy, function_id))
+        return function_id
+
+    # ------------------------------------------------------------------ tasks
+    def submit_tasks(self, tasks: list[dict[str, Any]]) -> list[str]:
+        """``POST /v1/tasks``; returns the task ids in the order of ``tasks``.
+
+        Each task is ``{"function_id", "endpoint_id", "args": base64, "task_group_id"?,
+        "resource_specification"?}``.  Not retried once the request may have reached the
+        service: a retry could create the tasks twice.
+        """
+        if not tasks:
+            return []
+        answer = self._http.request("POST", "/v1/tasks", json={"tasks": tasks}, idempotent=False)
+        task_ids = _field(answer, "task_ids", list, "POST /v1/tasks")
+        if len(task_ids) != len(tasks) or not all(isinstance(t, str) for t in task_ids):
+            raise ServiceError(
+                f"POST {self.url}/v1/tasks answered {len(task_ids)} task ids for {len(tasks)} "
+                "tasks; the service does not follow the Outpost API",
+                code="bad_response",
+            )
+        return task_ids
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """``GET /v1/tasks/<id>``: state, events and the result envelope (or ``None``)."""
+        return dict(self._http.request("GET", f"/v1/tasks/{task_id}", idempotent=True))
+
+    def get_result(self, task_id: str) -> Any:
+        """The task's value; raises the remote exception, or ``ResultNotReady`` if pending."""
+        task = self.get_task(task_id)
+        result = task.get("result")
+        if result is None:
+            state = task.get("state", "?")
+            raise ResultNotReady(
+                f"task {task_id} is {state}: it has no result yet; try again later or wait with "
+                "Executor.reload_tasks()"
+            )
+        envelope = result_envelope(result)
+        if envelope.state is TaskState.SUCCESS:
+            return deserialize(envelope.value or b"")
+        raise exception_from_result(envelope)
+
+    def get_results(
+        self, task_ids: Iterable[str], wait: float = 0
+    ) -> tuple[dict[str, ResultEnvelope], list[str]]:
+        """``POST /v1/results``: results of finished tasks and the ids still pending.
+
+        ``wait`` (0 to 60 s) makes the service hold the request until at least one of the tasks
+        has a result (long-poll).  Safe to retry: reading a result does not consume it.
+        """
+        results, pending = self.poll_results(task_ids, wait)
+        envelopes = {}
+        for item in results:
+            envelope = result_envelope(item)
+            envelopes[envelope.task_id] = envelope
+        return envelopes, pending
+
+    def poll_results(self, task_ids: Iterable[str], wait: float = 0) -> tuple[list[Any], list[str]]:
+        """Like :meth:`get_results` but the results stay undecoded JSON objects.
+
+        The executor's watcher uses it so that one malformed result fails one future, not the
+        whole poll.
+        """
+        ids = list(task_ids)
+        wait = max(0.0, min(float(wait), MAX_RESULT_WAIT))
+        answer = self._http.request(
+            "POST",
+            "/v1/results",
+            json={"task_ids": ids, "wait": wait},
+            idempotent=True,
+            timeout=self._http.timeout + wait,
+        )
+        results = _field(answer, "results", list, "POST /v1/results")
+        pending = _field(answer, "pending", list, "POST /v1/results")
+        return list(results), [str(t) for t in pending]
+
+    def get_task_group(self, task_group_id: str) -> list[dict[str, Any]]:
+        """``GET /v1/task_groups/<gid>/tasks``: ``[{"task_id", "state", ...}]``."""
+        answer = self._http.request(
+            "GET", f"/v1/task_groups/{task_group_id}/tasks", idempotent=True
+        )
+        return list(_field(answer, "tasks", list, "GET /v1/task_groups/<gid>/tasks"))
+
+    def cancel_task(self, task_id: str) -> str:
+        """``POST /v1/tasks/<id>/cancel``; returns the task's state after the request."""
+        answer = self._http.request("POST", f"/v1/tasks/{task_id}/cancel", idempotent=True)
+        return str(_field(answer, "state", str, "POST /v1/tasks/<id>/cancel"))
+
+    # ------------------------------------------------------------------ endpoints
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """``GET /v1/endpoints``: the endpoints this user may use."""
+        answer = self._http.request("GET", "/v1/endpoints", idempotent=True)
+        return list(_field(answer, "endpoints", list, "GET /v1/endpoints"))
+
+    def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        """``GET /v1/endpoints/<id>``."""
+        return dict(self._http.request("GET", f"/v1/endpoints/{endpoint_id}", idempotent=True))
+
+    def register_endpoint(
+        self,
+        name: str,
+        endpoint_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/endpoints``: creates or re-attaches (same name or id) an endpoint.
+
+        Returns ``{"endpoint_id", "name", "amqp": {...}}``; re-attaching is idempotent.
+        """
+        body: dict[str, Any] = {"name": name}
+        if endpoint_id is not None:
+            body["endpoint_id"] = endpoint_id
+        if metadata is not None:
+            body["metadata"] = metadata
+        return dict(self._http.request("POST", "/v1/endpoints", json=body, idempotent=True))
+
+    def delete_endpoint(self, endpoint_id: str) -> str:
+        """``DELETE /v1/endpoints/<id>`` (its queue too); returns the deleted id."""
+        answer = self._http.request("DELETE", f"/v1/endpoints/{endpoint_id}", idempotent=False)
+        return str(answer.get("deleted", endpoint_id)) if isinstance(answer, dict) else endpoint_id
+
+
+def _field(answer: Any, name: str, kind: type, route: str) -> Any:
+    if not isinstance(answer, dict) or not isinstance(answer.get(name), kind):
+        raise ServiceError(
+            f"{route} answered without a valid {name!r} field; the service does not follow the "
+            "Outpost API (is the SDK much older or newer than the service?)",
+            code="bad_response",
+        )
+    return answer[name]
+
+
+def result_envelope(data: Any) -> ResultEnvelope:
+    """Decode one result the service sent, checking its protocol version and type."""
+    if not isinstance(data, dict):
+        raise MalformedMessageError("a result from the service is not a JSON object")
+    message = decode_message(data)
+    if not isinstance(message, ResultEnvelope):
+        raise MalformedMessageError(f"expected a result envelope, got a {message.TYPE!r} message")
+    return message

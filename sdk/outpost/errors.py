@@ -1,0 +1,132 @@
+"""The one exception tree of Outpost.
+
+Every error Outpost raises derives from :class:`OutpostError`, so callers can catch at whatever
+level suits them (like httpx's ``HTTPError`` tree).  The service and the endpoint root their own
+errors here too.  Messages say what was wrong, with which value, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OutpostError(Exception):
+    """Root of every Outpost error."""
+
+
+# --------------------------------------------------------------------------- protocol
+class ProtocolError(OutpostError):
+    """A message crossing a process boundary could not be understood."""
+
+
+class MalformedMessageError(ProtocolError):
+    """A message is not valid JSON or lacks a required field."""
+
+
+class ProtocolVersionError(ProtocolError):
+    """A message was written by a newer or older protocol version than this one reads."""
+
+
+class SerializationError(OutpostError):
+    """A value could not be serialized or deserialized."""
+
+
+class SerializerVersionMismatch(SerializationError):
+    """Deserialization failed and the writer's Python/cloudpickle versions differ from ours."""
+
+
+class PayloadTooLargeError(SerializationError):
+    """A serialized payload exceeds the configured size limit."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+# --------------------------------------------------------------------------- configuration
+class ConfigurationError(OutpostError):
+    """Configuration (arguments, environment, files) is missing or invalid."""
+
+
+# --------------------------------------------------------------------------- service API
+class ServiceError(OutpostError):
+    """The service answered a request with an error.
+
+    ``status`` is the HTTP status, ``code`` the machine-readable error code and ``details`` the
+    structured details the service sent along.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "error",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.details = details or {}
+
+
+class AuthenticationError(ServiceError):
+    """The token is missing, unknown, revoked or expired (HTTP 401)."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The object exists but belongs to someone else (HTTP 403)."""
+
+
+class NotFoundError(ServiceError):
+    """The object does not exist or is not visible to this user (HTTP 404)."""
+
+
+class InvalidRequestError(ServiceError):
+    """The request was malformed or wrongly typed (HTTP 400/413/422)."""
+
+
+class ServiceUnavailableError(ServiceError):
+    """The service could not be reached or is temporarily unable to answer."""
+
+
+# --------------------------------------------------------------------------- task outcomes
+class TaskError(OutpostError):
+    """A task did not produce a value."""
+
+
+class RemoteExecutionError(TaskError):
+    """The task raised an exception whose class could not be rebuilt here.
+
+    ``remote_type`` names the original class; the remote traceback is in ``remote_traceback``.
+    """
+
+    def __init__(self, message: str, *, remote_type: str = "", remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+
+class TaskTimeout(TaskError, TimeoutError):
+    """The task ran longer than its ``walltime`` resource specification."""
+
+
+class WorkerLost(TaskError):
+    """The worker process running the task died (segfault, OOM, ``os._exit``)."""
+
+
+class ManagerLost(TaskError):
+    """The node manager running the task stopped heartbeating."""
+
+
+class DependencyError(TaskError):
+    """A task this task depends on failed, so this one never ran."""
+
+
+class TaskCancelledError(TaskError):
+    """The task was cancelled before it produced a result."""
+
+
+class ResultNotReady(OutpostError):
+    """The task has not finished yet."""

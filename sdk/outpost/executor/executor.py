@@ -1,0 +1,207 @@
+"""``Executor``: a ``concurrent.futures.Executor`` whose workers are an Outpost endpoint.
+
+``submit`` serializes the arguments (so unpicklable or oversized arguments fail right there)
+and queues the task; the :class:`~outpost.executor.submitter.Submitter` thread sends tasks in
+batches and the :class:`~outpost.executor.watcher.Watcher` threads complete futures from the
+service's results.  Every task carries the executor's ``task_group_id``, so another process can
+come back for the results with :meth:`Executor.reload_tasks` (fire-and-forget).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from outpost.client import Client
+from outpost.errors import ConfigurationError
+from outpost.executor.dependencies import find_futures, placeholder
+from outpost.executor.future import OutpostFuture
+from outpost.executor.submitter import Submission, Submitter, serialize_arguments
+from outpost.executor.watcher import Watcher
+
+
+def _group_id(value: str | uuid.UUID | None) -> str:
+    if value is None:
+        return str(uuid.uuid4())
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ConfigurationError(
+            f"task_group_id must be a UUID such as {uuid.uuid4()}, got {value!r}"
+        ) from None
+
+
+def _checked_spec(spec: dict[str, Any] | None) -> dict[str, Any]:
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise ConfigurationError(f"resource_specification must be a dict, got {spec!r}")
+    try:
+        json.dumps(spec)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"resource_specification must be plain JSON data ({exc}): {spec!r}"
+        ) from exc
+    return copy.deepcopy(spec)
+
+
+class Executor(concurrent.futures.Executor):
+    """Runs functions on an Outpost endpoint and returns :class:`OutpostFuture` objects.
+
+    ``client`` defaults to ``Client()`` (``OUTPOST_URL``/``OUTPOST_TOKEN``, or
+    ``outpost login``).  ``task_group_id`` may be chosen by the caller (a UUID) to find the
+    tasks again later; by default each executor gets a new one.  ``batch_size`` and
+    ``batch_interval`` (seconds of quiet) bound how long tasks wait to be batched.
+    ``resource_specification`` (e.g. ``{"num_nodes": 2, "ranks_per_node": 4, "walltime": 60}``)
+    is copied into each task at submit time.  ``result_wait`` is how long one result poll may
+    wait at the service.
+    """
+
+    def __init__(
+        self,
+        endpoint_id: str | None = None,
+        client: Client | None = None,
+        task_group_id: str | uuid.UUID | None = None,
+        *,
+        batch_size: int = 1000,
+        batch_interval: float = 0.01,
+        resource_specification: dict[str, Any] | None = None,
+        result_wait: float = 20.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigurationError(f"batch_size must be at least 1, got {batch_size!r}")
+        if not 0 < result_wait <= 60:
+            raise ConfigurationError(
+                f"result_wait is the long-poll time in seconds (0 < s <= 60), got {result_wait!r}"
+            )
+        self._client = client if client is not None else Client()
+        self.endpoint_id = endpoint_id
+        self._task_group_id = _group_id(task_group_id)
+        self._resource_specification = _checked_spec(resource_specification)
+        self._futures: set[OutpostFuture] = set()
+        # Re-entrant: a done-callback (_forget) can run inside submit() when a dependency
+        # already failed.
+        self._lock = threading.RLock()
+        self._shutdown = False
+        self._watcher = Watcher(self._client, wait=result_wait)
+        self._submitter = Submitter(
+            self._client,
+            self._watcher.watch,
+            batch_size=batch_size,
+            batch_interval=batch_interval,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Executor(endpoint_id={self.endpoint_id!r}, task_group_id={self._task_group_id!r}, "
+            f"client={self._client!r})"
+        )
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    @property
+    def task_group_id(self) -> str:
+        """The group every task of this executor belongs to; keep it to reload the tasks."""
+        return self._task_group_id
+
+    @property
+    def resource_specification(self) -> dict[str, Any]:
+        """A copy of the resources each new task asks for; assign a new dict to change it."""
+        return copy.deepcopy(self._resource_specification)
+
+    @resource_specification.setter
+    def resource_specification(self, spec: dict[str, Any] | None) -> None:
+        self._resource_specification = _checked_spec(spec)
+
+    # ------------------------------------------------------------------ submitting
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> OutpostFuture:
+        """Run ``fn(*args, **kwargs)`` on the endpoint; futures among the arguments are
+        dependencies (their values are passed once they are done)."""
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        if not self.endpoint_id:
+            raise ConfigurationError(
+                "this executor has no endpoint: pass Executor(endpoint_id=...) or set "
+                "ex.endpoint_id (see `outpost endpoints list`)"
+            )
+        self._client.function_payload(fn)  # fail here if the function cannot be serialized
+        future = OutpostFuture(self._client.cancel_task)
+        submission = Submission(
+            future=future,
+            fn=fn,
+            args=args,
+            kwargs=kwargs,
+            endpoint_id=str(self.endpoint_id),
+            task_group_id=self._task_group_id,
+            resource_specification=copy.deepcopy(self._resource_specification),
+        )
+        parents = find_futures((args, kwargs))
+        limit = self._client.payload_limit
+        if parents:  # check now what can be checked; the real payload is built once they finish
+            serialize_arguments(submission.name, placeholder(args), placeholder(kwargs), limit)
+        else:
+            submission.payload = serialize_arguments(submission.name, args, kwargs, limit)
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._track(future)
+            if parents:
+                self._submitter.hold(submission, parents)
+            else:
+                self._submitter.put(submission)
+        return future
+
+    def reload_tasks(self) -> list[OutpostFuture]:
+        """Futures for every task of ``task_group_id`` (``GET /v1/task_groups/<gid>/tasks``).
+
+        Works from any process that can reach the service; the futures complete like those
+        of ``submit`` (results stay readable at the service after being read).
+        """
+        tasks = self._client.get_task_group(self._task_group_id)
+        futures = []
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot reload tasks after shutdown")
+            for task in tasks:
+                future = OutpostFuture(self._client.cancel_task)
+                future.task_id = str(task["task_id"])
+                self._track(future)
+                futures.append(future)
+        for future in futures:
+            self._watcher.watch(future)
+        return futures
+
+    def _track(self, future: OutpostFuture) -> None:
+        self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    # ------------------------------------------------------------------ shutting down
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting tasks; queued tasks are still sent.
+
+        ``wait=True`` returns once every future of this executor is done.
+        ``cancel_futures=True`` first cancels every future that has not finished: unsent ones
+        locally, sent ones through the service.
+        """
+        with self._lock:
+            self._shutdown = True
+            futures = list(self._futures)
+        if cancel_futures:
+            for future in futures:
+                future.cancel()
+        self._submitter.stop()
+        self._watcher.stop()
+        if wait:
+            concurrent.futures.wait(futures)
+            self._submitter.join()

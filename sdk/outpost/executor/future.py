@@ -1,0 +1,127 @@
+"""``OutpostFuture``: a ``concurrent.futures.Future`` that knows its task id.
+
+It keeps CPython's state machine and Condition untouched; what it adds is cancellation that
+reaches the service.  A future not yet sent is cancelled locally (it will never be submitted);
+one the service accepted is cancelled by asking the service, and ends cancelled when the
+service says so.  A future stays *pending* while its task runs remotely: ``running()`` is
+``False`` because this process cannot know when a worker started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, PENDING
+from typing import Any
+
+from outpost.errors import OutpostError
+
+log = logging.getLogger(__name__)
+
+#: How long ``cancel()`` waits for an in-flight submission to learn its task id.
+_SENDING_WAIT = 60.0
+
+
+class OutpostFuture(Future[Any]):
+    """The future of one Outpost task; ``task_id`` is set once the service accepted it."""
+
+    def __init__(self, canceller: Callable[[str], str] | None = None) -> None:
+        super().__init__()
+        self._task_id: str | None = None
+        self._sending = False
+        self._canceller = canceller
+        #: Set when ``task_id`` is known, or when submission failed (then ``task_id`` is None).
+        self.task_id_ready = threading.Event()
+
+    @property
+    def task_id(self) -> str | None:
+        """The service's id for this task; ``None`` until the service accepted it."""
+        return self._task_id
+
+    @task_id.setter
+    def task_id(self, value: str) -> None:
+        with self._condition:
+            if self._task_id is not None and self._task_id != value:
+                raise InvalidStateError(
+                    f"task_id is already {self._task_id!r}; it cannot become {value!r}"
+                )
+            self._task_id = value
+        self.task_id_ready.set()
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]} task_id={self._task_id}>"
+
+    # ------------------------------------------------------------------ cancellation
+    def cancel(self) -> bool:
+        """Cancel the task if it has not produced a result; ``True`` if it is cancelled.
+
+        Not yet sent: cancelled here, never submitted.  Sent: the service is asked
+        (``POST /v1/tasks/<id>/cancel``); ``True`` when it answers ``cancelled``.  A running task
+        is asked to stop: this returns ``False`` and the future ends cancelled (or with its
+        result) when the service reports the outcome.
+        """
+        with self._condition:
+            if self.cancelled():
+                return True
+            if self.done():
+                return False
+            local = self._task_id is None and not self._sending
+        if local and self._cancel_locally():
+            return True
+        if not self.done():
+            self.task_id_ready.wait(_SENDING_WAIT)
+        task_id = self._task_id
+        if task_id is None or self._canceller is None or self.done():
+            return self.cancelled()
+        try:
+            state = self._canceller(task_id)
+        except OutpostError as exc:
+            log.warning("could not cancel task %s: %s", task_id, exc)
+            return self.cancelled()
+        if state == "cancelled":
+            return self._cancel_locally()
+        return self.cancelled()
+
+    def _cancel_locally(self) -> bool:
+        """Cancel here: CANCELLED, then notify waiters as a CPython executor does when it
+        dequeues a cancelled work item (without that, ``wait()``/``as_completed()`` would not
+        see it), then run callbacks outside the lock as ``Future.cancel`` does.
+
+        Fails when the future is finished, or was claimed for sending in the meantime (then
+        the caller asks the service instead).
+        """
+        with self._condition:
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                return True
+            if self._state != PENDING or (self._sending and self._task_id is None):
+                return False
+            self._state = CANCELLED
+            self._condition.notify_all()
+            self.set_running_or_notify_cancel()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
+    # ------------------------------------------------------------------ used by the executor
+    def _claim_for_sending(self) -> bool:
+        """Atomically mark the future as being submitted; ``False`` if it was cancelled."""
+        with self._condition:
+            if self.done():
+                return False
+            self._sending = True
+            return True
+
+    def _submission_failed(self, exc: BaseException) -> None:
+        self._complete(exception=exc)
+        self.task_id_ready.set()
+
+    def _complete(self, result: Any = None, exception: BaseException | None = None) -> None:
+        """Finish the future unless it already finished (e.g. cancelled meanwhile)."""
+        try:
+            if exception is not None:
+                self.set_exception(exception)
+            else:
+                self.set_result(result)
+        except InvalidStateError:
+            pass

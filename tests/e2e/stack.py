@@ -1,0 +1,173 @@
+"""A local Outpost stack as real processes: a service, its users, and endpoints.
+
+Used by the end-to-end tests and the benchmarks.  The service runs as ``outpost-service serve
+--port 0`` (the printed address is parsed) on its own AMQP prefix, so parallel runs never share
+queues; endpoints are started with the real ``outpost-endpoint`` CLI, which daemonizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+
+BIN = Path(sys.executable).parent
+AMQP_URL = os.environ.get("OUTPOST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def cli(name: str) -> str:
+    """The path of one of Outpost's console scripts in this interpreter's environment."""
+    return str(BIN / name)
+
+
+@dataclass
+class RunningService:
+    url: str
+    token: str
+    home: Path
+    database_url: str
+    amqp_prefix: str
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+    endpoint_ids: list[str] = field(default_factory=list)
+
+    def env(self, home: Path | None = None) -> dict[str, str]:
+        """The environment of a user of this service (SDK and endpoint CLI)."""
+        env = dict(os.environ)
+        env.update(
+            OUTPOST_URL=self.url,
+            OUTPOST_TOKEN=self.token,
+            OUTPOST_HOME=str(home or self.home),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def create_user(self, name: str) -> str:
+        run = checked(
+            [cli("outpost-service"), "create-user", name, "--json"],
+            {**self.env(), "OUTPOST_DATABASE_URL": self.database_url},
+            60,
+        )
+        return str(json.loads(run.stdout)["token"])
+
+
+def checked(
+    argv: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; fail with its output if it exits non-zero."""
+    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    if run.returncode != 0:
+        raise AssertionError(f"{argv} exited {run.returncode}:\n{run.stdout}\n{run.stderr}")
+    return run
+
+
+def start_service(home: Path, database_url: str, user: str = "alice") -> RunningService:
+    """Start ``outpost-service serve`` and create one user; returns once it listens."""
+    prefix = f"e2e-{secrets.token_hex(4)}"
+    env = dict(os.environ, OUTPOST_HOME=str(home), PYTHONUNBUFFERED="1")
+    for var in ("OUTPOST_URL", "OUTPOST_TOKEN"):
+        env.pop(var, None)
+    argv = [cli("outpost-service"), "serve", "--host", "127.0.0.1", "--port", "0"]
+    argv += ["--database-url", database_url, "--amqp-url", AMQP_URL, "--amqp-prefix", prefix]
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output: list[str] = []
+    listening = threading.Event()
+    address: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match and not listening.is_set():
+                address.append(match.group(1))
+                listening.set()
+        listening.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not listening.wait(60) or not address:
+        process.kill()
+        raise RuntimeError("outpost-service did not start:\n" + "".join(output))
+    service = RunningService(
+        url=address[0],
+        token="",
+        home=home,
+        database_url=database_url,
+        amqp_prefix=prefix,
+        process=process,
+        output=output,
+    )
+    service.token = service.create_user(user)
+    return service
+
+
+def stop_service(service: RunningService) -> None:
+    """Stop the service process and remove what it declared on the shared broker."""
+    service.process.terminate()
+    try:
+        service.process.wait(30)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+        service.process.wait(10)
+    delete_topology(service.amqp_prefix, service.endpoint_ids)
+
+
+def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
+    """Remove the exchanges and queues a test service declared on the shared broker."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        for endpoint_id in endpoint_ids:
+            channel.queue_delete(f"{prefix}.tasks.{endpoint_id}")
+        for exchange in ("tasks", "results", "dead"):
+            channel.exchange_delete(f"{prefix}.{exchange}")
+        for queue in ("ingest", "dead"):
+            channel.queue_delete(f"{prefix}.{queue}")
+    finally:
+        connection.close()
+
+
+@dataclass
+class RunningEndpoint:
+    name: str
+    endpoint_id: str
+    home: Path
+    env: dict[str, str]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``outpost-endpoint ARGS`` as this endpoint's user."""
+        argv = [cli("outpost-endpoint"), *args]
+        if check:
+            return checked(argv, self.env, timeout)
+        return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def start(self) -> str:
+        run = self.run("start", self.name)
+        match = re.search(r"started: ([0-9a-f-]{36})", run.stdout)
+        assert match, run.stdout + run.stderr
+        return match.group(1)
+
+    def stop(self) -> None:
+        self.run("stop", self.name)
+
+
+def make_endpoint(service: RunningService, home: Path, name: str) -> RunningEndpoint:
+    """Configure and start an endpoint with the real CLI; returns once it is connected."""
+    env = service.env(home)
+    checked([cli("outpost-endpoint"), "configure", name], env, 60)
+    endpoint = RunningEndpoint(name=name, endpoint_id="", home=home, env=env)
+    endpoint.endpoint_id = endpoint.start()
+    service.endpoint_ids.append(endpoint.endpoint_id)
+    return endpoint

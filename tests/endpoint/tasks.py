@@ -1,0 +1,54 @@
+"""Functions the endpoint tests send as tasks (shipped by value, so workers need not import us)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import cloudpickle
+
+
+class CampaignError(Exception):
+    """An exception class of the tests: the endpoint must keep its name and pickle it."""
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail(message: str) -> None:
+    raise CampaignError(message)
+
+
+def exit_now(code: int) -> None:
+    os._exit(code)
+
+
+def make_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def wait_for_file(path: str, value: int = 0) -> int:
+    """Block until ``path`` exists: a task the test releases when it is ready."""
+    while not Path(path).exists():
+        time.sleep(0.05)
+    return value
+
+
+def announce_and_wait(fifo: str, gate: str, value: int = 0) -> int:
+    """Tell the test we are running (a byte into ``fifo``), then wait for ``gate``."""
+    with open(fifo, "wb") as handle:
+        handle.write(b"1")
+    return wait_for_file(gate, value)
+
+
+def record_run(path: str, gate: str) -> int:
+    """Append a line to ``path`` each time it runs, then wait for ``gate``."""
+    with open(path, "a") as handle:
+        handle.write("ran\n")
+    return wait_for_file(gate, 3)
+
+
+cloudpickle.register_pickle_by_value(__import__(__name__))

@@ -1,0 +1,79 @@
+"""``run_task`` in this process: every failure is a result with a reason, never an exception."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from outpost.protocol import TaskEnvelope, TaskState, deserialize, serialize
+from outpost.protocol.serialize import MAGIC
+from outpost_endpoint.execution import run_task
+
+from . import tasks
+
+
+def envelope(fn: Any, args: bytes) -> TaskEnvelope:
+    return TaskEnvelope(str(uuid.uuid4()), "f", serialize(fn), args, "ep")
+
+
+def call(fn: Any, *args: Any, **kwargs: Any) -> TaskEnvelope:
+    return envelope(fn, serialize((args, kwargs)))
+
+
+def test_value_timing_node_and_worker() -> None:
+    result = run_task(call(pow, 2, 5), received=1.0)
+    assert result.state is TaskState.SUCCESS and deserialize(result.value) == 32
+    assert result.timing["received"] == 1.0
+    assert result.timing["started"] <= result.timing["finished"]
+    assert result.worker == str(os.getpid()) and result.node
+
+
+def test_kwargs_are_passed() -> None:
+    assert deserialize(run_task(call(int, "ff", base=16)).value) == 255
+
+
+def test_exception_info() -> None:
+    error = run_task(call(tasks.fail, "boom")).error
+    assert error is not None and error.reason == "exception"
+    assert error.type.endswith("tasks.CampaignError") and error.message == "boom"
+    assert "Traceback" in error.traceback and "fail" in error.traceback
+    assert isinstance(deserialize(error.payload or b""), tasks.CampaignError)
+
+
+def test_unpicklable_exception_has_no_payload() -> None:
+    def raise_unpicklable() -> None:
+        error = ValueError("holds a lock")
+        error.lock = tasks.make_lock()  # type: ignore[attr-defined]
+        raise error
+
+    error = run_task(call(raise_unpicklable)).error
+    assert error is not None and error.type == "builtins.ValueError" and error.payload is None
+
+
+def test_oversized_result_is_a_serialization_failure() -> None:
+    result = run_task(call(bytes, 2048), payload_limit=1024)
+    assert result.state is TaskState.FAILED and result.error is not None
+    assert result.error.reason == "serialization"
+    assert "too large" in result.error.message and "file" in result.error.message
+
+
+def test_version_mismatch_is_reported_as_serialization() -> None:
+    header = json.dumps({"py": "2.7.18", "cp": "0.1"}).encode()
+    bogus = MAGIC + b"P" + header + b"\n" + b"not a pickle"
+    task = TaskEnvelope(str(uuid.uuid4()), "f", bogus, serialize(((), {})), "ep")
+    error = run_task(task).error
+    assert error is not None and error.reason == "serialization"
+    assert "2.7.18" in error.message and "versions differ" in error.message
+
+
+def test_args_must_be_an_args_kwargs_pair() -> None:
+    error = run_task(envelope(abs, serialize([1, 2, 3]))).error
+    assert error is not None and error.reason == "serialization"
+    assert "(args, kwargs)" in error.message
+
+
+def test_system_exit_is_a_failure_not_an_exit() -> None:
+    error = run_task(call(exit, 3)).error
+    assert error is not None and error.type == "builtins.SystemExit"

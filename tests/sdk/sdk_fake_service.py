@@ -1,0 +1,294 @@
+"""A small in-process fake of the Outpost service's HTTP API (docs/ARCHITECTURE.md).
+
+A real HTTP server on a random localhost port, so the SDK is exercised over real HTTP.  It
+"runs" tasks itself by deserializing and calling them in a thread pool.  Tests can hold tasks
+in the ``queued`` state (``hold()``/``release()``) to exercise cancel, long-poll and reload,
+and make routes fail (``fail_next``) to exercise retries and error handling.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from outpost.protocol import (
+    ErrorInfo,
+    ResultEnvelope,
+    TaskState,
+    deserialize,
+    function_id_for,
+    serialize,
+)
+
+TOKEN = "test-token"
+ENDPOINT = "7f1c2c1e-0000-4000-8000-000000000001"
+
+
+class FakeService:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.functions: dict[str, bytes] = {}
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.batches: list[int] = []
+        self.fail_next: Counter[tuple[str, str]] = Counter()
+        self.fail_status = 503
+        self.calls = 0  # task functions actually called
+        self.held = False
+        self.backlog: list[str] = []
+        self.stopping = False
+        self.pool = ThreadPoolExecutor(4)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> FakeService:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ controls for tests
+    def hold(self) -> None:
+        """Keep newly submitted tasks queued until ``release()``."""
+        with self.cond:
+            self.held = True
+
+    def release(self) -> None:
+        with self.cond:
+            self.held = False
+            backlog, self.backlog = self.backlog, []
+        for task_id in backlog:
+            self.pool.submit(self.run, task_id)
+
+    def state(self, task_id: str) -> str:
+        with self.cond:
+            return str(self.tasks[task_id]["state"])
+
+    # ------------------------------------------------------------------ running tasks
+    def run(self, task_id: str) -> None:
+        with self.cond:
+            task = self.tasks[task_id]
+            if task["state"] != "queued":
+                return
+            self._event(task, "running")
+        try:
+            fn = deserialize(self.functions[task["function_id"]])
+            args, kwargs = deserialize(task["args"])
+            with self.cond:
+                self.calls += 1
+            value = fn(*args, **kwargs)
+            envelope = ResultEnvelope(task_id, task["endpoint_id"], TaskState.SUCCESS)
+            envelope.value = serialize(value)
+        except BaseException as exc:
+            try:
+                payload: bytes | None = serialize(exc)
+            except Exception:
+                payload = None
+            error = ErrorInfo(
+                type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                message=str(exc),
+                reason="exception",
+                traceback=traceback.format_exc(),
+                payload=payload,
+            )
+            envelope = ResultEnvelope(task_id, task["endpoint_id"], TaskState.FAILED, error=error)
+        self.finish(task_id, envelope)
+
+    def finish(self, task_id: str, envelope: ResultEnvelope) -> None:
+        with self.cond:
+            task = self.tasks[task_id]
+            if task["result"] is None:
+                task["result"] = envelope.to_dict()
+                self._event(task, envelope.state.value)
+            self.cond.notify_all()
+
+    def _event(self, task: dict[str, Any], state: str) -> None:
+        task["state"] = state
+        task["events"].append({"state": state, "at": time.time()})
+        if state in ("success", "failed", "cancelled", "lost"):
+            task["completed_at"] = time.time()
+
+    # ------------------------------------------------------------------ routes
+    def route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        parts = [p for p in path.split("/") if p]
+        if parts == ["health"] and method == "GET":
+            return 200, {"status": "ok", "version": "0.1.0", "protocol": 1}
+        if parts[:1] != ["v1"]:
+            return _error(404, "not_found", f"no route {path}")
+        rest = parts[1:]
+        if rest == ["functions"] and method == "POST":
+            payload = base64.b64decode(body["function"])
+            function_id = function_id_for(payload)
+            self.functions[function_id] = payload
+            return 200, {"function_id": function_id}
+        if rest == ["tasks"] and method == "POST":
+            return self.submit(body)
+        if len(rest) == 2 and rest[0] == "tasks" and method == "GET":
+            task = self.tasks.get(rest[1])
+            if task is None:
+                return _error(404, "not_found", f"no task {rest[1]}")
+            return 200, {k: v for k, v in task.items() if k != "args"}
+        if len(rest) == 3 and rest[0] == "tasks" and rest[2] == "cancel" and method == "POST":
+            return self.cancel(rest[1])
+        if rest == ["results"] and method == "POST":
+            return self.results(body["task_ids"], float(body.get("wait", 0)))
+        if len(rest) == 3 and rest[0] == "task_groups" and rest[2] == "tasks":
+            with self.cond:
+                tasks = [
+                    {k: t[k] for k in ("task_id", "state", "function_id", "endpoint_id")}
+                    for t in self.tasks.values()
+                    if t["task_group_id"] == rest[1]
+                ]
+            return 200, {"task_group_id": rest[1], "tasks": tasks}
+        if rest == ["endpoints"] and method == "POST":
+            endpoint_id = body.get("endpoint_id") or str(uuid.uuid4())
+            self.endpoints[endpoint_id] = {
+                "endpoint_id": endpoint_id,
+                "name": body["name"],
+                "state": "online",
+                "last_heartbeat": time.time(),
+                "details": body.get("metadata") or {},
+                "outstanding_tasks": 0,
+                "created_at": time.time(),
+            }
+            return 200, {"endpoint_id": endpoint_id, "name": body["name"], "amqp": {}}
+        if rest == ["endpoints"] and method == "GET":
+            return 200, {"endpoints": list(self.endpoints.values())}
+        if len(rest) == 2 and rest[0] == "endpoints":
+            if rest[1] not in self.endpoints:
+                return _error(404, "not_found", f"no endpoint {rest[1]}")
+            if method == "DELETE":
+                del self.endpoints[rest[1]]
+                return 200, {"deleted": rest[1]}
+            return 200, self.endpoints[rest[1]]
+        return _error(405, "method_not_allowed", f"{method} {path}")
+
+    def submit(self, body: dict[str, Any]) -> tuple[int, Any]:
+        task_ids = []
+        with self.cond:
+            self.batches.append(len(body["tasks"]))
+            for spec in body["tasks"]:
+                if spec["function_id"] not in self.functions:
+                    return _error(422, "unknown_function", spec["function_id"])
+                task_id = str(uuid.uuid4())
+                self.tasks[task_id] = {
+                    "task_id": task_id,
+                    "state": "queued",
+                    "endpoint_id": spec["endpoint_id"],
+                    "function_id": spec["function_id"],
+                    "task_group_id": spec.get("task_group_id"),
+                    "resource_specification": spec.get("resource_specification") or {},
+                    "args": base64.b64decode(spec["args"]),
+                    "created_at": time.time(),
+                    "completed_at": None,
+                    "result": None,
+                    "events": [{"state": "queued", "at": time.time()}],
+                }
+                task_ids.append(task_id)
+            if self.held:
+                self.backlog.extend(task_ids)
+                task_ids_to_run: list[str] = []
+            else:
+                task_ids_to_run = task_ids
+        for task_id in task_ids_to_run:
+            self.pool.submit(self.run, task_id)
+        return 200, {"task_ids": task_ids}
+
+    def cancel(self, task_id: str) -> tuple[int, Any]:
+        with self.cond:
+            task = self.tasks.get(task_id)
+            if task is None:
+                return _error(404, "not_found", f"no task {task_id}")
+            state = task["state"]
+        if state == "queued":
+            error = ErrorInfo(type="CancelledError", message="cancelled", reason="cancelled")
+            envelope = ResultEnvelope(
+                task_id, task["endpoint_id"], TaskState.CANCELLED, error=error
+            )
+            self.finish(task_id, envelope)
+        return 200, {"task_id": task_id, "state": self.state(task_id)}
+
+    def results(self, task_ids: list[str], wait: float) -> tuple[int, Any]:
+        unknown = [t for t in task_ids if t not in self.tasks]
+        if unknown:
+            return _error(404, "not_found", "unknown tasks", {"task_ids": unknown})
+        deadline = time.monotonic() + wait
+        with self.cond:
+            while True:
+                results = [
+                    self.tasks[t]["result"] for t in task_ids if self.tasks[t]["result"] is not None
+                ]
+                remaining = deadline - time.monotonic()
+                if results or remaining <= 0 or self.stopping:
+                    break
+                self.cond.wait(remaining)
+            done = {r["task_id"] for r in results}
+        return 200, {"results": results, "pending": [t for t in task_ids if t not in done]}
+
+
+def _error(status: int, code: str, message: str, details: Any = None) -> tuple[int, Any]:
+    return status, {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _dispatch(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            path = self.path.split("?")[0]
+            with service.cond:
+                service.requests.append((method, path))
+                failing = service.fail_next[(method, path)] > 0
+                if failing:
+                    service.fail_next[(method, path)] -= 1
+            if failing:
+                status, answer = _error(service.fail_status, "unavailable", "injected failure")
+            elif path != "/health" and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                status, answer = _error(401, "unauthorized", "missing or bad token")
+            else:
+                try:
+                    body = json.loads(raw) if raw else {}
+                    status, answer = service.route(method, path, body)
+                except (KeyError, ValueError, TypeError) as exc:
+                    status, answer = _error(400, "bad_request", repr(exc))
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_DELETE(self) -> None:
+            self._dispatch("DELETE")
+
+    return Handler

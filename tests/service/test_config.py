@@ -1,0 +1,46 @@
+"""Settings: defaults, then the environment, then explicit values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outpost.errors import ConfigurationError
+from outpost_service import ServiceConfig
+
+
+def test_defaults_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (
+        "OUTPOST_DATABASE_URL",
+        "OUTPOST_AMQP_URL",
+        "OUTPOST_PUBLIC_AMQP_URL",
+        "OUTPOST_AMQP_PREFIX",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OUTPOST_HOME", str(tmp_path))
+    config = ServiceConfig.from_env()
+    assert config.database_url == f"sqlite:///{tmp_path}/service/outpost.db"
+    assert config.amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert config.public_amqp_url == config.amqp_url
+    assert (config.amqp_prefix, config.heartbeat_interval) == ("outpost", 10.0)
+    assert config.payload_limit == 10 * 1024 * 1024
+    assert config.result_retention == 14 * 24 * 3600
+
+    monkeypatch.setenv("OUTPOST_AMQP_URL", "amqp://u:p@broker:5672/")
+    monkeypatch.setenv("OUTPOST_PUBLIC_AMQP_URL", "amqp://u:p@public:5672/")
+    monkeypatch.setenv("OUTPOST_AMQP_PREFIX", "site")
+    config = ServiceConfig.from_env(amqp_prefix="explicit")
+    assert config.amqp_url == "amqp://u:p@broker:5672/"
+    assert config.public_amqp_url == "amqp://u:p@public:5672/"
+    assert config.amqp_prefix == "explicit"
+
+
+def test_mapping_keys_are_checked() -> None:
+    assert ServiceConfig.from_mapping({"PAYLOAD_LIMIT": 5}).payload_limit == 5
+    with pytest.raises(ConfigurationError, match="unknown service setting 'colour'"):
+        ServiceConfig.from_mapping({"colour": "blue"})
+    with pytest.raises(ConfigurationError, match="heartbeat_interval"):
+        ServiceConfig(heartbeat_interval=0)
+    with pytest.raises(ConfigurationError, match="amqp_prefix"):
+        ServiceConfig(amqp_prefix="has #")
