@@ -15,7 +15,7 @@ export OUTPOST_URL="http://127.0.0.1:$PORT"
 
 SERVICE_PID=""
 cleanup() {
-  "$BIN/outpost-endpoint" stop demo >/dev/null 2>&1 || true
+  "$BIN/outpost-endpoint" delete demo --yes >/dev/null 2>&1 || "$BIN/outpost-endpoint" stop demo >/dev/null 2>&1 || true
   if [ -n "$SERVICE_PID" ]; then kill "$SERVICE_PID" 2>/dev/null || true; wait "$SERVICE_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
