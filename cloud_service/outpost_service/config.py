@@ -7,11 +7,11 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from outpost.errors import ConfigurationError
 from outpost.protocol import DEFAULT_PAYLOAD_LIMIT
+from outpost.protocol.conventions import outpost_home
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: Default limit on one HTTP request body; a batch of many tasks may be large.
@@ -25,11 +25,6 @@ _ENV = {
     "public_amqp_url": "OUTPOST_PUBLIC_AMQP_URL",
     "amqp_prefix": "OUTPOST_AMQP_PREFIX",
 }
-
-
-def outpost_home() -> Path:
-    """``OUTPOST_HOME``, or ``~/.outpost``."""
-    return Path(os.environ.get("OUTPOST_HOME") or Path.home() / ".outpost")
 
 
 def default_database_url() -> str:

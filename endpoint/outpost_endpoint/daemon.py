@@ -18,8 +18,9 @@ import time
 import traceback
 from typing import Any
 
+from outpost.protocol.conventions import outpost_home
 from outpost_endpoint.errors import DaemonError
-from outpost_endpoint.paths import EndpointPaths, outpost_home
+from outpost_endpoint.paths import EndpointPaths
 from outpost_endpoint.runner import run_endpoint, setup_logging
 
 #: How long ``start`` waits for the daemon's verdict (registration + connecting).

@@ -13,16 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from outpost.protocol.conventions import outpost_home
 from outpost_endpoint.errors import ConfigError, EndpointNotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def outpost_home() -> Path:
-    """``$OUTPOST_HOME`` or ``~/.outpost``."""
-    configured = os.environ.get("OUTPOST_HOME")
-    home = Path(configured).expanduser() if configured else Path.home() / ".outpost"
-    return home.absolute()  # the daemon changes directory; relative paths would break
 
 
 def endpoints_dir() -> Path:

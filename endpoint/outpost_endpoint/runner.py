@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from outpost.protocol.conventions import redact_url as redact
 from outpost_endpoint import pidfile
-from outpost_endpoint.amqp.connection import AmqpSettings, redact
+from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.config import EndpointConfig, load_config
 from outpost_endpoint.engine.registry import build_engine
 from outpost_endpoint.errors import AlreadyRunning, EndpointError

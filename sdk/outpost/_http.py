@@ -9,7 +9,6 @@ Only idempotent calls are retried on connection errors and 502/503/504; a non-id
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from outpost.errors import (
     ServiceError,
     ServiceUnavailableError,
 )
+from outpost.protocol.conventions import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,6 @@ _HINTS = {
     403: "the object belongs to another user; ask its owner to share it",
     413: "the request body is over the service's limit; send fewer or smaller tasks",
 }
-
-
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter (so many clients don't retry in lockstep)."""
-    return float(random.uniform(0, min(cap, base * (2**attempt))))
 
 
 def _never_sent(exc: requests.RequestException) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from outpost.errors import ConfigurationError
+from outpost.protocol.conventions import outpost_home
 
 ENV_HOME = "OUTPOST_HOME"
 ENV_URL = "OUTPOST_URL"
@@ -35,11 +36,6 @@ class Credentials:
 
     def __repr__(self) -> str:  # never print the token in logs or tracebacks
         return f"Credentials(url={self.url!r}, token='***')"
-
-
-def outpost_home() -> Path:
-    """``$OUTPOST_HOME`` or ``~/.outpost``: where credentials and endpoint folders live."""
-    return Path(os.environ.get(ENV_HOME) or Path.home() / ".outpost").expanduser()
 
 
 def credentials_path() -> Path:

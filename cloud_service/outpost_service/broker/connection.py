@@ -1,4 +1,4 @@
-"""Connecting to RabbitMQ: parameters and the backoff shared by the publisher and ingest."""
+"""Connecting to RabbitMQ: the parameters and recoverable errors shared by publisher and ingest."""
 
 from __future__ import annotations
 
@@ -16,14 +16,3 @@ def parameters(url: str) -> pika.URLParameters:
     params.blocked_connection_timeout = 30
     params.client_properties = {"connection_name": "outpost-service"}
     return params
-
-
-def backoff(attempt: int, *, base: float = 0.2, cap: float = 5.0) -> float:
-    """Seconds to wait before reconnect attempt number ``attempt`` (0-based)."""
-    return float(min(cap, base * (2**attempt)))
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    params = pika.URLParameters(url)
-    return f"amqp://{params.host}:{params.port}/"

@@ -21,7 +21,8 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from outpost.errors import ProtocolError
 from outpost.protocol import EndpointStatus, ResultEnvelope, decode_message
-from outpost_service.broker.connection import RECOVERABLE, backoff, parameters
+from outpost.protocol.conventions import backoff_delay
+from outpost_service.broker.connection import RECOVERABLE, parameters
 from outpost_service.broker.topology import Topology
 from outpost_service.notifier import ResultNotifier
 from outpost_service.store import Database
@@ -90,7 +91,7 @@ class IngestConsumer:
                 failures = 0
             except Exception as exc:
                 self.consuming.clear()
-                delay = backoff(failures)
+                delay = backoff_delay(failures, base=0.2, cap=5.0)
                 failures += 1
                 if isinstance(exc, RECOVERABLE):
                     log.warning("ingest lost RabbitMQ (%r); reconnecting in %.1fs", exc, delay)

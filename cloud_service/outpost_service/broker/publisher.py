@@ -29,7 +29,8 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from outpost.protocol import CancelRequest, TaskEnvelope
-from outpost_service.broker.connection import RECOVERABLE, backoff, parameters, redact
+from outpost.protocol.conventions import backoff_delay, redact_url
+from outpost_service.broker.connection import RECOVERABLE, parameters
 from outpost_service.broker.topology import Topology
 from outpost_service.errors import BrokerError
 
@@ -185,7 +186,7 @@ class Publisher:
         last: BaseException | None = None
         for attempt in range(self.attempts):
             if attempt > 1:  # the first retry is immediate: usually a stale idle connection
-                time.sleep(backoff(attempt - 2))
+                time.sleep(backoff_delay(attempt - 2, base=0.2, cap=5.0))
             try:
                 action(self._link())
                 return
@@ -194,7 +195,7 @@ class Publisher:
                 log.warning("RabbitMQ error during %s (attempt %d): %r", what, attempt + 1, exc)
                 self._drop()
         raise BrokerError(
-            f"could not {what}: RabbitMQ at {redact(self.url)} failed {self.attempts} times "
+            f"could not {what}: RabbitMQ at {redact_url(self.url)} failed {self.attempts} times "
             f"(last error: {last!r}); check that the broker is running and reachable"
         )
 

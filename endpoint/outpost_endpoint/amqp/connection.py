@@ -8,8 +8,6 @@ fleet of endpoints does not reconnect in lock-step.
 
 from __future__ import annotations
 
-import random
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,34 +70,3 @@ def connect(url: str, name: str) -> pika.BlockingConnection:
     params.blocked_connection_timeout = 60
     params.client_properties = {"connection_name": name}
     return pika.BlockingConnection(params)
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden, for logs and error messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
-class Backoff:
-    """Exponential backoff with full jitter, interruptible through a stop event."""
-
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._attempt = 0
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * (2**self._attempt))
-        self._attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Wait the next delay; True if ``stop`` was set meanwhile."""
-        return stop.wait(self.next_delay())

@@ -25,7 +25,9 @@ import pika
 import pika.exceptions
 
 from outpost.protocol import EndpointStatus, ResultEnvelope
-from outpost_endpoint.amqp.connection import AmqpSettings, Backoff, connect, redact
+from outpost.protocol.conventions import Backoff
+from outpost.protocol.conventions import redact_url as redact
+from outpost_endpoint.amqp.connection import AmqpSettings, connect
 from outpost_endpoint.errors import BrokerError
 
 log = logging.getLogger(__name__)

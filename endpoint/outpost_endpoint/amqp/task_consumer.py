@@ -29,7 +29,9 @@ import pika.exceptions
 
 from outpost.errors import OutpostError
 from outpost.protocol import CancelRequest, ResultEnvelope, TaskEnvelope, decode_message
-from outpost_endpoint.amqp.connection import AmqpSettings, Backoff, connect, redact
+from outpost.protocol.conventions import Backoff
+from outpost.protocol.conventions import redact_url as redact
+from outpost_endpoint.amqp.connection import AmqpSettings, connect
 from outpost_endpoint.amqp.result_publisher import ResultPublisher
 from outpost_endpoint.engine.base import Engine
 from outpost_endpoint.errors import BrokerError, EngineError

@@ -17,7 +17,6 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from outpost._http import backoff_delay
 from outpost.client import Client, result_envelope
 from outpost.errors import (
     AuthenticationError,
@@ -29,6 +28,7 @@ from outpost.errors import (
 )
 from outpost.executor.future import OutpostFuture
 from outpost.protocol import TaskState, deserialize
+from outpost.protocol.conventions import backoff_delay
 from outpost.remote_errors import exception_from_result, is_cancellation
 
 log = logging.getLogger(__name__)
