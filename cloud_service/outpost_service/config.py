@@ -24,6 +24,8 @@ _ENV = {
     "amqp_url": "OUTPOST_AMQP_URL",
     "public_amqp_url": "OUTPOST_PUBLIC_AMQP_URL",
     "amqp_prefix": "OUTPOST_AMQP_PREFIX",
+    "republish_after": "OUTPOST_REPUBLISH_AFTER",
+    "task_expiry": "OUTPOST_TASK_EXPIRY",
 }
 
 
@@ -57,11 +59,23 @@ class ServiceConfig:
     purge_interval: float = 300.0
     #: Publish attempts (each after a fresh connection) before a 503.
     publish_attempts: int = 3
+    #: Seconds after which a stored task RabbitMQ never confirmed is published again by the
+    #: sweeper of ``serve`` (see broker/sweeper.py).
+    republish_after: float = 30.0
+    #: Seconds after submission at which an unfinished task fails as ``expired``, for tasks
+    #: whose resource_specification has no ``expires_after``; 0 (the default) means never.
+    task_expiry: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.public_amqp_url:
             self.public_amqp_url = self.amqp_url
-        for name in ("result_retention", "heartbeat_interval", "purge_interval"):
+        self.republish_after = float(self.republish_after)
+        self.task_expiry = float(self.task_expiry)
+        if self.task_expiry < 0:
+            raise ConfigurationError(
+                f"task_expiry must be 0 (never) or positive seconds, got {self.task_expiry!r}"
+            )
+        for name in ("result_retention", "heartbeat_interval", "purge_interval", "republish_after"):
             if float(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("payload_limit", "max_content_length", "max_batch", "ingest_prefetch"):

@@ -254,7 +254,14 @@ def openapi_document() -> dict[str, Any]:
                     body={
                         "type": "object",
                         "required": ["tasks"],
-                        "properties": {"tasks": {"type": "array", "items": _ref("TaskSubmission")}},
+                        "properties": {
+                            "tasks": {"type": "array", "items": _ref("TaskSubmission")},
+                            # A retry with the same request_id returns the same task ids.
+                            "request_id": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
+                            },
+                        },
                     },
                     extra=_503,
                 )

@@ -17,6 +17,7 @@ from waitress.server import create_server
 
 from outpost_service.app import create_app
 from outpost_service.broker.ingest import IngestConsumer
+from outpost_service.broker.sweeper import Sweeper
 from outpost_service.config import ServiceConfig
 from outpost_service.state import EXTENSION, ServiceState
 
@@ -59,6 +60,7 @@ def serve(
     app = create_app(config)
     state: ServiceState = app.extensions[EXTENSION]
     consumer = make_ingest(config, state) if ingest else None
+    sweeper = Sweeper(state, republish_after=config.republish_after)
     # Long-polls hold a thread each for up to a minute: waitress needs more than its default 4.
     server: Any = create_server(
         app, host=host, port=port, threads=threads, channel_timeout=300, ident="outpost-service"
@@ -72,11 +74,13 @@ def serve(
     _on_signals(stop)
     if consumer is not None:
         consumer.start()
+    sweeper.start()
     print(f"outpost-service listening on http://{server.effective_host}:{server.effective_port}")
     sys.stdout.flush()
     try:
         server.run()  # returns after SystemExit/KeyboardInterrupt, having stopped its threads
     finally:
+        sweeper.stop()
         if consumer is not None:
             consumer.stop()
         server.close()

@@ -1,14 +1,17 @@
 """Accepting a batch of tasks: check, store, publish, answer.
 
 Order matters for the no-loss rule: every check runs before anything is written; the tasks are
-inserted (state ``queued``) in one transaction and committed *before* publishing, so a result
-can never arrive for a row that does not exist yet; the client is answered only after RabbitMQ
-confirmed every message.
+inserted (state ``queued``, ``published`` false) in one transaction and committed *before*
+publishing, so a result can never arrive for a row that does not exist yet; the client is
+answered only after RabbitMQ confirmed every message, and the tasks are then marked published.
 
-If publishing fails after the publisher's retries, the batch's tasks are marked ``lost`` (with
-a stored result saying why) rather than deleted: some messages may already be confirmed, and
-marking them terminal makes the endpoint's results for them harmless duplicates.  The client
-gets a 503 naming the lost task ids and may simply resubmit.
+If publishing fails after the publisher's retries, or the process dies between the commit and
+the confirms, the tasks stay stored and unpublished: the sweeper (:mod:`.broker.sweeper`)
+publishes them again once RabbitMQ takes messages.  The client of a failed publish gets a 503
+whose ``details.task_ids`` names the stored tasks: they *will* run, and can be watched like any
+other task.  A client that retries the same request with the same ``request_id`` gets the same
+task ids back instead of new tasks (the retry also publishes the ones still unpublished, so a
+200 keeps meaning "confirmed by RabbitMQ").
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope, TaskState
+from outpost.protocol import TaskEnvelope
 from outpost_service.errors import BrokerError, BrokerUnavailable, NotFound
 from outpost_service.state import ServiceState
 from outpost_service.store import endpoints as endpoint_store
@@ -31,10 +35,20 @@ from outpost_service.store.tasks import NewTask
 log = logging.getLogger(__name__)
 
 
-def submit(state: ServiceState, owner: int, new: Sequence[NewTask]) -> list[str]:
-    """Store and publish ``new`` (whose ``task_id`` is filled in here); return the ids."""
+def submit(
+    state: ServiceState, owner: int, new: Sequence[NewTask], request_id: str | None = None
+) -> list[str]:
+    """Store and publish ``new`` (whose ``task_id`` is filled in here); return the ids.
+
+    With ``request_id``, a request already stored under that id (for ``owner``) is answered
+    with its task ids (after publishing any still unpublished) and nothing new is stored."""
     for task in new:
         task.task_id = str(uuid.uuid4())
+    if request_id is not None:
+        with state.database.read() as conn:
+            stored = task_store.by_request(conn, owner, request_id)
+        if stored:
+            return _replay(state, request_id, stored)
     with state.database.read() as conn:
         foreign = endpoint_store.not_owned(conn, {t.endpoint_id for t in new}, owner)
         if foreign:
@@ -45,8 +59,14 @@ def submit(state: ServiceState, owner: int, new: Sequence[NewTask]) -> list[str]
             )
         payloads = _function_payloads(state, conn, {t.function_id for t in new})
     now = time.time()
+    earlier: list[str] = []
     with state.database.write() as conn:
-        task_store.insert_many(conn, owner, new, now)
+        if request_id is not None:  # a concurrent retry may have stored it meanwhile
+            earlier = task_store.by_request(conn, owner, request_id)
+        if not earlier:
+            task_store.insert_many(conn, owner, new, now, request_id)
+    if earlier:
+        return _replay(state, request_id or "", earlier)
     envelopes = [
         TaskEnvelope(
             task_id=t.task_id,
@@ -60,16 +80,54 @@ def submit(state: ServiceState, owner: int, new: Sequence[NewTask]) -> list[str]
         )
         for t in new
     ]
+    task_ids = [t.task_id for t in new]
+    publish(state, envelopes, task_ids)
+    return task_ids
+
+
+def publish(state: ServiceState, envelopes: Sequence[TaskEnvelope], task_ids: list[str]) -> None:
+    """Publish stored tasks and mark them published; a 503 names them if RabbitMQ fails."""
     try:
         state.publisher.publish_tasks(envelopes)
     except BrokerError as exc:
-        lost = _mark_lost(state, new, str(exc))
         raise BrokerUnavailable(
-            f"{exc}; the {len(new)} task(s) of this request were not queued and are marked "
-            "lost: submit them again",
-            details={"task_ids": lost},
+            f"{exc}; the {len(task_ids)} task(s) of this request are stored and will be queued "
+            "when RabbitMQ is back (watch their ids, or retry with the same request_id to get "
+            "the same ids once they are queued)",
+            details={"task_ids": task_ids},
         ) from exc
-    return [t.task_id for t in new]
+    with state.database.write() as conn:
+        task_store.mark_published(conn, [e.task_id for e in envelopes])
+
+
+def envelopes_for(state: ServiceState, rows: Sequence[Any]) -> list[TaskEnvelope]:
+    """Task envelopes for stored task rows (see :func:`.store.tasks.unpublished`)."""
+    with state.database.read() as conn:
+        payloads = _function_payloads(state, conn, {row.function_id for row in rows})
+    return [
+        TaskEnvelope(
+            task_id=row.task_id,
+            function_id=row.function_id,
+            function=payloads[row.function_id],
+            args=bytes(row.args),
+            endpoint_id=row.endpoint_id,
+            task_group_id=row.task_group_id,
+            resource_specification=row.resource_spec,
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+
+
+def _replay(state: ServiceState, request_id: str, task_ids: list[str]) -> list[str]:
+    """Answer a retried request: its tasks, published (again) if they were not yet."""
+    log.info("request %s was already stored (%d task(s)); answering with them", request_id,
+             len(task_ids))  # fmt: skip
+    with state.database.read() as conn:
+        rows = task_store.unpublished(conn, 0.0, len(task_ids), task_ids=task_ids)
+    if rows:
+        publish(state, envelopes_for(state, rows), task_ids)
+    return task_ids
 
 
 def _function_payloads(
@@ -94,25 +152,3 @@ def _function_payloads(
             state.functions.put(function_id, payload)
         found.update(loaded)
     return found
-
-
-def _mark_lost(state: ServiceState, new: Sequence[NewTask], reason: str) -> list[str]:
-    results = [
-        ResultEnvelope(
-            task_id=t.task_id,
-            endpoint_id=t.endpoint_id,
-            state=TaskState.LOST,
-            error=ErrorInfo(
-                type="ServiceUnavailableError",
-                message=f"the service could not queue the task: {reason}",
-                reason="rejected",
-            ),
-        )
-        for t in new
-    ]
-    try:
-        with state.database.write() as conn:
-            return task_store.finish(conn, results, state.config.result_retention)
-    except Exception:
-        log.exception("could not mark %d unpublished task(s) lost", len(new))
-        return [t.task_id for t in new]

@@ -22,8 +22,21 @@ from outpost_endpoint.errors import ConfigError
 
 ENGINE_TYPES = ("process-pool", "high-throughput")
 PROVIDER_TYPES = ("local", "pbspro", "slurm")
-LAUNCHER_TYPES = ("simple", "mpiexec", "srun")
+LAUNCHER_TYPES = ("simple", "single", "mpiexec", "srun", "aprun")
+#: provider keys that only one scheduler understands (a typo-level mistake to set elsewhere)
+SCHEDULER_ONLY_KEYS = {
+    "select_options": "pbspro",
+    "place": "pbspro",
+    "partition": "slurm",
+    "qos": "slurm",
+    "constraint": "slurm",
+    "gpus_per_node": "slurm",
+    "exclusive": "slurm",
+}
+PBS_PLACES = ("scatter", "pack", "free", "excl", "scatter:excl", "pack:excl", "free:excl")
 CPU_AFFINITIES = ("none", "block", "alternating", "block-reverse", "list:...")
+ACCELERATOR_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
+_CORE_SET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _WALLTIME = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
 
 
@@ -51,6 +64,17 @@ class ProviderConfig:
     min_blocks: int = 0
     max_blocks: int = 1
     cpus_per_node: int | None = None
+    #: PBS Pro ``-l place=`` (one chunk per node by default)
+    place: str = "scatter"
+    #: Slurm partition (``queue`` is accepted as its synonym) and other Slurm-only options
+    partition: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpus_per_node: int | None = None
+    #: Slurm: whole nodes per block (``--exclusive``); false on shared partitions
+    exclusive: bool = True
+    #: site limit on this endpoint's jobs waiting in the queue (Polaris: 100 per user)
+    max_queued_blocks: int | None = None
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
 
@@ -64,7 +88,42 @@ class EngineConfig:
     available_accelerators: list[str] = field(default_factory=list)
     cpu_affinity: str = "none"
     prefetch_capacity: int = 0
+    #: which variable pins a worker to its device: CUDA_VISIBLE_DEVICES (NVIDIA),
+    #: ROCR_VISIBLE_DEVICES (AMD) or ZE_AFFINITY_MASK (Intel)
+    accelerator_variable: str = "CUDA_VISIBLE_DEVICES"
+    #: times a task lost with its worker, manager or block is sent again before it fails
+    max_retries: int = 0
+    #: seconds between heartbeats each way between the interchange and the managers
+    heartbeat_period: float = 2.0
+    #: seconds of silence after which a manager (or, seen from a manager, the interchange) is lost
+    heartbeat_threshold: float = 30.0
+    #: seconds a block may sit without any task before it is released (above min_blocks)
+    max_idletime: float = 120.0
+    #: fraction of outstanding tasks to ask worker slots for (1 = one slot per task)
+    parallelism: float = 1.0
+    #: host name the managers connect to (default: this host's name; 127.0.0.1 for local blocks)
+    interchange_address: str | None = None
+    #: launcher template for MPIFunction tasks (see outpost.shell); default: the SDK's
+    mpi_launcher: str | None = None
     provider: ProviderConfig = field(default_factory=ProviderConfig)
+
+    @property
+    def slots(self) -> int:
+        """Workers the engine can have at most (for the AMQP prefetch window): for the
+        high-throughput engine every node of max_blocks blocks, each with one worker per
+        accelerator, or max_workers_per_node, or cpus_per_node (else max_workers)."""
+        if self.type != "high-throughput":
+            return self.max_workers
+        per_node = (
+            len(self.available_accelerators)
+            or self.max_workers_per_node
+            or self.provider.cpus_per_node
+            or self.max_workers
+        )
+        if self.available_accelerators and self.max_workers_per_node:
+            per_node = min(per_node, self.max_workers_per_node)
+        nodes = max(self.provider.max_blocks, 1) * self.provider.nodes_per_block
+        return min(per_node * nodes, 5000)
 
 
 @dataclass
@@ -83,7 +142,7 @@ class EndpointConfig:
         """The AMQP prefetch window: every worker busy plus a few queued behind them."""
         if self.prefetch is not None:
             return self.prefetch
-        return 2 * self.engine.max_workers + 2
+        return 2 * self.engine.slots + 2
 
 
 def load_config(path: Path) -> EndpointConfig:
@@ -171,7 +230,7 @@ class _Checker:
         where = "engine."
         data = self.section(data, "engine", tuple(f.name for f in _fields(EngineConfig)))
         default = EngineConfig()
-        return EngineConfig(
+        config = EngineConfig(
             type=self.value(data, "type", where, default.type, _choice(ENGINE_TYPES)),
             max_workers=self.value(data, "max_workers", where, default.max_workers, _integer(1)),
             max_workers_per_node=self.value(data, "max_workers_per_node", where, None, _integer(1)),
@@ -180,8 +239,29 @@ class _Checker:
             ),
             cpu_affinity=self.value(data, "cpu_affinity", where, "none", _affinity),
             prefetch_capacity=self.value(data, "prefetch_capacity", where, 0, _integer(0)),
+            accelerator_variable=self.value(
+                data,
+                "accelerator_variable",
+                where,
+                default.accelerator_variable,
+                _choice(ACCELERATOR_VARIABLES),
+            ),
+            max_retries=self.value(data, "max_retries", where, 0, _integer(0)),
+            heartbeat_period=self.value(data, "heartbeat_period", where, 2.0, _number(0.05)),
+            heartbeat_threshold=self.value(data, "heartbeat_threshold", where, 30.0, _number(0.1)),
+            max_idletime=self.value(data, "max_idletime", where, 120.0, _number(0)),
+            parallelism=self.value(data, "parallelism", where, 1.0, _fraction),
+            interchange_address=self.value(data, "interchange_address", where, None, _text),
+            mpi_launcher=self.value(data, "mpi_launcher", where, None, _text),
             provider=self.provider(data.get("provider")),
         )
+        if config.heartbeat_threshold <= config.heartbeat_period:
+            self.fail(
+                "engine.heartbeat_threshold",
+                f"{config.heartbeat_threshold} must be larger than heartbeat_period "
+                f"({config.heartbeat_period}); use several periods, e.g. 30 with a period of 2",
+            )
+        return config
 
     def provider(self, data: Any) -> ProviderConfig:
         where = "engine.provider."
@@ -199,12 +279,32 @@ class _Checker:
             min_blocks=self.value(data, "min_blocks", where, 0, _integer(0)),
             max_blocks=self.value(data, "max_blocks", where, 1, _integer(0)),
             cpus_per_node=self.value(data, "cpus_per_node", where, None, _integer(1)),
+            place=self.value(data, "place", where, d.place, _choice(PBS_PLACES)),
+            partition=self.value(data, "partition", where, None, _text),
+            qos=self.value(data, "qos", where, None, _text),
+            constraint=self.value(data, "constraint", where, None, _text),
+            gpus_per_node=self.value(data, "gpus_per_node", where, None, _integer(1)),
+            exclusive=self.value(data, "exclusive", where, True, _boolean),
+            max_queued_blocks=self.value(data, "max_queued_blocks", where, None, _integer(1)),
             launcher=self.launcher(data.get("launcher")),
         )
         if config.min_blocks > config.max_blocks:
             self.fail(
                 "engine.provider.min_blocks",
                 f"{config.min_blocks} is larger than max_blocks ({config.max_blocks})",
+            )
+        for key, scheduler in SCHEDULER_ONLY_KEYS.items():
+            if data.get(key) is not None and config.type != scheduler:
+                self.fail(
+                    f"engine.provider.{key}",
+                    f"is only used by provider type {scheduler} (type is {config.type!r}); "
+                    f"remove it or set type: {scheduler}",
+                )
+        if config.launcher.type == "srun" and config.type != "slurm":
+            self.fail(
+                "engine.provider.launcher.type",
+                f"'srun' needs provider type slurm (type is {config.type!r}); use mpiexec or "
+                "simple",
             )
         return config
 
@@ -258,6 +358,12 @@ def _number(minimum: float) -> Callable[[Any], float]:
     return convert
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("is not true or false")
+    return value
+
+
 def _text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         raise ValueError("is not text; write it as a (quoted) string")
@@ -274,9 +380,11 @@ def _url(schemes: tuple[str, ...]) -> Callable[[Any], str]:
 
 
 def _walltime(value: Any) -> str:
+    """``"0:10:00"`` (as in Parsl configs) is accepted and written back as ``"00:10:00"``."""
     if not isinstance(value, str) or not _WALLTIME.match(value):
         raise ValueError('is not a walltime; write it as a quoted "HH:MM:SS", e.g. "01:00:00"')
-    return value
+    hours, minutes, seconds = value.split(":")
+    return f"{int(hours):02d}:{minutes}:{seconds}"
 
 
 def _accelerators(value: Any) -> list[str]:
@@ -292,6 +400,20 @@ def _accelerators(value: Any) -> list[str]:
 
 
 def _affinity(value: Any) -> str:
-    if isinstance(value, str) and (value in CPU_AFFINITIES[:-1] or value.startswith("list:")):
+    if isinstance(value, str) and value in CPU_AFFINITIES[:-1]:
         return value
+    if isinstance(value, str) and value.startswith("list:"):
+        cores = value[len("list:") :]
+        if cores and all(_CORE_SET.match(part) for part in cores.split(":")):
+            return value
+        raise ValueError(
+            "is not a core list; write list:CORES[:CORES...] with ':' between workers and ',' "
+            "between cores or ranges, e.g. list:0-3,8:4-7"
+        )
     raise ValueError(f"is not one of: {', '.join(CPU_AFFINITIES)}")
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError("is not a fraction; use a number from 0 to 1 (1 = a slot per task)")
+    return float(value)

@@ -54,3 +54,16 @@ class EndpointNotFound(EndpointError):
 
 class EngineError(EndpointError):
     """The engine was used wrongly (submit after shutdown, unknown engine type)."""
+
+
+class ProviderError(EndpointError):
+    """A batch scheduler (or the local provider) refused or failed a request; the message
+    names the command and carries its output."""
+
+
+class JournalError(EndpointError):
+    """The task journal (``journal.db`` in the endpoint directory) cannot be opened or written."""
+
+
+class SubmissionUncertain(ProviderError):
+    """``qsub``/``sbatch`` timed out or printed no job id: a job may exist all the same."""

@@ -96,3 +96,28 @@ def describe_exit(exitcode: int | None) -> str:
 
 def this_worker() -> str:
     return str(os.getpid())
+
+
+def expired_result(task: TaskEnvelope, deadline: float) -> ResultEnvelope | None:
+    """The answer for a task delivered after its expiry deadline, or None if it has time.
+
+    The deadline is the service's ``created_at`` plus ``resource_specification["expires_after"]``
+    (clocks of the service and this host are assumed roughly in sync)."""
+    if time.time() <= deadline:
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(deadline))
+    return failed_result(
+        task,
+        "expired",
+        f"task {task.task_id} reached endpoint host {HOSTNAME} after its deadline ({when}) "
+        "and was not run; submit it again, or raise resource_specification['expires_after']",
+        error_type="outpost.errors.TaskExpiredError",
+    )
+
+
+def deadline_of(task: TaskEnvelope) -> float | None:
+    """When ``task`` expires (None: never, or no usable ``expires_after``)."""
+    after = task.resource_specification.get("expires_after")
+    if isinstance(after, bool) or not isinstance(after, (int, float)) or not task.created_at:
+        return None
+    return float(task.created_at) + float(after)

@@ -73,7 +73,7 @@ def run_endpoint(
             raise AlreadyRunning(f"endpoint {paths.name!r} is already running (pid {running})")
         pidfile.write_pid(paths.pidfile)
         config = load_config(paths.config)
-        engine = build_engine(config.engine)  # config errors before touching the service
+        engine = build_engine(config.engine, paths.root / "run")  # config errors first
         endpoint_id, settings = register(paths, config)
         service = EndpointService(
             endpoint_id,
@@ -81,6 +81,7 @@ def run_endpoint(
             engine,
             prefetch=config.prefetch_count,
             heartbeat_interval=config.heartbeat_interval,
+            journal_path=paths.root / "journal.db",
         )
         log.info(
             "endpoint %s (%s): engine %s, %s workers, prefetch %d; service %s; RabbitMQ %s",

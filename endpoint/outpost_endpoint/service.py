@@ -3,21 +3,26 @@
 It knows nothing about daemons, pid files or HTTP: give it an endpoint id, the AMQP settings and
 an engine (tests do exactly that against a real RabbitMQ).  :meth:`stop` is the graceful
 shutdown the daemon runs on SIGTERM: no new deliveries, running tasks get ``grace`` seconds,
-finished results are published and acked, and anything unfinished stays unacknowledged so
-RabbitMQ delivers it again later -- nothing is lost.
+finished results are published, and anything unfinished stays in the task journal (see
+:mod:`outpost_endpoint.journal`) and is replayed when the endpoint starts again -- nothing is
+lost.  The journal (``journal_path``) should live in the endpoint directory; without one an
+in-memory journal is used, which does not survive the process (tests only).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.amqp.result_publisher import ResultPublisher
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.engine.base import Engine
+from outpost_endpoint.journal import Journal
 from outpost_endpoint.results import HOSTNAME
+from outpost_endpoint.spool import SpooledOutbox
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +38,21 @@ class EndpointService:
         *,
         prefetch: int,
         heartbeat_interval: float | None = None,
+        journal_path: Path | str | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id
         self.settings = settings
         self.engine = engine
+        self.journal = Journal(journal_path if journal_path is not None else ":memory:")
         self.publisher = ResultPublisher(
             settings,
             endpoint_id,
             status_details=self.details,
             heartbeat_interval=heartbeat_interval,
+            outbox=SpooledOutbox(self.journal),
         )
         self.consumer = TaskConsumer(
-            settings, endpoint_id, engine, self.publisher, prefetch=prefetch
+            settings, endpoint_id, engine, self.publisher, prefetch=prefetch, journal=self.journal
         )
         self._stopped = threading.Event()
 
@@ -58,6 +66,7 @@ class EndpointService:
             "outstanding_tasks": status.get("outstanding"),
             "engine": status,
             "results_pending": self.publisher.pending(),
+            "journal": self.journal.counts(),
         }
 
     def start(self) -> None:
@@ -84,4 +93,10 @@ class EndpointService:
             log.warning("stopping with %d unconfirmed result(s)", self.publisher.pending())
         self.consumer.close()
         self.publisher.stop()
+        left = self.journal.counts()
+        if left["received"]:
+            log.info(
+                "%d unfinished task(s) stay in the journal for the next start", left["received"]
+            )
+        self.journal.close()
         log.info("endpoint %s stopped", self.endpoint_id)

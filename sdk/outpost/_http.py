@@ -2,8 +2,10 @@
 
 Kept apart from :mod:`outpost.client` so the API methods read as a list of routes.  Every
 failure becomes an :mod:`outpost.errors` exception that names the URL and says how to fix it.
-Only idempotent calls are retried on connection errors and 502/503/504; a non-idempotent call
-(task submission) is retried only when the request provably never left this machine.
+Only idempotent calls are retried (backoff with jitter) on connection errors and 502/503/504;
+task submission counts as idempotent because it carries a client ``request_id`` the service
+dedups by.  A non-idempotent call is retried only when the request provably never left this
+machine.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -149,16 +150,19 @@ class Client:
         return function_id
 
     # ------------------------------------------------------------------ tasks
-    def submit_tasks(self, tasks: list[dict[str, Any]]) -> list[str]:
+    def submit_tasks(self, tasks: list[dict[str, Any]], request_id: str | None = None) -> list[str]:
         """``POST /v1/tasks``; returns the task ids in the order of ``tasks``.
 
         Each task is ``{"function_id", "endpoint_id", "args": base64, "task_group_id"?,
-        "resource_specification"?}``.  Not retried once the request may have reached the
-        service: a retry could create the tasks twice.
+        "resource_specification"?}``.  The request carries ``request_id`` (a fresh uuid4 when not
+        given); the service answers a repeat of the same id with the same task ids instead of
+        new tasks, which is what lets this call be retried (with backoff) on connection errors
+        and 502/503/504 like the idempotent calls.
         """
         if not tasks:
             return []
-        answer = self._http.request("POST", "/v1/tasks", json={"tasks": tasks}, idempotent=False)
+        body = {"tasks": tasks, "request_id": request_id or str(uuid.uuid4())}
+        answer = self._http.request("POST", "/v1/tasks", json=body, idempotent=True)
         task_ids = _field(answer, "task_ids", list, "POST /v1/tasks")
         if len(task_ids) != len(tasks) or not all(isinstance(t, str) for t in task_ids):
             raise ServiceError(

@@ -69,14 +69,26 @@ def checked(
     return run
 
 
-def start_service(home: Path, database_url: str, user: str = "alice") -> RunningService:
-    """Start ``outpost-service serve`` and create one user; returns once it listens."""
-    prefix = f"e2e-{secrets.token_hex(4)}"
-    env = dict(os.environ, OUTPOST_HOME=str(home), PYTHONUNBUFFERED="1")
+def start_service(
+    home: Path,
+    database_url: str,
+    user: str | None = "alice",
+    *,
+    amqp_url: str = AMQP_URL,
+    prefix: str | None = None,
+    port: int = 0,
+    extra: tuple[str, ...] = (),
+    env_extra: dict[str, str] | None = None,
+) -> RunningService:
+    """Start ``outpost-service serve`` and create ``user`` (if given); returns once it listens.
+
+    A restart of the same service passes the same ``prefix`` (and database) and ``user=None``."""
+    prefix = prefix or f"e2e-{secrets.token_hex(4)}"
+    env = dict(os.environ, OUTPOST_HOME=str(home), PYTHONUNBUFFERED="1", **(env_extra or {}))
     for var in ("OUTPOST_URL", "OUTPOST_TOKEN"):
         env.pop(var, None)
-    argv = [cli("outpost-service"), "serve", "--host", "127.0.0.1", "--port", "0"]
-    argv += ["--database-url", database_url, "--amqp-url", AMQP_URL, "--amqp-prefix", prefix]
+    argv = [cli("outpost-service"), "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
+    argv += ["--database-url", database_url, "--amqp-url", amqp_url, "--amqp-prefix", prefix]
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -107,7 +119,8 @@ def start_service(home: Path, database_url: str, user: str = "alice") -> Running
         process=process,
         output=output,
     )
-    service.token = service.create_user(user)
+    if user is not None:
+        service.token = service.create_user(user)
     return service
 
 

@@ -227,8 +227,9 @@ def topology(rabbitmq: str) -> Iterator[Topology]:
 
 
 @pytest.fixture
-def make_service(topology: Topology) -> Iterator[Callable[..., EndpointService]]:
-    """Start in-process endpoints (engine + AMQP link) on the topology; stopped at the end."""
+def make_service(topology: Topology, tmp_path: Path) -> Iterator[Callable[..., EndpointService]]:
+    """Start in-process endpoints (engine + AMQP link) on the topology; stopped at the end.
+    They share one task journal, as restarts of one endpoint do."""
     started: list[EndpointService] = []
 
     def make(workers: int = 2, prefetch: int = 4) -> EndpointService:
@@ -238,6 +239,7 @@ def make_service(topology: Topology) -> Iterator[Callable[..., EndpointService]]
             ProcessPoolEngine(workers),
             prefetch=prefetch,
             heartbeat_interval=0.5,
+            journal_path=tmp_path / "journal.db",
         )
         service.start()
         started.append(service)

@@ -35,7 +35,8 @@ def test_configure_writes_a_valid_config_and_private_token(home: Path) -> None:
     assert result.exit_code == 0, result.output
     paths = EndpointPaths.for_name("ep1")
     config = load_config(paths.config)
-    assert config.service_url == "http://svc:8000" and config.engine.type == "process-pool"
+    assert config.service_url == "http://svc:8000" and config.engine.type == "high-throughput"
+    assert config.engine.provider.type == "local"  # DESIGN.md: the template uses local blocks
     assert json.loads(paths.credentials.read_text()) == {"token": "tok"}
     assert stat.S_IMODE(paths.credentials.stat().st_mode) == 0o600
     assert "outpost-endpoint start ep1" in result.output

@@ -97,8 +97,9 @@ def test_full_high_throughput_section_is_accepted() -> None:
             "engine.provider.min_blocks: 2 is larger",
         ),
         (
-            {"engine": {"provider": {"launcher": {"type": "aprun"}}}},
-            "engine.provider.launcher.type: 'aprun' is not one of: simple, mpiexec, srun",
+            {"engine": {"provider": {"launcher": {"type": "mpirun"}}}},
+            "engine.provider.launcher.type: 'mpirun' is not one of: simple, single, mpiexec, "
+            "srun, aprun",
         ),
         ({"service_url": "ftp://x"}, "service_url: 'ftp://x' is not a URL"),
         (
@@ -134,12 +135,12 @@ def test_config_error_is_a_configuration_error(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
-def test_high_throughput_engine_is_not_available_yet() -> None:
+def test_high_throughput_engine_is_built(tmp_path: Path) -> None:
+    from outpost_endpoint.engine.high_throughput import HighThroughputEngine
+
     config = parse_config({"engine": {"type": "high-throughput"}})
-    with pytest.raises(
-        ConfigError, match="not available in this version yet; use type: process-pool"
-    ):
-        build_engine(config.engine)
+    engine = build_engine(config.engine, tmp_path / "run")
+    assert isinstance(engine, HighThroughputEngine) and engine.provider.label == "local"
 
 
 def test_process_pool_engine_is_built() -> None:

@@ -90,7 +90,7 @@ def test_start_registers_serves_and_stops(
     assert fake_service.requests[-1][2]["endpoint_id"] == topology.endpoint_id
 
 
-def test_stop_mid_task_puts_the_task_back(
+def test_stop_mid_task_keeps_the_task_in_the_journal(
     env: dict[str, str], endpoint: str, topology: Topology, tmp_path: Path
 ) -> None:
     assert cli(env, "start", endpoint).returncode == 0
@@ -98,7 +98,7 @@ def test_stop_mid_task_puts_the_task_back(
     task = topology.task(tasks.wait_for_file, str(gate), 5)
     topology.status(lambda s: s.details["engine"]["running"] == 1)
     assert cli(env, "stop", endpoint).returncode == 0  # grace 1 s: the task is still running
-    assert topology.waiting() == 1
+    assert topology.waiting() == 0  # acked: the endpoint's journal has it, and replays it
     gate.touch()
     assert cli(env, "start", endpoint).returncode == 0
     result = topology.result(task.task_id)
@@ -124,9 +124,9 @@ def test_unreachable_service_fails_start(env: dict[str, str], endpoint: str) -> 
 
 def test_invalid_config_fails_start_before_detaching(env: dict[str, str], endpoint: str) -> None:
     config = Path(env["OUTPOST_HOME"]) / "endpoints" / "ep" / "config.yaml"
-    config.write_text("engine:\n  type: high-throughput\n")
+    config.write_text("engine:\n  type: high-throughput\n  cpu_affinity: sideways\n")
     started = cli(env, "start", endpoint)
-    assert started.returncode == 1 and "not available in this version yet" in started.stderr
+    assert started.returncode == 1 and "engine.cpu_affinity: 'sideways'" in started.stderr
 
 
 def test_delete_stops_and_deletes_on_the_service(

@@ -41,6 +41,7 @@ class FakeService:
         self.requests: list[tuple[str, str]] = []
         self.batches: list[int] = []
         self.fail_next: Counter[tuple[str, str]] = Counter()
+        self.request_ids: list[str | None] = []  # of each POST /v1/tasks that got through
         self.fail_status = 503
         self.calls = 0  # task functions actually called
         self.held = False
@@ -186,6 +187,7 @@ class FakeService:
         task_ids = []
         with self.cond:
             self.batches.append(len(body["tasks"]))
+            self.request_ids.append(body.get("request_id"))
             for spec in body["tasks"]:
                 if spec["function_id"] not in self.functions:
                     return _error(422, "unknown_function", spec["function_id"])

@@ -123,7 +123,7 @@ def test_idempotent_calls_are_retried_on_503(service: FakeService) -> None:
     assert service.requests.count(("GET", "/v1/endpoints")) == 3
 
 
-def test_task_submission_is_not_retried_on_503(service: FakeService) -> None:
+def test_task_submission_is_retried_on_503_under_one_request_id(service: FakeService) -> None:
     client = Client(service.url, TOKEN, retries=2)
     service.fail_next[("POST", "/v1/tasks")] = 1
     function_id = client.register_function(pow)
@@ -132,11 +132,13 @@ def test_task_submission_is_not_retried_on_503(service: FakeService) -> None:
         "endpoint_id": ENDPOINT,
         "args": b64encode(serialize(((1, 1), {}))),
     }
-    with pytest.raises(ServiceUnavailableError, match="HTTP 503") as info:
-        client.submit_tasks([task])
-    assert info.value.status == 503
-    assert service.requests.count(("POST", "/v1/tasks")) == 1
-    assert service.tasks == {}
+    ids = client.submit_tasks([task])
+    assert service.requests.count(("POST", "/v1/tasks")) == 2  # the 503, then the retry
+    assert list(service.tasks) == ids
+    (request_id,) = service.request_ids
+    assert request_id  # the service dedups a retry that did reach it by this id
+    client.submit_tasks([task])
+    assert service.request_ids[1] != request_id  # a new call is a new request
 
 
 def test_server_errors_after_retries(service: FakeService) -> None:

@@ -218,9 +218,10 @@ def test_too_large_arguments_fail_at_submit(service: FakeService) -> None:
 
 
 def test_failed_batch_fails_its_futures(executor: Executor, service: FakeService) -> None:
-    service.fail_next[("POST", "/v1/tasks")] = 1
+    service.fail_next[("POST", "/v1/tasks")] = 100  # more than the client's retries
     future = executor.submit(add, 1)
     exc = future.exception(timeout=WAIT)
+    service.fail_next[("POST", "/v1/tasks")] = 0
     assert isinstance(exc, ServiceUnavailableError)
     assert "submitting a batch of 1 tasks failed" in str(exc)
     assert future.task_id is None and future.task_id_ready.is_set()
@@ -313,3 +314,17 @@ def test_result_from_a_newer_protocol_fails_the_future_clearly(
         service.cond.notify_all()
     with pytest.raises(ProtocolVersionError, match="upgrade outpost here"):
         future.result(timeout=WAIT)
+
+
+def test_default_batching_sends_a_lone_task_and_batches_a_loop(
+    client: Client, service: FakeService
+) -> None:
+    # batch_interval=0 (the default): no linger, yet the tasks queued while one request is in
+    # flight go together in the next one, so a loop of submits is not one request per task.
+    with Executor(ENDPOINT, client) as ex:
+        assert ex.submit(add, 1).result(timeout=WAIT) == 1
+        futures = [ex.submit(add, i) for i in range(300)]
+        assert [f.result(timeout=WAIT) for f in futures] == list(range(300))
+    assert service.batches[0] == 1
+    assert sum(service.batches) == 301
+    assert len(service.batches) < 100, service.batches

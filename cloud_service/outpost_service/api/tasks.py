@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint
@@ -41,9 +42,28 @@ def submit_tasks() -> dict[str, Any]:
             details={"count": len(items), "max": state.config.max_batch},
         )
     new = [_parse_task(item, i, state.config.payload_limit) for i, item in enumerate(items)]
+    if state.config.task_expiry:
+        for task in new:
+            task.resource_spec.setdefault("expires_after", state.config.task_expiry)
+    request_id = _request_id(body.get("request_id"))
     if not new:
         return {"task_ids": []}
-    return {"task_ids": submit(state, current_user().user_id, new)}
+    return {"task_ids": submit(state, current_user().user_id, new, request_id)}
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _request_id(value: Any) -> str | None:
+    """The client's id for this request: a retry with the same id gets the same task ids."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        raise invalid(
+            "request_id",
+            f"must be 1-64 letters, digits or '_.:-' (a uuid4 is ideal), got {value!r:.80}",
+        )
+    return value
 
 
 def _parse_task(item: Any, index: int, limit: int) -> NewTask:
@@ -52,6 +72,14 @@ def _parse_task(item: Any, index: int, limit: int) -> NewTask:
         raise invalid(f"tasks[{index}]", "must be an object")
     group = item.get("task_group_id")
     spec = small_object(item, "resource_specification", where=where)
+    expires = (spec or {}).get("expires_after")
+    if expires is not None and (
+        isinstance(expires, bool) or not isinstance(expires, (int, float)) or not expires > 0
+    ):
+        raise invalid(
+            where + "resource_specification.expires_after",
+            f"must be a positive number of seconds (or absent: never expires), got {expires!r:.80}",
+        )
     return NewTask(
         task_id="",
         function_id=function_id_text(item.get("function_id"), where + "function_id"),

@@ -131,6 +131,9 @@ class Database:
                 found = conn.execute(
                     sa.select(meta.c.value).where(meta.c.key == "schema_version")
                 ).scalar()
+                if found == "1":
+                    migrate_from_1(conn)
+                    found = str(SCHEMA_VERSION)
         except sa.exc.IntegrityError:  # another process created it at the same moment
             return self.ensure_schema()
         except sa.exc.OperationalError as exc:
@@ -144,3 +147,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def migrate_from_1(conn: Connection) -> None:
+    """Upgrade a version-1 database to version 2: three columns on ``tasks`` (existing tasks
+    count as published -- version 1 answered a submit only after the confirm -- and never
+    expire) and their indexes.  Runs in the caller's write transaction."""
+    conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN published BOOLEAN NOT NULL DEFAULT TRUE")
+    conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN request_id VARCHAR(64)")
+    conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN deadline FLOAT")
+    conn.exec_driver_sql("CREATE INDEX ix_tasks_deadline ON tasks (deadline)")
+    conn.exec_driver_sql("CREATE INDEX ix_tasks_published ON tasks (published)")
+    conn.exec_driver_sql("CREATE INDEX ix_tasks_owner_request ON tasks (owner, request_id)")
+    conn.execute(
+        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+    )

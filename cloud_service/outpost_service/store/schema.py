@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+#: 2: ``tasks.published`` (RabbitMQ confirmed the task message; the sweeper republishes the
+#: rest), ``tasks.request_id`` (the client's id of the submit request, for idempotent
+#: retries) and ``tasks.deadline`` (when an unfinished task expires; see expiry.py).  A
+#: version-1 database is upgraded in place (see :func:`.database.migrate_from_1`).
+SCHEMA_VERSION = 2
 
 #: An autoincrementing 64-bit key that SQLite also autoincrements (it only does for INTEGER).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -79,7 +83,16 @@ tasks = sa.Table(
     sa.Column("completed_at", sa.Float, nullable=True),
     # Set when the task finishes; a sweep deletes the task once it is passed.
     sa.Column("expires_at", sa.Float, nullable=True),
+    # False from the insert until RabbitMQ confirmed the task message (see broker/sweeper.py).
+    sa.Column("published", sa.Boolean, nullable=False, server_default=sa.true()),
+    # The client's id for the POST /v1/tasks request that created the task (or None).
+    sa.Column("request_id", sa.String(64), nullable=True),
+    # When the task fails as ``expired`` if it has not finished (None: never).
+    sa.Column("deadline", sa.Float, nullable=True),
     sa.Index("ix_tasks_task_group_id", "task_group_id"),
+    sa.Index("ix_tasks_published", "published"),
+    sa.Index("ix_tasks_owner_request", "owner", "request_id"),
+    sa.Index("ix_tasks_deadline", "deadline"),
     sa.Index("ix_tasks_endpoint_state", "endpoint_id", "state"),
     sa.Index("ix_tasks_expires_at", "expires_at"),
 )

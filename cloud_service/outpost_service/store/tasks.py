@@ -35,8 +35,15 @@ class NewTask:
     resource_spec: dict[str, Any] = field(default_factory=dict)
 
 
-def insert_many(conn: Connection, owner: int, new: Sequence[NewTask], now: float) -> None:
-    """Insert ``new`` as queued tasks, with their received and queued events (executemany)."""
+def insert_many(
+    conn: Connection,
+    owner: int,
+    new: Sequence[NewTask],
+    now: float,
+    request_id: str | None = None,
+) -> None:
+    """Insert ``new`` as queued, not yet published tasks, with their received and queued
+    events (executemany)."""
     if not new:
         return
     conn.execute(
@@ -52,6 +59,9 @@ def insert_many(conn: Connection, owner: int, new: Sequence[NewTask], now: float
                 "args": t.args,
                 "resource_spec": t.resource_spec,
                 "created_at": now,
+                "published": False,
+                "request_id": request_id,
+                "deadline": _deadline(t.resource_spec, now),
             }
             for t in new
         ],
@@ -64,6 +74,63 @@ def insert_many(conn: Connection, owner: int, new: Sequence[NewTask], now: float
             for state in (TaskState.RECEIVED.value, TaskState.QUEUED.value)
         ],
     )
+
+
+def _deadline(spec: dict[str, Any], now: float) -> float | None:
+    after = spec.get("expires_after")
+    return None if after is None else now + float(after)
+
+
+def due(conn: Connection, now: float, limit: int) -> list[Row[Any]]:
+    """Unfinished tasks whose deadline has passed: ``(task_id, endpoint_id, deadline)``."""
+    return list(
+        conn.execute(
+            sa.select(tasks.c.task_id, tasks.c.endpoint_id, tasks.c.deadline)
+            .where(tasks.c.deadline < now, tasks.c.state.notin_(TERMINAL_STATES))
+            .order_by(tasks.c.deadline)
+            .limit(limit)
+        )
+    )
+
+
+def by_request(conn: Connection, owner: int, request_id: str) -> list[str]:
+    """The ids of the tasks ``owner`` created with ``request_id``, in submission order."""
+    return list(
+        conn.execute(
+            sa.select(tasks.c.task_id)
+            .where(tasks.c.owner == owner, tasks.c.request_id == request_id)
+            .order_by(tasks.c.seq)
+        ).scalars()
+    )
+
+
+def mark_published(conn: Connection, task_ids: Sequence[str]) -> None:
+    """RabbitMQ confirmed these tasks' messages: the sweeper leaves them alone."""
+    if task_ids:
+        conn.execute(
+            tasks.update().where(tasks.c.task_id.in_(set(task_ids))).values(published=True)
+        )
+
+
+def unpublished(
+    conn: Connection, created_before: float, limit: int, task_ids: Iterable[str] | None = None
+) -> list[Row[Any]]:
+    """Unfinished tasks whose message RabbitMQ never confirmed (oldest first), created before
+    ``created_before`` (or among ``task_ids``); with what it takes to publish them again."""
+    query = sa.select(
+        tasks.c.task_id,
+        tasks.c.endpoint_id,
+        tasks.c.function_id,
+        tasks.c.task_group_id,
+        tasks.c.args,
+        tasks.c.resource_spec,
+        tasks.c.created_at,
+    ).where(tasks.c.published.is_(False), tasks.c.state.notin_(TERMINAL_STATES))
+    if task_ids is not None:
+        query = query.where(tasks.c.task_id.in_(set(task_ids)))
+    else:
+        query = query.where(tasks.c.created_at < created_before)
+    return list(conn.execute(query.order_by(tasks.c.seq).limit(limit)))
 
 
 def get_owned(conn: Connection, task_id: str, owner: int) -> Row[Any] | None:

@@ -1,13 +1,14 @@
 """``ResultPublisher``: the one path by which results and heartbeats leave the endpoint.
 
 It owns a connection and a channel in confirm mode on its own thread.  A result stays in the
-:class:`Outbox` until RabbitMQ has confirmed it; only then is ``on_confirmed`` called (the task
-consumer acks the task message there).  If RabbitMQ goes away, unconfirmed results stay in the
-outbox and are published again after the reconnect.  Results are published ``mandatory`` so a
-missing ingest binding is noticed (and retried) instead of silently dropping the result.
+outbox until RabbitMQ has confirmed it; only then is ``on_confirmed`` called.  If RabbitMQ goes
+away, unconfirmed results stay in the outbox and are published again after the reconnect.
+Results are published ``mandatory`` so a missing ingest binding is noticed (and retried)
+instead of silently dropping the result.
 
-The outbox is in memory today; a disk spool (DESIGN.md "Data flow" 5) replaces it by
-implementing the same four methods, without touching the publish loop.
+The endpoint uses :class:`outpost_endpoint.spool.SpooledOutbox`, which keeps the outbox in the
+task journal on disk, so results also survive an endpoint crash; the in-memory :class:`Outbox`
+here is the interface (and what tests of the publish loop alone use).
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ class ResultPublisher:
         left = self.pending()
         if left:
             log.warning(
-                "%d result(s) were not confirmed before stopping; their tasks stay "
-                "unacknowledged and will run again",
+                "%d result(s) were not confirmed before stopping; they stay spooled and are "
+                "published when the endpoint starts again",
                 left,
             )
 

@@ -1,12 +1,16 @@
 """``TaskConsumer``: takes task and cancel messages off the endpoint's queue.
 
-No-loss rule (ARCHITECTURE.md): a task message is acknowledged only after its result was
-confirmed by RabbitMQ.  The publisher thread learns of the confirm; it hands the ack back to this
-consumer's thread (pika channels belong to one thread) through a request queue woken with
-``connection.add_callback_threadsafe``.  If the connection dropped meanwhile, the delivery tag
-is dead: RabbitMQ redelivers the task, and the consumer then acks the redelivery at once without
-running the task again (it remembers which task ids already have a confirmed result).  A
-redelivery of a task that is still running is attached to the running task rather than run twice.
+No-loss rule (ARCHITECTURE.md): a task message is written to the endpoint's durable
+:class:`~outpost_endpoint.journal.Journal` *before* it is acknowledged, and acknowledged at once
+after that -- RabbitMQ's ``consumer_timeout`` would close a channel that held a message for the
+length of an HPC task.  From the ack on, the journal keeps the task: its result is spooled there
+until RabbitMQ confirms it, and tasks found unfinished when the endpoint starts are replayed into
+the engine.  A delivery of a task id the journal already knows (a redelivery after a lost ack,
+a duplicate publish) is acked without running the task again.
+
+Since acks no longer bound the work taken, the consumer bounds it itself: when ``prefetch``
+tasks are in the engine it cancels its RabbitMQ consumer, and consumes again once half of them
+are done (deliveries still buffered at the cancel go back to the queue untouched).
 
 Messages that cannot be understood (bad JSON, wrong protocol version, another endpoint's task,
 a result on a task queue) are logged with the reason and rejected without requeue, so the queue
@@ -20,6 +24,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -34,13 +39,15 @@ from outpost.protocol.conventions import redact_url as redact
 from outpost_endpoint.amqp.connection import AmqpSettings, connect
 from outpost_endpoint.amqp.result_publisher import ResultPublisher
 from outpost_endpoint.engine.base import Engine
-from outpost_endpoint.errors import BrokerError, EngineError
-from outpost_endpoint.results import cancelled_result
+from outpost_endpoint.errors import BrokerError, EngineError, JournalError
+from outpost_endpoint.journal import RECEIVED, Journal
+from outpost_endpoint.results import cancelled_result, deadline_of, expired_result
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (pika.exceptions.AMQPError, OSError)
-_MEMORY = 10_000  # how many finished/cancelled task ids to remember for redeliveries
+_MEMORY = 10_000  # how many cancelled-before-arrival task ids to remember
+_RECONCILE_EVERY = 30.0  # seconds between checks that every journaled task is in the engine
 
 
 class _Recent:
@@ -61,7 +68,7 @@ class _Recent:
 
 
 class TaskConsumer:
-    """Feeds the engine from the task queue; see the module docstring."""
+    """Feeds the engine from the task queue through the journal; see the module docstring."""
 
     def __init__(
         self,
@@ -71,12 +78,14 @@ class TaskConsumer:
         publisher: ResultPublisher,
         *,
         prefetch: int,
+        journal: Journal,
     ) -> None:
         self.settings = settings
         self.endpoint_id = endpoint_id
         self.engine = engine
         self.publisher = publisher
-        self.prefetch = prefetch
+        self.prefetch = max(1, prefetch)
+        self.journal = journal
         self._requests: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._consuming_wanted = True
@@ -84,15 +93,16 @@ class TaskConsumer:
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
         self._consumer_tag: str | None = None
-        # task id -> (channel, delivery tag) of its newest delivery; touched on this thread only
-        self._inflight: dict[str, tuple[Any, int]] = {}
-        self._confirmed = _Recent()  # result confirmed but the ack could not be sent
+        self._running: set[str] = set()  # task ids in the engine; touched on this thread only
         self._cancelled = _Recent()  # cancel arrived before the task
+        self._next_reconcile = time.monotonic() + _RECONCILE_EVERY
         self._thread = threading.Thread(target=self._run, name="outpost-consumer", daemon=True)
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
-        """Connect and start consuming; raise :class:`BrokerError` if that fails."""
+        """Replay the journal's unfinished tasks, connect and start consuming; raise
+        :class:`BrokerError` if connecting fails."""
+        self._replay()
         try:
             self._open()
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -112,7 +122,7 @@ class TaskConsumer:
         self._thread.start()
 
     def stop_consuming(self, timeout: float = 10.0) -> bool:
-        """Ask RabbitMQ for no more deliveries (messages already here stay ours)."""
+        """Ask RabbitMQ for no more deliveries."""
         self._consuming_wanted = False  # also holds across a reconnect
         if self._connection is None:
             self._stopped_consuming.set()
@@ -120,14 +130,14 @@ class TaskConsumer:
         return self._stopped_consuming.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Send pending acks, then close; unacked messages go back to the queue."""
+        """Close the connection (every delivery was acked already: the journal has them)."""
         self._closing.set()
         self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return len(self._running)
 
     # ------------------------------------------------------------------ cross-thread requests
     def _call(self, request: Callable[[], None]) -> None:
@@ -155,10 +165,7 @@ class TaskConsumer:
         self._connection = connect(self.settings.url, f"outpost-endpoint {self.endpoint_id} tasks")
         self._channel = self._connection.channel()
         self._channel.basic_qos(prefetch_count=self.prefetch)
-        if self._consuming_wanted:
-            self._consumer_tag = self._channel.basic_consume(
-                self.settings.task_queue, self._on_message
-            )
+        self._throttle()
 
     def _close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -169,10 +176,28 @@ class TaskConsumer:
 
     def _cancel_consumer(self) -> None:
         self._consuming_wanted = False
-        if self._consumer_tag is not None and self._channel is not None:
-            self._channel.basic_cancel(self._consumer_tag)
-            self._consumer_tag = None
+        self._pause()
         self._stopped_consuming.set()
+
+    def _pause(self) -> None:
+        if self._consumer_tag is not None and self._channel is not None:
+            self._channel.basic_cancel(self._consumer_tag)  # buffered deliveries are requeued
+        self._consumer_tag = None
+
+    def _throttle(self) -> None:
+        """Consume while the engine has room (see the module docstring); consumer thread."""
+        if not self._consuming_wanted or len(self._running) >= self.prefetch:
+            if self._consumer_tag is not None:
+                log.debug("%d task(s) in the engine: pausing deliveries", len(self._running))
+            self._pause()
+        elif (
+            self._consumer_tag is None
+            and self._channel is not None
+            and len(self._running) <= self.prefetch // 2
+        ):
+            self._consumer_tag = self._channel.basic_consume(
+                self.settings.task_queue, self._on_message
+            )
 
     def _run(self) -> None:
         backoff = Backoff()
@@ -186,14 +211,14 @@ class TaskConsumer:
                 if self._closing.is_set():
                     self._close()
                     return
+                self._throttle()
+                self._maybe_reconcile()
                 connection = self._connection
                 assert connection is not None
                 connection.process_data_events(time_limit=0.5)
             except Exception as exc:  # a bug must not silently end consuming: reconnect instead
                 if isinstance(exc, _RETRYABLE):
-                    log.warning(
-                        "task consumer lost RabbitMQ (%r); unacked tasks will be redelivered", exc
-                    )
+                    log.warning("task consumer lost RabbitMQ (%r); reconnecting", exc)
                 else:
                     log.exception("task consumer failed; reconnecting")
                 self._close()
@@ -214,7 +239,9 @@ class TaskConsumer:
             return
         try:
             self._dispatch(channel, tag, message, body)
-        except _RETRYABLE:
+        except (*_RETRYABLE, JournalError):
+            # JournalError: the disk refuses writes.  The task is not acked; the reconnect
+            # (with backoff) hands every unacked message back to RabbitMQ to try again later.
             raise
         except Exception as exc:
             log.exception("failed to handle a %s message", message.TYPE)
@@ -231,7 +258,7 @@ class TaskConsumer:
                     body,
                 )
                 return
-            self._on_task(channel, tag, message)
+            self._on_task(channel, tag, message, body)
         elif isinstance(message, CancelRequest):
             if message.endpoint_id != self.endpoint_id:
                 self._reject(
@@ -253,52 +280,83 @@ class TaskConsumer:
         log.error("rejecting message (dead-lettered): %s; body starts %r", reason, body[:200])
         channel.basic_reject(tag, requeue=False)
 
-    def _on_task(self, channel: Any, tag: int, task: TaskEnvelope) -> None:
+    def _on_task(self, channel: Any, tag: int, task: TaskEnvelope, body: bytes) -> None:
         task_id = task.task_id
-        if self._confirmed.take(task_id):
-            log.info("task %s redelivered after its result was confirmed; acking", task_id)
-            channel.basic_ack(tag)
+        if self.journal.accept(task_id, body):
+            try:
+                channel.basic_ack(tag)  # may fail with the connection: the journal has the task
+            finally:
+                self._start(task)
             return
-        if task_id in self._inflight:
-            log.info("task %s redelivered while still in progress; not running it twice", task_id)
-            self._inflight[task_id] = (channel, tag)
+        if task_id not in self._running and self.journal.state(task_id) == RECEIVED:
+            # Journaled by an earlier delivery but not running: that delivery's ack failed
+            # mid-way, or the engine refused the task.  Run it now, once.
+            log.info("task %s redelivered; starting the journaled copy", task_id)
+            self._start(task)
+        else:
+            log.info("task %s is already in the journal (duplicate delivery); acking", task_id)
+        channel.basic_ack(tag)
+
+    def _maybe_reconcile(self) -> None:
+        """Defence in depth: start any journaled, unfinished task the engine does not have
+        (one whose start failed).  Logged loudly: finding one means a path to fix."""
+        if time.monotonic() < self._next_reconcile or not self._consuming_wanted:
             return
-        if self._cancelled.take(task_id):
+        self._next_reconcile = time.monotonic() + _RECONCILE_EVERY
+        for task_id in self.journal.unfinished_ids() - self._running:
+            body = self.journal.task(task_id)
+            if body is None:  # finished meanwhile
+                continue
+            log.warning("task %s was journaled but not in the engine; starting it", task_id)
+            self._start(TaskEnvelope.from_bytes(body))
+
+    def _replay(self) -> None:
+        """Put the journal's unfinished tasks into the engine (before consuming)."""
+        bodies = self.journal.unfinished()
+        if bodies:
+            log.info("replaying %d unfinished task(s) from the journal", len(bodies))
+        for body in bodies:
+            try:
+                task = TaskEnvelope.from_bytes(body)
+            except Exception as exc:  # written by another version: fail it, don't crash
+                log.error("dropping an unreadable journal entry (%r): %r", exc, body[:200])
+                continue
+            self._start(task)
+
+    def _start(self, task: TaskEnvelope) -> None:
+        task_id = task.task_id
+        if task_id in self._running:
+            return
+        deadline = deadline_of(task)
+        expired = expired_result(task, deadline) if deadline is not None else None
+        if self._cancelled.take(task_id) or expired is not None:
             future: Future[ResultEnvelope] = Future()
-            future.set_result(cancelled_result(task))
+            future.set_result(expired or cancelled_result(task))
         else:
             try:
                 future = self.engine.submit(task)
             except EngineError as exc:
-                log.info("task %s not taken (%s); it stays in the queue", task_id, exc)
-                return  # unacked: RabbitMQ redelivers it after we close
-        self._inflight[task_id] = (channel, tag)
+                log.warning(
+                    "task %s not taken by the engine (%s); it stays in the journal and runs "
+                    "when the endpoint starts again",
+                    task_id,
+                    exc,
+                )
+                return
+        self._running.add(task_id)
         future.add_done_callback(lambda done: self._on_done(task_id, done))
 
     def _on_done(self, task_id: str, future: Future[ResultEnvelope]) -> None:
-        """Engine thread: publish the result; the ack follows its confirm."""
-        if future.cancelled():
-            self._call(lambda: self._forget(task_id))
-            return
-        self.publisher.publish_result(
-            future.result(), on_confirmed=lambda: self._call(lambda: self._ack(task_id))
-        )
-
-    def _forget(self, task_id: str) -> None:
-        self._inflight.pop(task_id, None)  # abandoned by the engine: leave it unacked
-
-    def _ack(self, task_id: str) -> None:
-        entry = self._inflight.pop(task_id, None)
-        if entry is None:
-            return
-        channel, tag = entry
-        if channel is self._channel and channel is not None and channel.is_open:
-            channel.basic_ack(tag)
-        else:
-            self._confirmed.add(task_id)  # the delivery died with its channel
+        """Engine thread: spool and publish the result (an abandoned task -- a cancelled
+        future -- stays ``received`` in the journal and is replayed on the next start)."""
+        try:
+            if not future.cancelled():
+                self.publisher.publish_result(future.result())
+        finally:
+            self._call(lambda: self._running.discard(task_id))
 
     def _cancel(self, task_id: str) -> None:
-        if task_id in self._inflight:
+        if task_id in self._running:
             if self.engine.cancel(task_id):
                 log.info("task %s cancelled", task_id)
         else:

@@ -56,7 +56,9 @@ class Executor(concurrent.futures.Executor):
     ``client`` defaults to ``Client()`` (``OUTPOST_URL``/``OUTPOST_TOKEN``, or
     ``outpost login``).  ``task_group_id`` may be chosen by the caller (a UUID) to find the
     tasks again later; by default each executor gets a new one.  ``batch_size`` and
-    ``batch_interval`` (seconds of quiet) bound how long tasks wait to be batched.
+    ``batch_interval`` (seconds of quiet) bound how long tasks wait to be batched; by default
+    (0) a task is sent as soon as the submitter is free, and the tasks queued while one request
+    is in flight form the next batch, so a lone task pays no linger and a loop still batches.
     ``resource_specification`` (e.g. ``{"num_nodes": 2, "ranks_per_node": 4, "walltime": 60}``)
     is copied into each task at submit time.  ``result_wait`` is how long one result poll may
     wait at the service.
@@ -69,7 +71,7 @@ class Executor(concurrent.futures.Executor):
         task_group_id: str | uuid.UUID | None = None,
         *,
         batch_size: int = 1000,
-        batch_interval: float = 0.01,
+        batch_interval: float = 0.0,
         resource_specification: dict[str, Any] | None = None,
         result_wait: float = 20.0,
     ) -> None:

@@ -3,7 +3,8 @@
 A few poller threads (at most ``max_pollers``) share the set of outstanding task ids.  An idle
 poller takes up to ``chunk`` ids no other poll covers and asks the service for them with
 ``wait`` seconds of long-poll; ids still pending go back to the shared set, where the next
-free poller merges them with ids that arrived meanwhile.  So a task submitted while a poll is
+free poller merges them with ids that arrived meanwhile (they go back to the front of the
+line: being older, they are likely to finish first).  So a task submitted while a poll is
 in flight is watched at once by another poller instead of waiting for that poll to return.
 Pollers sleep on a Condition when nothing is outstanding (no spinning) and back off with
 jitter on errors; transient errors never fail a future (results wait at the service).
@@ -11,9 +12,11 @@ jitter on errors; transient errors never fail a future (results wait at the serv
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any
 
@@ -49,7 +52,8 @@ class Watcher:
         self._max_pollers = max_pollers
         self._cond = threading.Condition()
         self._futures: dict[str, list[OutpostFuture]] = {}
-        self._unclaimed: dict[str, None] = {}  # ordered set: ids no poll covers right now
+        # Ids no poll covers right now, oldest first (tasks finish roughly in order).
+        self._unclaimed: OrderedDict[str, None] = OrderedDict()
         self._pollers = 0
         self._idle = 0
         self._stopping = False
@@ -106,7 +110,7 @@ class Watcher:
                 if not self._unclaimed:
                     self._pollers -= 1
                     return
-                ids = list(self._unclaimed)[: self._chunk]
+                ids = list(itertools.islice(self._unclaimed, self._chunk))
                 for task_id in ids:
                     del self._unclaimed[task_id]
             started = time.monotonic()
@@ -141,9 +145,12 @@ class Watcher:
         with self._cond:
             if delay:
                 self._cond.wait(delay)
-            for task_id in ids:
+            # Back at the front: they are older than anything queued meanwhile, so they are
+            # polled next rather than after every newer id (which would starve them).
+            for task_id in reversed(ids):
                 if task_id in self._futures:
                     self._unclaimed[task_id] = None
+                    self._unclaimed.move_to_end(task_id, last=False)
 
     def _take(self, task_id: str) -> list[OutpostFuture]:
         with self._cond:

@@ -1,0 +1,90 @@
+"""Outpost's benchmark suite: ``python -m benchmarks [--full] [--only SECTION,...]``.
+
+Sections (see each module): ``engine`` (engine alone vs Parsl/Dask/Ray), ``e2e`` (end to end vs
+raw pika), ``latency`` (sequential round trips, Parsl engine-only as reference), ``cold``
+(``outpost-endpoint start`` to first result) and ``scale`` (N tasks queued while the endpoint is
+stopped).  Defaults are sized for a few minutes on a shared 2-core machine; ``--full`` uses the
+issue's sizes (20,000 no-ops, 100,000 queued).  Every figure is printed and written to
+``benchmarks/results/<section>.json``.  Peers come from ``benchmarks/setup_peers.sh``; a peer
+without a venv is skipped (and said so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from benchmarks import cold_start, end_to_end, engine_alone, latency, scale
+from benchmarks.common import PEERS, machine, peer_python, write
+
+SECTIONS = ("engine", "e2e", "latency", "cold", "scale")
+QUICK = {"noop": 2000, "sleep": 200, "arg": 20, "e2e": 1000, "trips": 500, "scale": 5000}
+FULL = {"noop": 20000, "sleep": 1000, "arg": 200, "e2e": 20000, "trips": 500, "scale": 100000}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="the issue's sizes (long)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
+    parser.add_argument("--workers", type=int, default=2, help="workers for engine-alone")
+    parser.add_argument("--peers", default=",".join(PEERS), help="peers to compare against")
+    parser.add_argument("--engine-tasks", type=int, help="no-op tasks per engine-alone run")
+    parser.add_argument("--e2e-tasks", type=int, help="no-op tasks per end-to-end run")
+    parser.add_argument("--round-trips", type=int, help="sequential round trips per run")
+    parser.add_argument("--scale-tasks", type=int, help="tasks queued for the scale run")
+    parser.add_argument("--scale-runs", type=int, default=1, help="runs of the scale benchmark")
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--only: unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    bad = set(args.peers.split(",")) - set(PEERS) - {""}
+    if bad:
+        parser.error(f"--peers: unknown peer(s) {sorted(bad)}; choose from {PEERS}")
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    sizes = dict(FULL if args.full else QUICK)
+    for key, flag in (("noop", "engine_tasks"), ("e2e", "e2e_tasks"), ("trips", "round_trips")):
+        if getattr(args, flag):
+            sizes[key] = getattr(args, flag)
+    if args.scale_tasks:
+        sizes["scale"] = args.scale_tasks
+    only = args.only.split(",")
+    peers = [p for p in args.peers.split(",") if p]
+    missing = [p for p in peers if peer_python(p) is None]
+    if missing:
+        print(f"no venv for {missing}: run benchmarks/setup_peers.sh; comparing without them")
+    results: dict[str, Any] = {"machine": machine(), "sizes": sizes, "runs": args.runs}
+    engine: dict[str, Any] | None = None
+    if "engine" in only:
+        engine = engine_alone.measure(
+            args.runs, args.workers, sizes["noop"], sizes["sleep"], sizes["arg"], peers
+        )
+        engine_alone.report(engine)
+        write("engine_alone", {"machine": results["machine"], **engine})
+    if "e2e" in only:
+        e2e = end_to_end.measure(args.runs, sizes["e2e"])
+        end_to_end.report(e2e)
+        write("end_to_end", {"machine": results["machine"], **e2e})
+    if "latency" in only:
+        lat = latency.measure(args.runs, sizes["trips"], args.workers)
+        latency.report(lat)
+        write("latency", {"machine": results["machine"], **lat})
+    if "cold" in only:
+        cold = cold_start.measure(args.runs)
+        cold_start.report(cold, engine)
+        write("cold_start", {"machine": results["machine"], **cold})
+    if "scale" in only:
+        big = scale.measure(args.scale_runs, sizes["scale"])
+        scale.report(big)
+        write("scale", {"machine": results["machine"], **big})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Benchmark 2, end to end: SDK -> service -> RabbitMQ -> endpoint -> engine -> back.
+
+N no-op tasks from one client (``Executor.submit`` in a loop); the figure is N / (first submit
+-> last result) and the time to the last result.  In the same run, the raw-pika physical limit
+(:mod:`benchmarks.raw_pika`) moves N messages of the same sizes as Outpost's task and result
+messages over the same two broker hops; the ratio Outpost / raw is reported per run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+import uuid
+from typing import Any
+
+from benchmarks import raw_pika
+from benchmarks.common import AMQP_URL, fmt, ratios, show, summary
+from benchmarks.local_stack import outpost_stack
+from benchmarks.peer_runner import noop
+from outpost import Executor
+from outpost.protocol import ResultEnvelope, TaskEnvelope, TaskState, serialize
+
+
+def message_sizes() -> tuple[int, int]:
+    """Bytes of a no-op task message and of its result message, as Outpost sends them."""
+    task = TaskEnvelope(
+        str(uuid.uuid4()), "f" * 64, serialize(noop), serialize(((), {})), str(uuid.uuid4())
+    )
+    result = ResultEnvelope(
+        task.task_id, task.endpoint_id, TaskState.SUCCESS, value=serialize(None)
+    )
+    return len(task.to_bytes()), len(result.to_bytes())
+
+
+def measure(runs: int, tasks: int) -> dict[str, Any]:
+    task_size, result_size = message_sizes()
+    rates: list[float] = []
+    seconds: list[float] = []
+    raw_rates: list[float] = []
+    with (
+        outpost_stack("bench-e2e") as stack,
+        Executor(stack.endpoint.endpoint_id, stack.client) as ex,
+    ):
+        ex.submit(noop).result(timeout=120)  # workers, connections, function registered
+        for index in range(runs):
+            start = time.perf_counter()
+            futures = [ex.submit(noop) for _ in range(tasks)]
+            done, _ = concurrent.futures.wait(futures, timeout=max(600, tasks / 50))
+            elapsed = time.perf_counter() - start
+            failed = [f for f in futures if f not in done or f.exception() is not None]
+            if failed:
+                raise RuntimeError(f"{len(failed)} of {tasks} tasks failed or timed out")
+            rates.append(tasks / elapsed)
+            seconds.append(elapsed)
+            raw_rates.append(raw_pika.measure(AMQP_URL, tasks, task_size, result_size)["rate"])
+            print(f"  end-to-end run {index + 1}/{runs} done", flush=True)
+    return {
+        "tasks": tasks,
+        "runs": runs,
+        "message_bytes": {"task": task_size, "result": result_size},
+        "outpost_tasks_per_s": summary(rates),
+        "outpost_seconds_to_last_result": summary(seconds),
+        "raw_pika_round_trips_per_s": summary(raw_rates),
+        "ratio_outpost_to_raw_pika": ratios(rates, raw_rates),
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    show(
+        f"end to end, {result['tasks']} no-op tasks, one client",
+        [
+            ("outpost", fmt(result["outpost_tasks_per_s"], " tasks/s")),
+            ("outpost time to last result", fmt(result["outpost_seconds_to_last_result"], " s", 2)),
+            ("raw pika, same sizes + confirms", fmt(result["raw_pika_round_trips_per_s"], " /s")),
+            ("ratio outpost / raw pika", fmt(result["ratio_outpost_to_raw_pika"], "x", 3)),
+        ],
+    )

@@ -1,0 +1,122 @@
+"""The task consumer's rare interleavings, driven directly on its message handler.
+
+A broker crash can break the connection between the journal write and the ack.  RabbitMQ
+cannot be made to fail at exactly that instruction, so these tests hand the handler a channel
+whose ``basic_ack`` raises (the one stand-in here); the journal, engine (a real process pool)
+and task are real.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pika.exceptions
+import pytest
+
+from outpost.protocol import ResultEnvelope, TaskEnvelope, serialize
+from outpost_endpoint.amqp import AmqpSettings
+from outpost_endpoint.amqp.task_consumer import TaskConsumer
+from outpost_endpoint.engine import ProcessPoolEngine
+from outpost_endpoint.journal import Journal
+
+from ..endpoint import tasks
+from .campaign import value_of
+
+ENDPOINT = str(uuid.uuid4())
+
+
+class Publisher:
+    """Collects published results (the AMQP publisher is not under test here)."""
+
+    def __init__(self) -> None:
+        self.results: list[ResultEnvelope] = []
+        self.cond = threading.Condition()
+
+    def publish_result(self, result: ResultEnvelope, on_confirmed: Any = None) -> None:
+        with self.cond:
+            self.results.append(result)
+            self.cond.notify_all()
+
+    def wait(self, count: int) -> list[ResultEnvelope]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.results) >= count, 60)
+            return list(self.results)
+
+
+class Channel:
+    def __init__(self, ack_fails: bool = False) -> None:
+        self.ack_fails = ack_fails
+        self.acked: list[int] = []
+
+    def basic_ack(self, tag: int) -> None:
+        if self.ack_fails:
+            raise pika.exceptions.StreamLostError("Stream connection lost: broker killed")
+        self.acked.append(tag)
+
+
+@pytest.fixture
+def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, Publisher]]:
+    settings = AmqpSettings(
+        url="amqp://guest:guest@127.0.0.1:1/",
+        task_exchange="x",
+        task_queue="q",
+        result_exchange="r",
+        result_routing_key="k",
+        status_routing_key="s",
+        heartbeat_interval=1.0,
+    )
+    engine = ProcessPoolEngine(1)
+    engine.start()
+    publisher = Publisher()
+    journal = Journal(tmp_path / "journal.db")
+    made = TaskConsumer(
+        settings,
+        ENDPOINT,
+        engine,
+        cast(Any, publisher),
+        prefetch=4,
+        journal=journal,
+    )
+    yield made, publisher
+    engine.shutdown(wait=False)
+    journal.close()
+
+
+def square_task(x: int) -> TaskEnvelope:
+    return TaskEnvelope(
+        task_id=str(uuid.uuid4()),
+        function_id="f",
+        function=serialize(tasks.square),
+        args=serialize(((x,), {})),
+        endpoint_id=ENDPOINT,
+    )
+
+
+def test_a_failed_ack_still_runs_the_journaled_task_once(
+    consumer: tuple[TaskConsumer, Publisher],
+) -> None:
+    handler, publisher = consumer
+    task = square_task(6)
+    with pytest.raises(pika.exceptions.StreamLostError):
+        handler._on_task(Channel(ack_fails=True), 1, task, task.to_bytes())
+    redelivery = Channel()
+    handler._on_task(redelivery, 2, task, task.to_bytes())  # RabbitMQ never saw the ack
+    assert redelivery.acked == [2]
+    (result,) = publisher.wait(1)
+    assert value_of(result) == 36
+
+
+def test_reconcile_starts_a_journaled_task_missing_from_the_engine(
+    consumer: tuple[TaskConsumer, Publisher],
+) -> None:
+    handler, publisher = consumer
+    task = square_task(7)
+    handler.journal.accept(task.task_id, task.to_bytes())  # journaled, never started
+    handler._next_reconcile = 0.0
+    handler._maybe_reconcile()
+    (result,) = publisher.wait(1)
+    assert value_of(result) == 49
