@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 
 #: A long-poll for at most this many ids marks them urgent for ingest (see ``awaiting``).
 URGENT_MAX = 16
@@ -32,6 +32,9 @@ class ResultNotifier:
         # (generation, the ids it finished, or None when not told): the newest ``history``.
         self._history: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=history)
         self._urgent: Counter[str] = Counter()  # ids small long-polls are waiting for
+        #: Set by ingest: called (from the request thread) when a small poll starts waiting,
+        #: so a result already received but not yet committed is committed now.
+        self.on_urgent: Callable[[], None] | None = None
         self._closed = False
         self.poll_interval = poll_interval
         #: True when an ingest consumer in this process notifies us.
@@ -64,6 +67,10 @@ class ResultNotifier:
             return
         with self._condition:
             self._urgent.update(task_ids)
+        hook = self.on_urgent
+        if hook is not None:
+            with contextlib.suppress(Exception):  # a closing connection: the tick covers it
+                hook()
         try:
             yield
         finally:

@@ -116,6 +116,18 @@ class IngestConsumer:
             self.consuming.set()
             batch: list[_Entry] = []
             started = 0.0
+
+            def flush_if_awaited() -> None:
+                # Runs on this thread, inside the consume loop's wait: a long-poll that started
+                # after its result arrived here gets it without waiting for the next tick.
+                if batch and self._awaited(batch):
+                    self._flush(channel, list(batch))
+                    batch.clear()
+
+            if self.notifier is not None:
+                self.notifier.on_urgent = lambda: connection.add_callback_threadsafe(
+                    flush_if_awaited
+                )
             for method, _properties, body in channel.consume(
                 self.topology.ingest_queue, inactivity_timeout=self.idle_flush
             ):
@@ -131,8 +143,8 @@ class IngestConsumer:
                 if batch and (
                     urgent or len(batch) >= self.prefetch or now - started >= self.max_batch_age
                 ):
-                    self._flush(channel, batch)
-                    batch = []
+                    self._flush(channel, list(batch))
+                    batch.clear()
                 if method is None:
                     self._maybe_purge()
                     if self._stop.is_set():
@@ -140,6 +152,8 @@ class IngestConsumer:
             channel.cancel()
         finally:
             self.consuming.clear()
+            if self.notifier is not None:
+                self.notifier.on_urgent = None
             if connection.is_open:
                 connection.close()
 
