@@ -44,7 +44,7 @@ rabbit_running() { timeout 30 rabbitmq-diagnostics -q check_running >/dev/null 2
 
 ensure_rabbitmq() {
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
-  if rabbit_running; then return 0; fi
+  if rabbit_running; then ensure_rabbitmq_management; return 0; fi
   if timeout 20 rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
     say "RabbitMQ node is up with its app stopped: starting the app"
     timeout 120 rabbitmqctl -q start_app >/dev/null || die "rabbitmqctl start_app failed"
@@ -60,6 +60,23 @@ ensure_rabbitmq() {
     sleep 0.5
   done
   say "RabbitMQ is running on 127.0.0.1:5672"
+  ensure_rabbitmq_management
+}
+
+# The service makes one RabbitMQ user per endpoint through the management HTTP API
+# (docs/SECURITY.md); enabling the plugin needs no restart.
+ensure_rabbitmq_management() {
+  if ! timeout 20 rabbitmq-plugins -q list -E -m 2>/dev/null | grep -qx rabbitmq_management; then
+    is_root || die "enable the RabbitMQ management plugin: sudo rabbitmq-plugins enable rabbitmq_management"
+    say "enabling rabbitmq_management"
+    timeout 120 rabbitmq-plugins -q enable rabbitmq_management >/dev/null \
+      || die "rabbitmq-plugins enable rabbitmq_management failed"
+  fi
+  local end=$(( $(date +%s) + 90 ))
+  until curl -sS --max-time 10 -f -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null; do
+    [ "$(date +%s)" -lt "$end" ] || die "RabbitMQ management API http://127.0.0.1:15672/api not answering within 90 s"
+    sleep 0.2
+  done
 }
 
 ensure_postgres() {

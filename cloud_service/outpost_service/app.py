@@ -19,6 +19,7 @@ from outpost_service.api import BLUEPRINTS
 from outpost_service.config import ServiceConfig
 from outpost_service.errors import ApiError, Unauthorized
 from outpost_service.state import EXTENSION, ServiceState
+from outpost_service.task_signing import load_or_create_signer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state = ServiceState.build(config)
     state.database.ensure_schema()
+    state.publisher.signer = load_or_create_signer(state.database)
     app.extensions[EXTENSION] = state
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -46,6 +48,8 @@ def _handle_error(error: Exception) -> tuple[Response, int] | Response:
         response = jsonify(error.to_dict())
         if isinstance(error, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="outpost"'
+        for name, value in getattr(error, "headers", {}).items():  # e.g. 429's Retry-After
+            response.headers[name] = value
         return response, error.status
     if isinstance(error, HTTPException):
         status = error.code or 500

@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, g, request
 
-from outpost_service.errors import Unauthorized
+from outpost_service.errors import TooManyRequests, Unauthorized
 from outpost_service.state import service_state
 from outpost_service.store.users import User, find_token, hash_token
 
@@ -42,6 +42,16 @@ def authenticate() -> None:
         raise Unauthorized(f"this token was revoked; {HOW_TO_GET_A_TOKEN}", code="token_revoked")
     if record.expires_at is not None and record.expires_at <= time.time():
         raise Unauthorized(f"this token has expired; {HOW_TO_GET_A_TOKEN}", code="token_expired")
+    limiter = service_state().limiter
+    if limiter is not None:
+        wait = limiter.take(digest)
+        if wait > 0:
+            raise TooManyRequests(
+                f"this token is over its limit of {limiter.rate:g} requests per second "
+                f"(bursts of {limiter.burst:g}); retry after the Retry-After seconds, and "
+                "batch work (one POST /v1/tasks takes many tasks)",
+                retry_after=wait,
+            )
     g.user = record.user
 
 

@@ -104,6 +104,19 @@ def main(verbose: bool) -> None:
     type=click.IntRange(1, 1024),
     help="request threads; each waiting long-poll holds one",
 )
+@click.option(
+    "--broker-auth",
+    type=click.Choice(["per-endpoint", "shared"]),
+    help="per-endpoint: one RabbitMQ user per endpoint, made through the management API; "
+    "shared: endpoints get the service's broker URL (docs/SECURITY.md) "
+    "[env OUTPOST_BROKER_AUTH; default per-endpoint]",
+)
+@click.option(
+    "--management-url",
+    metavar="URL",
+    help="RabbitMQ management API, http(s)://[USER:PASSWORD@]HOST:PORT/ "
+    "[env OUTPOST_AMQP_MANAGEMENT_URL; default: the --amqp-url host, port + 10000]",
+)
 @_friendly
 def serve(
     host: str,
@@ -114,6 +127,8 @@ def serve(
     amqp_prefix: str | None,
     no_ingest: bool,
     threads: int,
+    broker_auth: str | None,
+    management_url: str | None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-ingest, the result ingest).
 
@@ -127,6 +142,8 @@ def serve(
         amqp_url=amqp_url,
         public_amqp_url=public_amqp_url,
         amqp_prefix=amqp_prefix,
+        broker_auth=broker_auth,
+        management_url=management_url,
     )
     run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
 

@@ -26,7 +26,17 @@ _ENV = {
     "amqp_prefix": "OUTPOST_AMQP_PREFIX",
     "republish_after": "OUTPOST_REPUBLISH_AFTER",
     "task_expiry": "OUTPOST_TASK_EXPIRY",
+    "management_url": "OUTPOST_AMQP_MANAGEMENT_URL",
+    "broker_auth": "OUTPOST_BROKER_AUTH",
+    "task_max_age": "OUTPOST_TASK_MAX_AGE",
+    "rate_limit": "OUTPOST_RATE_LIMIT",
+    "rate_burst": "OUTPOST_RATE_BURST",
 }
+
+#: ``broker_auth`` values: one RabbitMQ user per endpoint (made through the management API), or
+#: the service's own ``public_amqp_url`` for every endpoint (brokers without the management
+#: plugin; any endpoint can then read every queue -- see docs/SECURITY.md).
+BROKER_AUTH_MODES = ("per-endpoint", "shared")
 
 
 def default_database_url() -> str:
@@ -65,20 +75,59 @@ class ServiceConfig:
     #: Seconds after submission at which an unfinished task fails as ``expired``, for tasks
     #: whose resource_specification has no ``expires_after``; 0 (the default) means never.
     task_expiry: float = 0.0
+    #: RabbitMQ management API (``http(s)://[user:password@]host:port/``); empty means the
+    #: ``amqp_url`` host on its port + 10000 (15672 for 5672) with its credentials.
+    management_url: str = ""
+    #: ``per-endpoint`` (default) or ``shared``; see :data:`BROKER_AUTH_MODES`.
+    broker_auth: str = "per-endpoint"
+    #: Seconds after signing at which endpoints refuse a task or cancel message (bounds
+    #: replays; allow for clock skew and for tasks waiting in a queue while an endpoint is
+    #: offline): 7 days, the endpoint journal's tombstone lifetime.
+    task_max_age: float = 7 * 24 * 3600.0
+    #: Requests per second each API token may make on average (0 = no limit) ...
+    rate_limit: float = 100.0
+    #: ... and in one burst (see ratelimit.py).  Generous: a sequential latency benchmark
+    #: makes ~150 requests/s for seconds; a runaway loop makes thousands.
+    rate_burst: int = 1000
 
     def __post_init__(self) -> None:
+        if self.broker_auth not in BROKER_AUTH_MODES:
+            raise ConfigurationError(
+                f"broker_auth must be one of {', '.join(BROKER_AUTH_MODES)}, got "
+                f"{self.broker_auth!r}"
+            )
         if not self.public_amqp_url:
             self.public_amqp_url = self.amqp_url
         self.republish_after = float(self.republish_after)
         self.task_expiry = float(self.task_expiry)
+        self.task_max_age = float(self.task_max_age)
+        self.rate_limit = float(self.rate_limit)
+        self.rate_burst = int(self.rate_burst)
+        if self.rate_limit < 0:
+            raise ConfigurationError(
+                f"rate_limit must be 0 (no limit) or positive requests per second, got "
+                f"{self.rate_limit!r}"
+            )
         if self.task_expiry < 0:
             raise ConfigurationError(
                 f"task_expiry must be 0 (never) or positive seconds, got {self.task_expiry!r}"
             )
-        for name in ("result_retention", "heartbeat_interval", "purge_interval", "republish_after"):
+        for name in (
+            "result_retention",
+            "heartbeat_interval",
+            "purge_interval",
+            "republish_after",
+            "task_max_age",
+        ):
             if float(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("payload_limit", "max_content_length", "max_batch", "ingest_prefetch"):
+        for name in (
+            "payload_limit",
+            "max_content_length",
+            "max_batch",
+            "ingest_prefetch",
+            "rate_burst",
+        ):
             if int(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not self.amqp_prefix or any(c in self.amqp_prefix for c in " #*"):

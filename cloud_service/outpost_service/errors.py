@@ -99,6 +99,18 @@ class Unprocessable(ApiError):
     code = "invalid_request"
 
 
+class TooManyRequests(ApiError):
+    """The token's request rate is over its limit; ``Retry-After`` says when to come back."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        seconds = max(1, int(retry_after + 0.999))
+        super().__init__(message, details={"retry_after": seconds})
+        self.headers = {"Retry-After": str(seconds)}
+
+
 class BrokerUnavailable(ApiError):
     """RabbitMQ could not confirm the operation; the client may retry later."""
 

@@ -24,6 +24,7 @@ _ERRORS = {
     "404": {"$ref": "#/components/responses/NotFound"},
     "413": {"$ref": "#/components/responses/PayloadTooLarge"},
     "422": {"$ref": "#/components/responses/Unprocessable"},
+    "429": {"$ref": "#/components/responses/TooManyRequests"},
 }
 
 
@@ -317,9 +318,58 @@ def openapi_document() -> dict[str, Any]:
                                         "state": {"type": "string"},
                                         "function_id": _FUNCTION_ID,
                                         "endpoint_id": _UUID,
+                                        "retried_by": {"type": ["string", "null"]},
                                     },
                                 },
                             },
+                        },
+                    },
+                    params=("task_group_id",),
+                )
+            },
+            "/v1/task_groups/{task_group_id}/retry": {
+                "post": _op(
+                    "Resubmit the group's latest attempts in `states` as new tasks (successes "
+                    "are never rerun; a retried task is not copied twice)",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "task_group_id": _UUID,
+                            "retried": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"old": _UUID, "new": _UUID},
+                                },
+                            },
+                        },
+                    },
+                    body={
+                        "type": "object",
+                        "properties": {
+                            "states": {
+                                "type": "array",
+                                "items": {"enum": ["failed", "lost", "cancelled"]},
+                                "default": ["failed", "lost"],
+                            }
+                        },
+                    },
+                    params=("task_group_id",),
+                )
+            },
+            "/v1/task_groups/{task_group_id}/summary": {
+                "get": _op(
+                    "Outcome of a group: counts per state, failures grouped by error",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "task_group_id": _UUID,
+                            "tasks": {"type": "integer"},
+                            "retried": {"type": "integer"},
+                            "states": {"type": "object"},
+                            "latest_states": {"type": "object"},
+                            "errors": {"type": "array", "items": {"type": "object"}},
+                            "error_groups": {"type": "integer"},
                         },
                     },
                     params=("task_group_id",),
@@ -342,6 +392,9 @@ def openapi_document() -> dict[str, Any]:
                 "Conflict": _error_response("Clashes with an existing object"),
                 "PayloadTooLarge": _error_response("Body or payload over its limit"),
                 "Unprocessable": _error_response("Missing or wrongly typed field"),
+                "TooManyRequests": _error_response(
+                    "The token is over its request rate; retry after `Retry-After` seconds"
+                ),
                 "BrokerUnavailable": _error_response("RabbitMQ did not confirm; retry later"),
             },
         },

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from flask import current_app
 
+from outpost_service.broker.admin import BrokerAdmin, default_management_url
 from outpost_service.broker.publisher import Publisher
 from outpost_service.broker.topology import Topology
 from outpost_service.cache import FunctionCache
 from outpost_service.config import ServiceConfig
 from outpost_service.notifier import ResultNotifier
+from outpost_service.ratelimit import RateLimiter
 from outpost_service.store import Database
 
 EXTENSION = "outpost"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,21 +29,41 @@ class ServiceState:
     publisher: Publisher
     notifier: ResultNotifier = field(default_factory=ResultNotifier)
     functions: FunctionCache = field(default_factory=FunctionCache)
+    #: Makes per-endpoint broker users; None when ``broker_auth`` is ``shared``.
+    admin: BrokerAdmin | None = None
+    #: Per-token request rate limits; None when ``rate_limit`` is 0.
+    limiter: RateLimiter | None = None
 
     @classmethod
     def build(cls, config: ServiceConfig) -> ServiceState:
         topology = Topology(config.amqp_prefix)
+        admin = None
+        if config.broker_auth == "per-endpoint":
+            management = config.management_url or default_management_url(config.amqp_url)
+            admin = BrokerAdmin(management, config.amqp_url, topology)
+        else:
+            log.warning(
+                "broker_auth is 'shared': every endpoint gets the service's own RabbitMQ "
+                "credentials and could read any endpoint's tasks; use 'per-endpoint' with the "
+                "management plugin (docs/SECURITY.md)"
+            )
         return cls(
             config=config,
             database=Database(config.database_url),
             topology=topology,
             publisher=Publisher(config.amqp_url, topology, attempts=config.publish_attempts),
+            admin=admin,
+            limiter=RateLimiter(config.rate_limit, config.rate_burst)
+            if config.rate_limit
+            else None,
         )
 
     def close(self) -> None:
         """Release connections (server shutdown)."""
         self.notifier.close()
         self.publisher.close()
+        if self.admin is not None:
+            self.admin.close()
         self.database.dispose()
 
 

@@ -7,6 +7,7 @@ Every command takes the endpoint NAME; its files live in ``$OUTPOST_HOME/endpoin
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 import sys
@@ -20,6 +21,7 @@ import click
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
 from outpost_endpoint.daemon import start_daemon
+from outpost_endpoint.engine.high_throughput import status_view
 from outpost_endpoint.errors import (
     AlreadyRunning,
     ConfigError,
@@ -213,8 +215,10 @@ def restart(name: str, timeout: float | None) -> None:
 
 @main.command()
 @click.argument("name")
-def status(name: str) -> None:
-    """Show whether endpoint NAME runs, its pid, endpoint id and service URL."""
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+def status(name: str, as_json: bool) -> None:
+    """Show whether endpoint NAME runs, its pid, endpoint id and service URL, and the engine's
+    blocks, managers and queued tasks (from run/status.json, written at each scaling step)."""
     paths = EndpointPaths.for_name(name).require()
     info = paths.read_info()
     pid = pidfile.read_pid(paths.pidfile)
@@ -225,9 +229,18 @@ def status(name: str) -> None:
         ("config", str(paths.config)),
         ("log", str(paths.log)),
     ]
+    engine = status_view.read(paths.root / "run")
+    if as_json:
+        click.echo(json.dumps({"name": name, "running": pid is not None, "pid": pid,
+                               **{k.replace(" ", "_"): v for k, v in rows[1:]},
+                               "engine": engine}, indent=1))  # fmt: skip
+        return
     click.echo(f"endpoint {name}")
     for label, value in rows:
         click.echo(f"  {label + ':':<13}{value}")
+    if engine is not None:
+        for line in status_view.render(engine):
+            click.echo(f"  {line}")
 
 
 def _configured_url(paths: EndpointPaths) -> str | None:

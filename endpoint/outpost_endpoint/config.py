@@ -97,13 +97,17 @@ class EngineConfig:
     heartbeat_period: float = 2.0
     #: seconds of silence after which a manager (or, seen from a manager, the interchange) is lost
     heartbeat_threshold: float = 30.0
+    #: seconds before a block's walltime ends in which its managers take no task without a
+    #: walltime that fits (None: 2 x heartbeat_threshold, at most a quarter of the walltime)
+    drain_period: float | None = None
     #: seconds a block may sit without any task before it is released (above min_blocks)
     max_idletime: float = 120.0
     #: fraction of outstanding tasks to ask worker slots for (1 = one slot per task)
     parallelism: float = 1.0
     #: host name the managers connect to (default: this host's name; 127.0.0.1 for local blocks)
     interchange_address: str | None = None
-    #: launcher template for MPIFunction tasks (see outpost.shell); default: the SDK's
+    #: launcher template for MPIFunction tasks (see outpost.shell); default: the one detected on
+    #: the node (launchers.mpi_tasks: hydra ``-f``, PALS ``--hostfile``, srun ``--nodelist``)
     mpi_launcher: str | None = None
     provider: ProviderConfig = field(default_factory=ProviderConfig)
 
@@ -126,6 +130,10 @@ class EngineConfig:
         return min(per_node * nodes, 5000)
 
 
+#: The smallest default prefetch window (see ``EndpointConfig.prefetch_count``).
+MIN_PREFETCH = 64
+
+
 @dataclass
 class EndpointConfig:
     """One endpoint's ``config.yaml``."""
@@ -139,10 +147,13 @@ class EndpointConfig:
 
     @property
     def prefetch_count(self) -> int:
-        """The AMQP prefetch window: every worker busy plus a few queued behind them."""
+        """The AMQP prefetch window: every worker busy plus a few queued behind them, and at
+        least :data:`MIN_PREFETCH` -- the tasks of one window move per broker round trip, so
+        a window of a few tasks caps short tasks at a few hundred a second.  (Tasks taken
+        early wait in the journal and the engine, durable and cancellable.)"""
         if self.prefetch is not None:
             return self.prefetch
-        return 2 * self.engine.slots + 2
+        return max(2 * self.engine.slots + 2, MIN_PREFETCH)
 
 
 def load_config(path: Path) -> EndpointConfig:
@@ -249,6 +260,7 @@ class _Checker:
             max_retries=self.value(data, "max_retries", where, 0, _integer(0)),
             heartbeat_period=self.value(data, "heartbeat_period", where, 2.0, _number(0.05)),
             heartbeat_threshold=self.value(data, "heartbeat_threshold", where, 30.0, _number(0.1)),
+            drain_period=self.value(data, "drain_period", where, None, _number(0)),
             max_idletime=self.value(data, "max_idletime", where, 120.0, _number(0)),
             parallelism=self.value(data, "parallelism", where, 1.0, _fraction),
             interchange_address=self.value(data, "interchange_address", where, None, _text),

@@ -19,12 +19,12 @@ from typing import Any
 from outpost.protocol.conventions import redact_url as redact
 from outpost_endpoint import pidfile
 from outpost_endpoint.amqp.connection import AmqpSettings
-from outpost_endpoint.config import EndpointConfig, load_config
+from outpost_endpoint.config import EndpointConfig, EngineConfig, load_config
 from outpost_endpoint.engine.registry import build_engine
 from outpost_endpoint.errors import AlreadyRunning, EndpointError
 from outpost_endpoint.paths import EndpointPaths
 from outpost_endpoint.service import EndpointService
-from outpost_endpoint.service_link import ServiceLink, resolve_access
+from outpost_endpoint.service_link import ServiceLink, pin_signing_key, resolve_access
 
 log = logging.getLogger("outpost_endpoint")
 
@@ -46,6 +46,7 @@ def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSet
     answer = ServiceLink(access).register(paths.name, known.get("endpoint_id"))
     endpoint_id = answer["endpoint_id"]
     settings = AmqpSettings.from_registration(answer["amqp"], url_override=config.amqp_url)
+    settings = pin_signing_key(known, settings, paths.info, access.url)
     paths.write_info(
         {
             **known,
@@ -54,6 +55,9 @@ def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSet
             "service_url": access.url,
             "task_queue": settings.task_queue,
             "registered_at": time.time(),
+            **(
+                {"task_signing_key": settings.task_signing_key} if settings.task_signing_key else {}
+            ),
         }
     )
     return endpoint_id, settings
@@ -84,9 +88,9 @@ def run_endpoint(
             journal_path=paths.root / "journal.db",
         )
         log.info(
-            "endpoint %s (%s): engine %s, %s workers, prefetch %d; service %s; RabbitMQ %s",
-            paths.name, endpoint_id, config.engine.type, config.engine.max_workers,
-            config.prefetch_count, paths.read_info().get("service_url"), redact(settings.url),
+            "endpoint %s (%s): engine %s, prefetch %d; service %s; RabbitMQ %s",
+            paths.name, endpoint_id, engine_summary(config.engine), config.prefetch_count,
+            paths.read_info().get("service_url"), redact(settings.url),
         )  # fmt: skip
         service.start()
     except EndpointError as exc:
@@ -109,6 +113,25 @@ def run_endpoint(
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def engine_summary(engine: EngineConfig) -> str:
+    """What the engine will run on, for the start-up log line (``max_workers`` means nothing
+    to the high-throughput engine: its workers come per node of each block)."""
+    if engine.type != "high-throughput":
+        return f"{engine.type} ({engine.max_workers} workers)"
+    provider = engine.provider
+    per_node = (
+        f"{len(engine.available_accelerators)} (one per accelerator)"
+        if engine.available_accelerators
+        else str(engine.max_workers_per_node or provider.cpus_per_node or "1 per core")
+    )
+    return (
+        f"high-throughput (provider {provider.type}, launcher {provider.launcher.type}, "
+        f"{provider.nodes_per_block} node(s) per block, blocks {provider.min_blocks}-"
+        f"{provider.max_blocks}, walltime {provider.walltime}, workers per node {per_node}, "
+        f"cpu_affinity {engine.cpu_affinity})"
+    )
 
 
 def _restore(previous: dict[Any, Any]) -> None:

@@ -11,13 +11,15 @@ import os
 import platform
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import requests
 
 import outpost
 from outpost.protocol import PROTOCOL_VERSION
+from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.errors import ConfigError, RegistrationError, ServiceRequestError
 from outpost_endpoint.paths import EndpointPaths, global_credentials_path, read_json
 
@@ -58,6 +60,28 @@ def host_metadata() -> dict[str, Any]:
         "protocol": PROTOCOL_VERSION,
         "platform": platform.platform(),
     }
+
+
+def pin_signing_key(
+    known: dict[str, Any], settings: AmqpSettings, info_path: Path, service_url: str
+) -> AmqpSettings:
+    """Trust on first use of the service's task-signing key (kept in endpoint.json).
+
+    A different key later means another service (or a forged one) answers at that URL: refuse
+    to start rather than run its tasks.  A service that stops sending a key does not switch
+    verification off: the pinned key stays in force."""
+    pinned = known.get("task_signing_key")
+    offered = settings.task_signing_key
+    if isinstance(pinned, str) and pinned:
+        if offered and offered != pinned:
+            raise RegistrationError(
+                f"the service at {service_url} signs tasks with key {offered[:12]}..., but "
+                f"{info_path} pins key {pinned[:12]}... from the first registration; if the "
+                "service's key was deliberately replaced, remove task_signing_key from that "
+                "file and start the endpoint again"
+            )
+        return replace(settings, task_signing_key=pinned)
+    return settings
 
 
 class ServiceLink:

@@ -115,7 +115,10 @@ class Transport:
                     status=0,
                     code="connection_error",
                 ) from exc
-            if response.status_code in _RETRY_STATUSES and idempotent and attempt < self.retries:
+            retryable = response.status_code == 429 or (  # 429: nothing was done, always safe
+                idempotent and response.status_code in _RETRY_STATUSES
+            )
+            if retryable and attempt < self.retries:
                 self._pause(method, url, attempt, response.status_code, response)
                 attempt += 1
                 continue

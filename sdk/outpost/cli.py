@@ -18,7 +18,7 @@ import click
 
 from outpost.client import Client
 from outpost.credentials import normalize_url, write_credentials
-from outpost.errors import OutpostError, ResultNotReady
+from outpost.errors import OutpostError, ResultNotReady, ServiceError
 
 EPILOG = """\b
 Configuration (the same as the Python SDK):
@@ -30,6 +30,7 @@ Examples:
   outpost login --url https://outpost.example.org --token "$TOKEN"
   outpost endpoints list
   outpost tasks group 3f0c...   # states of every task of an Executor's task_group_id
+  outpost tasks retry --group 3f0c... --state failed   # rerun only the failures
   outpost tasks result 9a1e...  # print a task's value, or its remote traceback
 """
 
@@ -154,18 +155,82 @@ def tasks_status(obj: _Context, task_id: str, as_json: bool) -> None:
 @tasks.command("group")
 @click.argument("group_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--tasks/--no-tasks", "list_tasks", default=True, help="List every task too.")
 @click.pass_obj
-def tasks_group(obj: _Context, group_id: str, as_json: bool) -> None:
-    """Show every task of a task group (an Executor's task_group_id) and counts per state."""
-    items = obj.client().get_task_group(group_id)
+def tasks_group(obj: _Context, group_id: str, as_json: bool, list_tasks: bool) -> None:
+    """Judge a task group (an Executor's task_group_id): counts per state, the failures grouped
+    by error type and message (most frequent first, with example task ids), and every task."""
+    client = obj.client()
+    items = client.get_task_group(group_id)
+    summary = _summary(client, group_id)
     if as_json:
-        _echo_json(items)
+        _echo_json({"tasks": items, "summary": summary} if summary is not None else items)
         return
-    rows = [(t.get("task_id"), t.get("state"), t.get("function_id")) for t in items]
-    click.echo(_table(rows, ("TASK_ID", "STATE", "FUNCTION_ID")))
+    if list_tasks:
+        rows = [(t.get("task_id"), t.get("state"), t.get("retried_by")) for t in items]
+        click.echo(_table(rows, ("TASK_ID", "STATE", "RETRIED_BY")) + "\n")
     counts = Counter(str(t.get("state")) for t in items)
-    summary = ", ".join(f"{state}: {n}" for state, n in sorted(counts.items()))
-    click.echo(f"\n{len(items)} tasks ({summary or 'none'})")
+    click.echo(f"{len(items)} tasks ({_counts(counts)})")
+    if summary is None:
+        return
+    if summary.get("retried"):
+        latest = _counts(summary.get("latest_states") or {})
+        click.echo(f"latest attempts: {latest} ({summary['retried']} tasks were retried)")
+    errors = summary.get("errors") or []
+    if errors:
+        click.echo(f"failures by error ({summary.get('error_groups', len(errors))} kinds):")
+        for error in errors:
+            examples = ", ".join(error.get("task_ids") or [])
+            click.echo(f"  {error['count']:>6}  {error['type']}: {error['message']}")
+            click.echo(f"          e.g. {examples}")
+        click.echo(f"retry them with: outpost tasks retry --group {group_id} --state failed")
+
+
+def _counts(counts: Any) -> str:
+    return ", ".join(f"{state}: {n}" for state, n in sorted(counts.items())) or "none"
+
+
+def _summary(client: Client, group_id: str) -> dict[str, Any] | None:
+    """The service's outcome summary, or None from a service without that route."""
+    try:
+        return client.task_group_summary(group_id)
+    except ServiceError as exc:
+        if exc.status in (404, 405):
+            return None
+        raise
+
+
+@tasks.command("retry")
+@click.option("--group", "group_id", required=True, help="The task group (task_group_id).")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["failed", "lost", "cancelled"]),
+    help="Retry tasks whose latest attempt ended so (repeatable). [default: failed, lost]",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option("--json", "as_json", is_flag=True, help="Print the old -> new task ids as JSON.")
+@click.pass_obj
+def tasks_retry(
+    obj: _Context, group_id: str, states: tuple[str, ...], yes: bool, as_json: bool
+) -> None:
+    """Resubmit a group's failed (or lost, cancelled) tasks as new tasks; the tasks that
+    succeeded are not rerun.  Running it twice does not copy a task twice.  Asks for
+    confirmation only on a terminal (never when stdin is not a TTY, e.g. in scripts)."""
+    client = obj.client()
+    chosen = list(states) or ["failed", "lost"]
+    if not yes and not as_json and sys.stdin.isatty():
+        summary = _summary(client, group_id) or {}
+        matching = sum((summary.get("latest_states") or {}).get(s, 0) for s in chosen)
+        click.confirm(f"retry {matching} task(s) of group {group_id}?", abort=True)
+    pairs = client.retry_task_group(group_id, chosen)
+    if as_json:
+        _echo_json(pairs)
+        return
+    for pair in pairs:
+        click.echo(f"{pair['old']} -> {pair['new']}")
+    click.echo(f"retried {len(pairs)} task(s) ({', '.join(chosen)}) of group {group_id}")
 
 
 @tasks.command("result")

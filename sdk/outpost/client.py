@@ -232,6 +232,30 @@ class Client:
         )
         return list(_field(answer, "tasks", list, "GET /v1/task_groups/<gid>/tasks"))
 
+    def retry_task_group(
+        self, task_group_id: str, states: Iterable[str] = ("failed", "lost")
+    ) -> list[dict[str, str]]:
+        """``POST /v1/task_groups/<gid>/retry``: resubmit the group's latest attempts that
+        ended in ``states`` (of failed, lost, cancelled) as new tasks; returns
+        ``[{"old": id, "new": id}]``.  Tasks that succeeded are never rerun, and a task already
+        retried is not copied again (its retry is, if that one ended in ``states`` too), so
+        repeating the call is safe."""
+        answer = self._http.request(
+            "POST",
+            f"/v1/task_groups/{task_group_id}/retry",
+            json={"states": list(states)},
+            idempotent=True,
+        )
+        return list(_field(answer, "retried", list, "POST /v1/task_groups/<gid>/retry"))
+
+    def task_group_summary(self, task_group_id: str) -> dict[str, Any]:
+        """``GET /v1/task_groups/<gid>/summary``: counts per state (``states`` over every
+        attempt, ``latest_states`` over the latest attempt of each task) and the failures
+        grouped by error (``errors``: type, message, count, example task ids)."""
+        return dict(
+            self._http.request("GET", f"/v1/task_groups/{task_group_id}/summary", idempotent=True)
+        )
+
     def cancel_task(self, task_id: str) -> str:
         """``POST /v1/tasks/<id>/cancel``; returns the task's state after the request."""
         answer = self._http.request("POST", f"/v1/tasks/{task_id}/cancel", idempotent=True)

@@ -32,7 +32,8 @@ def broker_stack(
         home,
         f"sqlite:///{home}/outpost.db",
         amqp_url=private_broker.url,
-        env_extra={"OUTPOST_REPUBLISH_AFTER": "1"},
+        # the private node runs without the management plugin: no per-endpoint users
+        env_extra={"OUTPOST_REPUBLISH_AFTER": "1", "OUTPOST_BROKER_AUTH": "shared"},
     )
     endpoint = make_endpoint(service, tmp_path / "endpoint", "brokerfault")
     yield service, endpoint

@@ -52,7 +52,7 @@ class Channel:
         self.ack_fails = ack_fails
         self.acked: list[int] = []
 
-    def basic_ack(self, tag: int) -> None:
+    def basic_ack(self, tag: int, multiple: bool = False) -> None:
         if self.ack_fails:
             raise pika.exceptions.StreamLostError("Stream connection lost: broker killed")
         self.acked.append(tag)
@@ -101,10 +101,12 @@ def test_a_failed_ack_still_runs_the_journaled_task_once(
 ) -> None:
     handler, publisher = consumer
     task = square_task(6)
+    handler._on_task(Channel(ack_fails=True), 1, task, task.to_bytes())
     with pytest.raises(pika.exceptions.StreamLostError):
-        handler._on_task(Channel(ack_fails=True), 1, task, task.to_bytes())
+        handler._flush_burst()
     redelivery = Channel()
     handler._on_task(redelivery, 2, task, task.to_bytes())  # RabbitMQ never saw the ack
+    handler._flush_burst()
     assert redelivery.acked == [2]
     (result,) = publisher.wait(1)
     assert value_of(result) == 36

@@ -15,13 +15,13 @@ from outpost_service.store.schema import SCHEMA_VERSION, meta, tasks
 
 
 def make_version_1(url: str) -> None:
-    """The version-2 schema minus what version 2 added (SQLite >= 3.35 drops columns)."""
+    """The current schema minus what versions 2 and 3 added (SQLite >= 3.35 drops columns)."""
     Database(url).ensure_schema()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         for index in ("ix_tasks_published", "ix_tasks_owner_request", "ix_tasks_deadline"):
             conn.exec_driver_sql(f"DROP INDEX {index}")
-        for column in ("published", "request_id", "deadline"):
+        for column in ("published", "request_id", "deadline", "retried_by"):
             conn.exec_driver_sql(f"ALTER TABLE tasks DROP COLUMN {column}")
         conn.execute(meta.update().values(value="1"))
         conn.exec_driver_sql("INSERT INTO users (user_id, name, created_at) VALUES (1, 'a', 0)")
@@ -50,6 +50,7 @@ def test_version_1_is_upgraded(tmp_path: Path) -> None:
         version = conn.execute(sa.select(meta.c.value)).scalar_one()
     assert version == str(SCHEMA_VERSION)
     assert row.published is True and row.request_id is None and row.deadline is None
+    assert row.retried_by is None  # version 3 (retry bookkeeping) is applied after version 2
     database.ensure_schema()  # idempotent once upgraded
 
 

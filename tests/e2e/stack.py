@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
+import requests
 
 BIN = Path(sys.executable).parent
 AMQP_URL = os.environ.get("OUTPOST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -136,7 +137,13 @@ def stop_service(service: RunningService) -> None:
 
 
 def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
-    """Remove the exchanges and queues a test service declared on the shared broker."""
+    """Remove the exchanges, queues and endpoint users a test service made on the shared broker."""
+    for endpoint_id in endpoint_ids:  # per-endpoint users (docs/SECURITY.md); 404 if none
+        requests.delete(
+            f"http://127.0.0.1:15672/api/users/outpost-ep-{endpoint_id}",
+            auth=("guest", "guest"),
+            timeout=10,
+        )
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()

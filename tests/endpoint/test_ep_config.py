@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from outpost.errors import ConfigurationError
-from outpost_endpoint.config import EndpointConfig, load_config, parse_config
+from outpost_endpoint.config import MIN_PREFETCH, EndpointConfig, load_config, parse_config
 from outpost_endpoint.engine import ProcessPoolEngine, build_engine
 from outpost_endpoint.errors import ConfigError
 
@@ -26,7 +26,7 @@ def test_empty_config_gets_defaults() -> None:
     assert config == EndpointConfig()
     assert config.engine.type == "process-pool"
     assert config.engine.max_workers >= 1
-    assert config.prefetch_count == 2 * config.engine.max_workers + 2
+    assert config.prefetch_count == max(2 * config.engine.max_workers + 2, MIN_PREFETCH)
 
 
 def test_every_template_is_valid() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import pytest
@@ -139,6 +140,18 @@ def test_task_submission_is_retried_on_503_under_one_request_id(service: FakeSer
     assert request_id  # the service dedups a retry that did reach it by this id
     client.submit_tasks([task])
     assert service.request_ids[1] != request_id  # a new call is a new request
+
+
+def test_rate_limited_calls_are_retried_even_when_not_idempotent(service: FakeService) -> None:
+    client = Client(service.url, TOKEN, retries=2)
+    service.fail_status = 429  # the service refused before doing anything: a retry is safe
+    path = f"/v1/endpoints/{ENDPOINT}"
+    service.fail_next[("DELETE", path)] = 1
+    # DELETE is not idempotent for the client; the fake may not know this endpoint (404):
+    # what matters is that it was asked twice
+    with contextlib.suppress(NotFoundError):
+        client.delete_endpoint(ENDPOINT)
+    assert service.requests.count(("DELETE", path)) == 2  # ...yet the 429 was retried
 
 
 def test_server_errors_after_retries(service: FakeService) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pika
 import pytest
+import requests
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -84,6 +85,12 @@ def amqp_channel() -> Iterator[pika.adapters.blocking_connection.BlockingChannel
 
 
 def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
+    for endpoint_id in endpoint_ids:  # per-endpoint broker users (docs/SECURITY.md)
+        requests.delete(
+            f"http://127.0.0.1:15672/api/users/outpost-ep-{endpoint_id}",
+            auth=("guest", "guest"),
+            timeout=10,
+        )
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         Topology(prefix).delete_all(connection.channel(), endpoint_ids)

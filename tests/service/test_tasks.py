@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from outpost.protocol import CancelRequest, TaskEnvelope, decode_message, deserialize
+from outpost_service.broker.admin import with_credentials
 from outpost_service.broker.topology import Topology
 
 from .conftest import Caller, app_state, row_counts
@@ -37,13 +38,20 @@ def test_registration_answers_the_contract(app: Flask, alice: Caller, amqp_chann
         "endpoint_id": endpoint_id,
         "name": "polaris",
         "amqp": {
-            "url": app_state(app).config.public_amqp_url,
+            # the endpoint's own broker user (tests/security/test_sec_broker_users.py)
+            "url": with_credentials(
+                app_state(app).config.public_amqp_url,
+                f"outpost-ep-{endpoint_id}",
+                pika.URLParameters(answer["amqp"]["url"]).credentials.password,
+            ),
             "task_exchange": f"{topology.prefix}.tasks",
             "task_queue": f"{topology.prefix}.tasks.{endpoint_id}",
             "result_exchange": f"{topology.prefix}.results",
             "result_routing_key": f"{endpoint_id}.result",
             "status_routing_key": f"{endpoint_id}.status",
             "heartbeat_interval": 10.0,
+            "task_signing_key": app_state(app).publisher.signer.public_key,  # type: ignore[union-attr]
+            "task_max_age": 7 * 24 * 3600.0,
         },
     }
     # The queue exists and is durable with the dead-letter argument (passive declare checks).

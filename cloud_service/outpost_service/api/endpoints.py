@@ -1,7 +1,9 @@
 """``/v1/endpoints``: register (or re-attach), list, show and delete endpoints.
 
 Registration declares the endpoint's task queue *before* writing the row, so a broker failure
-(503) leaves nothing behind; re-registering is idempotent and re-declares the queue.
+(503) leaves nothing behind; re-registering is idempotent and re-declares the queue.  Each
+registration also gives the endpoint's own RabbitMQ user a new password (broker/admin.py), handed
+out once in ``amqp.url``; deleting the endpoint deletes that user (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from flask import Blueprint
 from sqlalchemy.engine import Row
 
 from outpost_service.auth import current_user, protect
+from outpost_service.broker.admin import with_credentials
 from outpost_service.cancellation import cancel_tasks
 from outpost_service.errors import BrokerError, BrokerUnavailable, Conflict, NotFound
 from outpost_service.state import ServiceState, service_state
@@ -58,6 +61,7 @@ def register_endpoint() -> dict[str, Any]:
         )
 
     _broker(lambda: state.publisher.declare_endpoint_queue(endpoint_id))
+    broker_url = _endpoint_broker_url(state, endpoint_id)
     try:
         with state.database.write() as conn:
             if existing is None:
@@ -69,17 +73,21 @@ def register_endpoint() -> dict[str, Any]:
             f"endpoint {endpoint_id} was registered concurrently; retry the request"
         ) from None
     topology = state.topology
+    signer = state.publisher.signer
     return {
         "endpoint_id": endpoint_id,
         "name": name,
         "amqp": {
-            "url": state.config.public_amqp_url,
+            "url": broker_url,
             "task_exchange": topology.task_exchange,
             "task_queue": topology.task_queue(endpoint_id),
             "result_exchange": topology.result_exchange,
             "result_routing_key": topology.result_routing_key(endpoint_id),
             "status_routing_key": topology.status_routing_key(endpoint_id),
             "heartbeat_interval": state.config.heartbeat_interval,
+            # the endpoint pins this key and accepts only tasks it signed (docs/SECURITY.md)
+            "task_signing_key": signer.public_key if signer is not None else None,
+            "task_max_age": state.config.task_max_age,
         },
     }
 
@@ -110,6 +118,9 @@ def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
         row = _owned(conn, endpoint_id)
     endpoint_id = row.endpoint_id
     _broker(lambda: state.publisher.delete_endpoint_queue(endpoint_id))
+    if state.admin is not None:
+        admin = state.admin
+        _broker(lambda: admin.revoke(endpoint_id))
     with state.database.write() as conn:
         endpoint_store.mark_deleted(conn, endpoint_id)
         outstanding = task_store.outstanding_ids(conn, endpoint_id)
@@ -146,6 +157,17 @@ def _describe(state: ServiceState, row: Row[Any], outstanding: int) -> dict[str,
         "outstanding_tasks": outstanding,
         "created_at": row.created_at,
     }
+
+
+def _endpoint_broker_url(state: ServiceState, endpoint_id: str) -> str:
+    """The AMQP URL the endpoint gets: its own (new) user's, or the shared one."""
+    if state.admin is None:
+        return state.config.public_amqp_url
+    admin = state.admin
+    granted: list[tuple[str, str]] = []
+    _broker(lambda: granted.append(admin.grant(endpoint_id)))
+    user, password = granted[0]
+    return with_credentials(state.config.public_amqp_url, user, password)
 
 
 def _broker(action: Callable[[], None]) -> None:

@@ -1,19 +1,47 @@
-"""``GET /v1/task_groups/<gid>/tasks``: every task of a group, so another process can reload
-its futures (fire-and-forget).  A group is just a label on tasks: an unknown group (or someone
-else's) lists no tasks."""
+"""``/v1/task_groups/<gid>``: a campaign's tasks, its outcome summary, and retry of failures.
+
+A group is just a label on tasks: an unknown group (or someone else's) lists no tasks.
+
+* ``GET .../tasks``: every task, so another process can reload its futures (fire-and-forget);
+  ``retried_by`` names the task that retried one, so a client can follow each task to its latest
+  attempt.
+* ``GET .../summary``: "how did my 1,000 runs go": counts per state (of all tasks and of the
+  latest attempts) and the failures grouped by error type and message, most frequent first,
+  with example task ids.
+* ``POST .../retry`` ``{"states": ["failed", "lost"]}``: a NEW task (same function, arguments,
+  endpoint, resource specification, group) for every latest attempt in one of those states; the
+  old task records ``retried_by``.  Tasks that succeeded are never rerun, and a task already
+  retried is not copied again (its retry is, if that one failed too).  Stored and published
+  through :mod:`..submission`'s path, so an unpublished retry is swept like any submitted task.
+"""
 
 from __future__ import annotations
 
+import collections
+import json
+import time
+import uuid
 from typing import Any
 
 from flask import Blueprint
 
+from outpost_service import submission
 from outpost_service.auth import current_user, protect
+from outpost_service.errors import NotFound
 from outpost_service.state import service_state
+from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import tasks as task_store
-from outpost_service.validation import uuid_text
+from outpost_service.store.tasks import NewTask
+from outpost_service.validation import get_field, invalid, json_body, uuid_text
 
 bp = protect(Blueprint("task_groups", __name__, url_prefix="/v1/task_groups"))
+
+#: states a task can be retried from (terminal, and not a success)
+RETRYABLE_STATES = ("failed", "lost", "cancelled")
+DEFAULT_RETRY_STATES = ["failed", "lost"]
+#: error groups and example ids per group in the summary
+MAX_ERROR_GROUPS = 20
+EXAMPLES_PER_GROUP = 5
 
 
 @bp.get("/<task_group_id>/tasks")
@@ -30,7 +58,106 @@ def group_tasks(task_group_id: str) -> dict[str, Any]:
                 "state": r.state,
                 "function_id": r.function_id,
                 "endpoint_id": r.endpoint_id,
+                "retried_by": r.retried_by,
             }
             for r in rows
         ],
     }
+
+
+@bp.post("/<task_group_id>/retry")
+def retry_group(task_group_id: str) -> dict[str, Any]:
+    state = service_state()
+    owner = current_user().user_id
+    task_group_id = uuid_text(task_group_id, "task_group_id")
+    states = _states(json_body())
+    with state.database.read() as conn:
+        candidates = task_store.retry_candidates(conn, task_group_id, owner, states)
+        foreign = endpoint_store.not_owned(conn, {r.endpoint_id for r in candidates}, owner)
+    if foreign:
+        raise NotFound(
+            f"the tasks to retry were sent to endpoint(s) {', '.join(foreign)}, which are no "
+            "longer yours (deleted?); submit them to another endpoint instead",
+            details={"endpoint_ids": foreign},
+        )
+    pairs: list[dict[str, str]] = []
+    new: list[NewTask] = []
+    now = time.time()
+    with state.database.write() as conn:
+        for row in candidates:
+            task = NewTask(
+                task_id=str(uuid.uuid4()),
+                endpoint_id=row.endpoint_id,
+                function_id=row.function_id,
+                args=bytes(row.args),
+                task_group_id=task_group_id,
+                resource_spec=dict(row.resource_spec or {}),
+            )
+            if task_store.claim_retry(conn, row.task_id, task.task_id):
+                new.append(task)
+                pairs.append({"old": row.task_id, "new": task.task_id})
+        task_store.insert_many(conn, owner, new, now)
+    if new:
+        ids = [t.task_id for t in new]
+        with state.database.read() as conn:
+            rows = task_store.unpublished(conn, 0.0, len(ids), task_ids=ids)
+        submission.publish(state, submission.envelopes_for(state, rows), ids)
+    return {"task_group_id": task_group_id, "retried": pairs}
+
+
+def _states(body: dict[str, Any]) -> list[str]:
+    states = get_field(body, "states", list, required=False)
+    if states is None:
+        return list(DEFAULT_RETRY_STATES)
+    if not states:
+        raise invalid("states", f"is empty; name some of {', '.join(RETRYABLE_STATES)}")
+    for value in states:
+        if value not in RETRYABLE_STATES:
+            raise invalid(
+                "states",
+                f"contains {value!r}; tasks can be retried from {', '.join(RETRYABLE_STATES)} "
+                "(a task that succeeded or is still running is never rerun)",
+            )
+    return list(dict.fromkeys(states))
+
+
+@bp.get("/<task_group_id>/summary")
+def group_summary(task_group_id: str) -> dict[str, Any]:
+    state = service_state()
+    task_group_id = uuid_text(task_group_id, "task_group_id")
+    with state.database.read() as conn:
+        rows = task_store.group_outcomes(conn, task_group_id, current_user().user_id)
+    latest = [r for r in rows if r.retried_by is None]
+    errors: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    for row in latest:
+        if row.result is not None:
+            errors[_error_key(bytes(row.result))].append(row.task_id)
+    ranked = sorted(errors.items(), key=lambda item: (-len(item[1]), item[0]))
+    return {
+        "task_group_id": task_group_id,
+        "tasks": len(rows),
+        "retried": len(rows) - len(latest),
+        "states": dict(collections.Counter(r.state for r in rows)),
+        "latest_states": dict(collections.Counter(r.state for r in latest)),
+        "errors": [
+            {
+                "type": kind,
+                "message": message,
+                "count": len(ids),
+                "task_ids": ids[:EXAMPLES_PER_GROUP],
+            }
+            for (kind, message), ids in ranked[:MAX_ERROR_GROUPS]
+        ],
+        "error_groups": len(ranked),
+    }
+
+
+def _error_key(result: bytes) -> tuple[str, str]:
+    """(error type, message) of a stored failed result; the message's first line, capped, so
+    the same failure with a different traceback still groups."""
+    try:
+        error = json.loads(result).get("error") or {}
+    except (ValueError, AttributeError):
+        return ("?", "unreadable result")
+    message = str(error.get("message", "")).strip().splitlines()
+    return (str(error.get("type") or error.get("reason") or "?"), (message or [""])[0][:300])

@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.spec import Basic
 
 from outpost.errors import ProtocolError
 from outpost.protocol import EndpointStatus, ResultEnvelope, decode_message
@@ -135,7 +136,7 @@ class IngestConsumer:
                 if method is not None:
                     if not batch:
                         started = now
-                    self._take(channel, batch, method.delivery_tag, body)
+                    self._take(channel, batch, method, body)
                     # Someone is waiting for exactly this result: store it now.
                     urgent = bool(batch) and self._awaited(batch[-1:])
                 else:  # a quiet moment: did a waiter arrive for something we hold?
@@ -165,7 +166,17 @@ class IngestConsumer:
             e.message.task_id for e in entries if isinstance(e.message, ResultEnvelope)
         )
 
-    def _take(self, channel: BlockingChannel, batch: list[_Entry], tag: int, body: bytes) -> None:
+    def _take(
+        self, channel: BlockingChannel, batch: list[_Entry], method: Basic.Deliver, body: bytes
+    ) -> None:
+        """Decode one message into ``batch``, or dead-letter it with the reason.
+
+        The routing key is the sender's identity: RabbitMQ's topic permissions let an endpoint
+        publish only under ``<its id>.result`` / ``<its id>.status``.  So a body that claims
+        another endpoint than its routing key names is a forgery (endpoint A posing as B to
+        finish B's tasks) and is refused, whatever the body says.
+        """
+        tag = method.delivery_tag
         try:
             message = decode_message(body)
         except ProtocolError as exc:
@@ -175,6 +186,17 @@ class IngestConsumer:
             self._reject(channel, tag, f"cannot decode: {exc!r}", body)
             return
         if isinstance(message, (ResultEnvelope, EndpointStatus)):
+            suffix = "result" if isinstance(message, ResultEnvelope) else "status"
+            expected = f"{message.endpoint_id}.{suffix}"
+            if method.routing_key != expected:
+                self._reject(
+                    channel,
+                    tag,
+                    f"routing key {method.routing_key!r} does not match the sender the body "
+                    f"names ({expected!r}); an endpoint may only report for itself",
+                    body,
+                )
+                return
             batch.append(_Entry(tag, message))
         else:
             self._reject(channel, tag, f"a {message.TYPE!r} message does not belong here", body)

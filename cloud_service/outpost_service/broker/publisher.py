@@ -30,6 +30,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from outpost.protocol import CancelRequest, TaskEnvelope
 from outpost.protocol.conventions import backoff_delay, redact_url
+from outpost.protocol.signing import Signer
 from outpost_service.broker.connection import RECOVERABLE, parameters
 from outpost_service.broker.topology import Topology
 from outpost_service.errors import BrokerError
@@ -109,18 +110,23 @@ class Publisher:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: set[BlockingConnection] = set()
+        #: Signs task and cancel messages once the app has loaded its key (see app.py).
+        self.signer: Signer | None = None
 
     # ------------------------------------------------------------------ public operations
     def publish_tasks(self, envelopes: Sequence[TaskEnvelope]) -> None:
         """Publish every envelope to its endpoint's queue; return once all are confirmed."""
-        messages = [_Message(e.endpoint_id, e.TYPE, e.to_bytes(), e.task_id) for e in envelopes]
+        messages = [_Message(e.endpoint_id, e.TYPE, self._body(e), e.task_id) for e in envelopes]
         self._run(f"publish {len(messages)} task(s)", lambda link: self._publish(link, messages))
 
     def publish_cancel(self, request: CancelRequest) -> None:
         message = _Message(
-            request.endpoint_id, request.TYPE, request.to_bytes(), f"cancel-{time.time_ns()}"
+            request.endpoint_id, request.TYPE, self._body(request), f"cancel-{time.time_ns()}"
         )
         self._run("publish a cancel request", lambda link: self._publish(link, [message]))
+
+    def _body(self, envelope: TaskEnvelope | CancelRequest) -> bytes:
+        return envelope.to_bytes() if self.signer is None else self.signer.signed_bytes(envelope)
 
     def declare_endpoint_queue(self, endpoint_id: str) -> None:
         self._run(

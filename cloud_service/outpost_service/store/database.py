@@ -133,7 +133,10 @@ class Database:
                 ).scalar()
                 if found == "1":
                     migrate_from_1(conn)
-                    found = str(SCHEMA_VERSION)
+                    found = "2"
+                if found == "2":
+                    migrate_from_2(conn)
+                    found = "3"
         except sa.exc.IntegrityError:  # another process created it at the same moment
             return self.ensure_schema()
         except sa.exc.OperationalError as exc:
@@ -159,6 +162,12 @@ def migrate_from_1(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_tasks_deadline ON tasks (deadline)")
     conn.exec_driver_sql("CREATE INDEX ix_tasks_published ON tasks (published)")
     conn.exec_driver_sql("CREATE INDEX ix_tasks_owner_request ON tasks (owner, request_id)")
-    conn.execute(
-        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
-    )
+    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="2"))
+
+
+def migrate_from_2(conn: Connection) -> None:
+    """Upgrade a version-2 database to version 3: ``tasks.retried_by`` (no task of an older
+    version was retried, so NULL everywhere is right).  Runs in the caller's write
+    transaction."""
+    conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN retried_by VARCHAR(36)")
+    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="3"))

@@ -13,7 +13,9 @@ import sqlalchemy as sa
 #: rest), ``tasks.request_id`` (the client's id of the submit request, for idempotent
 #: retries) and ``tasks.deadline`` (when an unfinished task expires; see expiry.py).  A
 #: version-1 database is upgraded in place (see :func:`.database.migrate_from_1`).
-SCHEMA_VERSION = 2
+#: 3: ``tasks.retried_by`` (the task that retried this one, ``outpost tasks retry``); a
+#: version-2 database is upgraded in place (see :func:`.database.migrate_from_2`).
+SCHEMA_VERSION = 3
 
 #: An autoincrementing 64-bit key that SQLite also autoincrements (it only does for INTEGER).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -89,6 +91,8 @@ tasks = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=True),
     # When the task fails as ``expired`` if it has not finished (None: never).
     sa.Column("deadline", sa.Float, nullable=True),
+    # The id of the new task that retried this one (POST /v1/task_groups/<gid>/retry), or None.
+    sa.Column("retried_by", sa.String(36), nullable=True),
     sa.Index("ix_tasks_task_group_id", "task_group_id"),
     sa.Index("ix_tasks_published", "published"),
     sa.Index("ix_tasks_owner_request", "owner", "request_id"),

@@ -173,7 +173,13 @@ def results(conn: Connection, task_ids: Iterable[str]) -> dict[str, bytes]:
 def in_group(conn: Connection, task_group_id: str, owner: int) -> list[Row[Any]]:
     return list(
         conn.execute(
-            sa.select(tasks.c.task_id, tasks.c.state, tasks.c.function_id, tasks.c.endpoint_id)
+            sa.select(
+                tasks.c.task_id,
+                tasks.c.state,
+                tasks.c.function_id,
+                tasks.c.endpoint_id,
+                tasks.c.retried_by,
+            )
             .where(tasks.c.task_group_id == task_group_id, tasks.c.owner == owner)
             .order_by(tasks.c.seq)
         )
@@ -268,3 +274,55 @@ def purge_expired(conn: Connection, now: float) -> int:
     conn.execute(task_events.delete().where(task_events.c.task_id.in_(expired)))
     result = conn.execute(tasks.delete().where(tasks.c.expires_at < now))
     return int(result.rowcount or 0)
+
+
+def retry_candidates(
+    conn: Connection, task_group_id: str, owner: int, states: Iterable[str]
+) -> list[Row[Any]]:
+    """The latest attempts in ``task_group_id`` (not yet retried) whose state is in
+    ``states``, in submission order: what ``POST /v1/task_groups/<gid>/retry`` copies."""
+    return list(
+        conn.execute(
+            sa.select(
+                tasks.c.task_id,
+                tasks.c.endpoint_id,
+                tasks.c.function_id,
+                tasks.c.args,
+                tasks.c.resource_spec,
+            )
+            .where(
+                tasks.c.task_group_id == task_group_id,
+                tasks.c.owner == owner,
+                tasks.c.state.in_(list(states)),
+                tasks.c.retried_by.is_(None),
+            )
+            .order_by(tasks.c.seq)
+        )
+    )
+
+
+def claim_retry(conn: Connection, old_task_id: str, new_task_id: str) -> bool:
+    """Record that ``new_task_id`` retries ``old_task_id``; False if another request claimed
+    it first (so two concurrent retries cannot both copy one task)."""
+    claimed = conn.execute(
+        tasks.update()
+        .where(tasks.c.task_id == old_task_id, tasks.c.retried_by.is_(None))
+        .values(retried_by=new_task_id)
+    )
+    return bool(claimed.rowcount)
+
+
+def group_outcomes(conn: Connection, task_group_id: str, owner: int) -> list[Row[Any]]:
+    """Every task of the group with its state, whether it was retried, and the stored result
+    of failed ones (for the group summary)."""
+    failed = sa.case(
+        (tasks.c.state.in_([TaskState.FAILED.value, TaskState.LOST.value]), tasks.c.result),
+        else_=sa.null(),
+    )
+    return list(
+        conn.execute(
+            sa.select(tasks.c.task_id, tasks.c.state, tasks.c.retried_by, failed.label("result"))
+            .where(tasks.c.task_group_id == task_group_id, tasks.c.owner == owner)
+            .order_by(tasks.c.seq)
+        )
+    )

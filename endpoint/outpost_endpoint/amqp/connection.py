@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pika
 
+from outpost.protocol.signing import DEFAULT_MAX_AGE, SignatureError, Verifier
 from outpost_endpoint.errors import BrokerError
 
 
@@ -27,6 +29,10 @@ class AmqpSettings:
     result_routing_key: str
     status_routing_key: str
     heartbeat_interval: float = 30.0
+    #: The service's task-signing public key (base64 Ed25519); None: accept unsigned tasks.
+    task_signing_key: str | None = None
+    #: Seconds after signing at which a task or cancel message is refused.
+    task_max_age: float = DEFAULT_MAX_AGE
 
     @classmethod
     def from_registration(
@@ -51,15 +57,40 @@ class AmqpSettings:
                 "the service and endpoint versions may not match"
             )
         interval = data.get("heartbeat_interval", 30.0)
+        key, max_age = data.get("task_signing_key"), data.get("task_max_age")
+        if isinstance(key, str) and key:
+            try:
+                Verifier(key)
+            except SignatureError as exc:
+                raise BrokerError(
+                    f"the service's task_signing_key is unusable ({exc}); the service and "
+                    "endpoint versions may not match"
+                ) from exc
         return cls(
-            url=url_override or data["url"],
+            url=_override(url_override, data.get("url")) if url_override else data["url"],
             task_exchange=data["task_exchange"],
             task_queue=data["task_queue"],
             result_exchange=data["result_exchange"],
             result_routing_key=data["result_routing_key"],
             status_routing_key=data["status_routing_key"],
             heartbeat_interval=float(interval) if isinstance(interval, (int, float)) else 30.0,
+            task_signing_key=key if isinstance(key, str) and key else None,
+            task_max_age=float(max_age) if isinstance(max_age, (int, float)) else DEFAULT_MAX_AGE,
         )
+
+
+def _override(override: str, given: Any) -> str:
+    """The configured ``amqp_url`` (the broker as seen from this host), keeping the per-endpoint
+    user and password the service issued when the configured URL carries none."""
+    parts = urlsplit(override)
+    issued = urlsplit(given) if isinstance(given, str) else None
+    if parts.password or issued is None or not issued.password or not parts.hostname:
+        return override
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = f"{issued.username or ''}:{issued.password}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def connect(url: str, name: str) -> pika.BlockingConnection:

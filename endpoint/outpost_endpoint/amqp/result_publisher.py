@@ -6,6 +6,15 @@ away, unconfirmed results stay in the outbox and are published again after the r
 Results are published ``mandatory`` so a missing ingest binding is noticed (and retried)
 instead of silently dropping the result.
 
+Throughput without weaker guarantees: ``publish_result`` only hands the result over (the
+caller, the engine's result thread, never waits on a disk or a lock held across one).  The
+publisher thread takes every result handed over since its last turn, adds them to the outbox
+at once (:meth:`Outbox.add_many`: for the spooled outbox, one fsynced journal transaction), and
+only then publishes them -- one ResultEnvelope per AMQP message, as the service's ingest
+expects -- with their confirms pipelined: the whole batch is published, then the thread waits
+until RabbitMQ has confirmed all of it (one broker fsync per batch instead of per result), and
+removes the confirmed ones from the outbox at once (:meth:`Outbox.pop_many`).
+
 The endpoint uses :class:`outpost_endpoint.spool.SpooledOutbox`, which keeps the outbox in the
 task journal on disk, so results also survive an endpoint crash; the in-memory :class:`Outbox`
 here is the interface (and what tests of the publish loop alone use).
@@ -15,6 +24,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import itertools
 import logging
 import threading
 import time
@@ -28,12 +39,17 @@ import pika.exceptions
 from outpost.protocol import EndpointStatus, ResultEnvelope
 from outpost.protocol.conventions import Backoff
 from outpost.protocol.conventions import redact_url as redact
+from outpost_endpoint.amqp.confirms import Confirms
 from outpost_endpoint.amqp.connection import AmqpSettings, connect
 from outpost_endpoint.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (pika.exceptions.AMQPError, OSError)
+#: Most results published before waiting for their confirms.
+BATCH = 500
+#: Seconds to wait for RabbitMQ to confirm a published batch before reconnecting.
+CONFIRM_TIMEOUT = 30.0
 
 
 @dataclass
@@ -43,21 +59,41 @@ class Outgoing:
     result: ResultEnvelope
     on_confirmed: Callable[[], None] | None = None
 
+    @functools.cached_property
+    def body(self) -> bytes:
+        """The message body, encoded once (for the journal and for RabbitMQ)."""
+        return self.result.to_bytes()
+
 
 class Outbox:
-    """Results not yet confirmed, oldest first (in memory; see the module docstring)."""
+    """Results not yet confirmed, oldest first (in memory; see the module docstring).
+
+    Only the publisher thread changes it; ``len`` may be read from any thread."""
 
     def __init__(self) -> None:
         self._items: collections.deque[Outgoing] = collections.deque()
 
+    def add_many(self, items: list[Outgoing]) -> None:
+        """Take ``items``; once this returns they may be published."""
+        self._items.extend(items)
+
     def add(self, item: Outgoing) -> None:
-        self._items.append(item)
+        self.add_many([item])
+
+    def peek_many(self, limit: int) -> list[Outgoing]:
+        """The oldest ``limit`` items (they stay in the outbox)."""
+        return list(itertools.islice(self._items, limit))
 
     def peek(self) -> Outgoing | None:
         return self._items[0] if self._items else None
 
+    def pop_many(self, count: int) -> None:
+        """Drop the oldest ``count`` items: RabbitMQ confirmed them."""
+        for _ in range(count):
+            self._items.popleft()
+
     def pop(self) -> None:
-        self._items.popleft()
+        self.pop_many(1)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -81,11 +117,13 @@ class ResultPublisher:
         self.heartbeat_interval = heartbeat_interval or settings.heartbeat_interval
         self._outbox = outbox if outbox is not None else Outbox()
         self._cond = threading.Condition()
+        #: Handed over by ``publish_result``, not yet in the outbox (guarded by ``_cond``).
+        self._incoming: list[Outgoing] = []
+        self._moving = 0  # taken from ``_incoming``, being added to the outbox
         self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._startup_error: BaseException | None = None
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
+        self._confirms = Confirms()
         self._next_heartbeat = 0.0
         self._thread = threading.Thread(target=self._run, name="outpost-publisher", daemon=True)
 
@@ -105,19 +143,21 @@ class ResultPublisher:
     def publish_result(
         self, result: ResultEnvelope, on_confirmed: Callable[[], None] | None = None
     ) -> None:
-        """Queue ``result``; ``on_confirmed`` runs on the publisher thread once RabbitMQ has it."""
+        """Queue ``result``; ``on_confirmed`` runs on the publisher thread once RabbitMQ has it.
+
+        Returns at once: the publisher thread spools it (see the module docstring)."""
         with self._cond:
-            self._outbox.add(Outgoing(result, on_confirmed))
+            self._incoming.append(Outgoing(result, on_confirmed))
             self._cond.notify_all()
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._outbox)
+            return self._pending()
 
     def drain(self, timeout: float) -> bool:
         """Wait until every queued result is confirmed; False if some are still pending."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._outbox, timeout)
+            return self._cond.wait_for(lambda: not self._pending(), timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send an ``offline`` heartbeat if connected, close, and join the thread."""
@@ -128,6 +168,11 @@ class ResultPublisher:
             self._thread.join(timeout)
         else:
             self._close()
+        if not self._thread.is_alive():
+            try:  # results handed over but never spooled: spool them, so they are not rerun
+                self._spool()
+            except Exception:
+                log.exception("could not spool the last results; their tasks run again")
         left = self.pending()
         if left:
             log.warning(
@@ -137,12 +182,21 @@ class ResultPublisher:
             )
 
     # ------------------------------------------------------------------ thread
+    def _pending(self) -> int:
+        return len(self._incoming) + self._moving + len(self._outbox)
+
     def _open(self) -> None:
-        self._connection = connect(
-            self.settings.url, f"outpost-endpoint {self.endpoint_id} results"
-        )
-        self._channel = self._connection.channel()
-        self._channel.confirm_delivery()
+        connection = connect(self.settings.url, f"outpost-endpoint {self.endpoint_id} results")
+        self._connection = connection
+        self._channel = connection.channel()
+        # A due timer ends process_data_events at once: the last confirm needs no extra wait.
+        self._confirms = Confirms(wake=lambda: connection.call_later(0, _nothing))
+        self._confirms.attach(self._channel)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while not self._confirms.selected:
+            if time.monotonic() > deadline:
+                raise pika.exceptions.AMQPConnectionError("RabbitMQ did not enable confirms")
+            connection.process_data_events(time_limit=1.0)
         self._next_heartbeat = 0.0
 
     def _close(self) -> None:
@@ -155,6 +209,7 @@ class ResultPublisher:
         backoff = Backoff()
         while True:
             try:
+                self._spool()  # also while RabbitMQ is away: results then wait on disk
                 if self._connection is None:
                     self._open()
                     log.info("result publisher reconnected to %s", redact(self.settings.url))
@@ -177,44 +232,87 @@ class ResultPublisher:
                 if self._stop.is_set() or backoff.wait(self._stop):
                     return
 
+    def _spool(self) -> None:
+        """Move every handed-over result into the outbox, in one call (one journal commit)."""
+        with self._cond:
+            items, self._incoming = self._incoming, []
+            self._moving = len(items)
+        if not items:
+            return
+        try:
+            self._outbox.add_many(items)  # outside the lock: publish_result never waits on it
+        except BaseException:
+            with self._cond:
+                self._incoming[:0] = items  # keep them: retried on the next turn
+            raise
+        finally:
+            with self._cond:
+                self._moving = 0
+
     def _step(self) -> None:
-        """Publish one pending result, or a heartbeat when due, or wait a little."""
+        """Publish a batch of pending results, or a heartbeat when due, or wait a little."""
         assert self._connection is not None
         if time.monotonic() >= self._next_heartbeat:
             self._send_status("online")
             self._next_heartbeat = time.monotonic() + self.heartbeat_interval
-        with self._cond:
-            item = self._outbox.peek()
-            if item is None:
-                self._cond.wait(timeout=min(1.0, self.heartbeat_interval))
-                item = self._outbox.peek()
-        if item is None:
+        batch = self._outbox.peek_many(BATCH)
+        if not batch:
+            with self._cond:
+                if not self._incoming and not self._stop.is_set():
+                    self._cond.wait(timeout=min(1.0, self.heartbeat_interval))
             self._connection.process_data_events(0)
             return
-        try:
-            self._publish(
-                self.settings.result_routing_key, item.result.to_bytes(), item.result.TYPE, True
-            )
-        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+        taken = self._publish_batch(batch)
+        # The callbacks run before the items leave the outbox, so ``drain`` returning means
+        # every confirmed result's ack has already been handed to the consumer.
+        for item in batch[:taken]:
+            if item.on_confirmed is not None:
+                try:
+                    item.on_confirmed()
+                except Exception:
+                    log.exception("confirm callback for task %s failed", item.result.task_id)
+        if taken:
+            self._outbox.pop_many(taken)
+            with self._cond:
+                self._cond.notify_all()
+        if taken < len(batch):
+            refused = batch[taken].result.task_id
             log.error(
-                "RabbitMQ did not take the result of task %s (%s); is the ingest queue "
-                "bound to %s? retrying",
-                item.result.task_id,
-                type(exc).__name__,
+                "RabbitMQ did not take the result of task %s (nack or unroutable); is the "
+                "ingest queue bound to %s? retrying",
+                refused,
                 self.settings.result_exchange,
             )
             self._stop.wait(1.0)
-            return
-        # The callback runs before the item leaves the outbox, so ``drain`` returning means
-        # every confirmed result's ack has already been handed to the consumer.
-        if item.on_confirmed is not None:
-            try:
-                item.on_confirmed()
-            except Exception:
-                log.exception("confirm callback for task %s failed", item.result.task_id)
-        with self._cond:
-            self._outbox.pop()
-            self._cond.notify_all()
+
+    def _publish_batch(self, batch: list[Outgoing]) -> int:
+        """Publish ``batch``, wait for all its confirms; how many, from the first, RabbitMQ
+        took (the rest stay in the outbox and go again: a duplicate at worst)."""
+        assert self._connection is not None
+        confirms = self._confirms
+        confirms.returned.clear()
+        confirms.outcome.clear()
+        for item in batch:
+            self._publish(
+                self.settings.result_routing_key,
+                item.body,
+                item.result.TYPE,
+                True,
+                item.result.task_id,
+            )
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while confirms.pending():
+            if time.monotonic() > deadline:
+                raise pika.exceptions.AMQPConnectionError(
+                    f"no publisher confirm within {CONFIRM_TIMEOUT:.0f}s"
+                )
+            self._connection.process_data_events(time_limit=1.0)
+        taken = 0
+        for item in batch:
+            if not confirms.outcome.get(item.result.task_id, False):
+                break
+            taken += 1
+        return taken
 
     def _send_status(self, state: str) -> None:
         try:
@@ -222,22 +320,27 @@ class ResultPublisher:
         except Exception as exc:
             details = {"error": f"status unavailable: {exc!r}"}
         status = EndpointStatus(endpoint_id=self.endpoint_id, state=state, details=details)
-        try:
-            self._publish(self.settings.status_routing_key, status.to_bytes(), status.TYPE, False)
-        except (pika.exceptions.UnroutableError, pika.exceptions.NackError):
-            log.debug("heartbeat not routed; dropped (heartbeats are not retried)")
+        # Not waited on: a heartbeat that is not routed is dropped (heartbeats are not retried).
+        self._publish(self.settings.status_routing_key, status.to_bytes(), status.TYPE, False, None)
 
-    def _publish(self, routing_key: str, body: bytes, kind: str, mandatory: bool) -> None:
-        """Publish and block until RabbitMQ confirms (raises on nack / unroutable)."""
+    def _publish(
+        self, routing_key: str, body: bytes, kind: str, mandatory: bool, message_id: str | None
+    ) -> None:
+        """Publish without waiting; ``message_id`` (None: not waited on) keys its confirm."""
+        self._confirms.expect(message_id)
         self._channel.basic_publish(
             exchange=self.settings.result_exchange,
             routing_key=routing_key,
             body=body,
             properties=pika.BasicProperties(
-                delivery_mode=2, content_type="application/json", type=kind
+                delivery_mode=2, content_type="application/json", type=kind, message_id=message_id
             ),
             mandatory=mandatory,
         )
+
+
+def _nothing() -> None:
+    pass
 
 
 __all__ = ["BrokerError", "Outbox", "Outgoing", "ResultPublisher"]

@@ -8,13 +8,21 @@ until RabbitMQ confirms it, and tasks found unfinished when the endpoint starts 
 the engine.  A delivery of a task id the journal already knows (a redelivery after a lost ack,
 a duplicate publish) is acked without running the task again.
 
+Group commit: the tasks of one delivery burst (everything one ``process_data_events`` call
+dispatches) are journaled in ONE transaction, then acked -- with ``multiple=True`` when their
+delivery tags are contiguous -- and then started.  An ack still never precedes its task's
+durable journal entry; deliveries of a burst that is not yet written are simply unacked, and
+RabbitMQ hands them out again if the connection drops.
+
 Since acks no longer bound the work taken, the consumer bounds it itself: when ``prefetch``
 tasks are in the engine it cancels its RabbitMQ consumer, and consumes again once half of them
 are done (deliveries still buffered at the cancel go back to the queue untouched).
 
 Messages that cannot be understood (bad JSON, wrong protocol version, another endpoint's task,
-a result on a task queue) are logged with the reason and rejected without requeue, so the queue
-dead-letters them and the endpoint keeps working.
+a result on a task queue) or, once the endpoint holds the service's signing key, that fail the
+signature check (unsigned, tampered, signed for another endpoint, too old) are logged with the
+reason and rejected without requeue, so the queue dead-letters them and the endpoint keeps
+working.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from outpost.errors import OutpostError
 from outpost.protocol import CancelRequest, ResultEnvelope, TaskEnvelope, decode_message
 from outpost.protocol.conventions import Backoff
 from outpost.protocol.conventions import redact_url as redact
+from outpost.protocol.signing import SignatureError, Verifier
 from outpost_endpoint.amqp.connection import AmqpSettings, connect
 from outpost_endpoint.amqp.result_publisher import ResultPublisher
 from outpost_endpoint.engine.base import Engine
@@ -87,6 +96,7 @@ class TaskConsumer:
         self.prefetch = max(1, prefetch)
         self.journal = journal
         self._requests: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_pending = False  # a wake-up is on its way: later requests need none
         self._closing = threading.Event()
         self._consuming_wanted = True
         self._stopped_consuming = threading.Event()
@@ -94,9 +104,17 @@ class TaskConsumer:
         self._channel: Any = None
         self._consumer_tag: str | None = None
         self._running: set[str] = set()  # task ids in the engine; touched on this thread only
+        #: This burst's task deliveries, not yet journaled nor acked (consumer thread only).
+        self._burst: list[tuple[Any, int, TaskEnvelope, bytes]] = []
         self._cancelled = _Recent()  # cancel arrived before the task
         self._next_reconcile = time.monotonic() + _RECONCILE_EVERY
         self._thread = threading.Thread(target=self._run, name="outpost-consumer", daemon=True)
+        #: Checks the service's signature on task and cancel messages (outpost.protocol.signing)
+        self._verifier = (
+            Verifier(settings.task_signing_key, max_age=settings.task_max_age)
+            if settings.task_signing_key
+            else None
+        )
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -143,7 +161,11 @@ class TaskConsumer:
     def _call(self, request: Callable[[], None]) -> None:
         """Run ``request`` on the consumer thread, soon."""
         self._requests.put(request)
-        self._wake()
+        # One wake-up per turn of the consumer loop, not one per finished task: the loop
+        # clears the flag before it drains, so a request put after that wakes it again.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
 
     def _wake(self) -> None:
         connection = self._connection
@@ -153,6 +175,7 @@ class TaskConsumer:
                 connection.add_callback_threadsafe(lambda: None)
 
     def _drain_requests(self) -> None:
+        self._wake_pending = False
         while True:
             try:
                 request = self._requests.get_nowait()
@@ -170,6 +193,7 @@ class TaskConsumer:
     def _close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         self._consumer_tag = None
+        self._burst = []  # unacked: RabbitMQ delivers them again
         if connection is not None and connection.is_open:
             with contextlib.suppress(*_RETRYABLE):
                 connection.close()
@@ -216,6 +240,7 @@ class TaskConsumer:
                 connection = self._connection
                 assert connection is not None
                 connection.process_data_events(time_limit=0.5)
+                self._flush_burst()
             except Exception as exc:  # a bug must not silently end consuming: reconnect instead
                 if isinstance(exc, _RETRYABLE):
                     log.warning("task consumer lost RabbitMQ (%r); reconnecting", exc)
@@ -248,6 +273,12 @@ class TaskConsumer:
             self._reject(channel, tag, f"the endpoint failed to handle it: {exc!r}", body)
 
     def _dispatch(self, channel: Any, tag: int, message: Any, body: bytes) -> None:
+        if self._verifier is not None and isinstance(message, (TaskEnvelope, CancelRequest)):
+            try:  # before the journal: a refused task is never run, replayed or answered
+                self._verifier.verify(body, self.endpoint_id)
+            except SignatureError as exc:
+                self._reject(channel, tag, f"refused by the signature check: {exc}", body)
+                return
         if isinstance(message, TaskEnvelope):
             if message.endpoint_id != self.endpoint_id:
                 self._reject(
@@ -281,21 +312,42 @@ class TaskConsumer:
         channel.basic_reject(tag, requeue=False)
 
     def _on_task(self, channel: Any, tag: int, task: TaskEnvelope, body: bytes) -> None:
-        task_id = task.task_id
-        if self.journal.accept(task_id, body):
-            try:
-                channel.basic_ack(tag)  # may fail with the connection: the journal has the task
-            finally:
-                self._start(task)
+        """Collect the task; :meth:`_flush_burst` journals, acks and starts the burst."""
+        self._burst.append((channel, tag, task, body))
+
+    def _flush_burst(self) -> None:
+        """Journal the burst in one transaction, then ack it, then start its tasks."""
+        burst, self._burst = self._burst, []
+        if not burst:
             return
-        if task_id not in self._running and self.journal.state(task_id) == RECEIVED:
-            # Journaled by an earlier delivery but not running: that delivery's ack failed
-            # mid-way, or the engine refused the task.  Run it now, once.
-            log.info("task %s redelivered; starting the journaled copy", task_id)
-            self._start(task)
-        else:
-            log.info("task %s is already in the journal (duplicate delivery); acking", task_id)
-        channel.basic_ack(tag)
+        fresh = self.journal.accept_many([(task.task_id, body) for _, _, task, body in burst])
+        try:  # may fail with the connection: the journal has the tasks
+            self._ack(burst[0][0], [tag for _, tag, _, _ in burst])
+        finally:
+            for (_, _, task, _), new in zip(burst, fresh, strict=True):
+                if new:
+                    self._start(task)
+                elif task.task_id not in self._running and (
+                    self.journal.state(task.task_id) == RECEIVED
+                ):
+                    # Journaled by an earlier delivery but not running: that delivery's ack
+                    # failed mid-way, or the engine refused the task.  Run it now, once.
+                    log.info("task %s redelivered; starting the journaled copy", task.task_id)
+                    self._start(task)
+                else:
+                    log.info("task %s is already in the journal (duplicate delivery)", task.task_id)
+
+    @staticmethod
+    def _ack(channel: Any, tags: list[int]) -> None:
+        """Ack ``tags``: one ``multiple=True`` ack when they are contiguous, else one by one.
+        (Every delivery before a burst is settled when it is flushed, so a multiple ack of a
+        contiguous burst covers exactly the burst.)"""
+        tags = sorted(tags)
+        if len(tags) > 1 and tags[-1] - tags[0] == len(tags) - 1:
+            channel.basic_ack(tags[-1], multiple=True)
+            return
+        for tag in tags:
+            channel.basic_ack(tag)
 
     def _maybe_reconcile(self) -> None:
         """Defence in depth: start any journaled, unfinished task the engine does not have

@@ -160,13 +160,21 @@ class Executor(concurrent.futures.Executor):
                 self._submitter.put(submission)
         return future
 
-    def reload_tasks(self) -> list[OutpostFuture]:
-        """Futures for every task of ``task_group_id`` (``GET /v1/task_groups/<gid>/tasks``).
+    def reload_tasks(self, *, attempts: str = "latest") -> list[OutpostFuture]:
+        """Futures for the tasks of ``task_group_id`` (``GET /v1/task_groups/<gid>/tasks``).
 
-        Works from any process that can reach the service; the futures complete like those
-        of ``submit`` (results stay readable at the service after being read).
+        With ``attempts="latest"`` (the default) a task that was retried
+        (:meth:`Client.retry_task_group`, ``outpost tasks retry``) is represented by its latest
+        attempt only, so after a retry the futures are one per original task, in submission
+        order of the originals; ``attempts="all"`` returns every attempt.  Works from any
+        process that can reach the service; the futures complete like those of ``submit``
+        (results stay readable at the service after being read).
         """
+        if attempts not in ("latest", "all"):
+            raise ValueError(f"attempts must be 'latest' or 'all', got {attempts!r}")
         tasks = self._client.get_task_group(self._task_group_id)
+        if attempts == "latest":
+            tasks = latest_attempts(tasks)
         futures = []
         with self._lock:
             if self._shutdown:
@@ -207,3 +215,22 @@ class Executor(concurrent.futures.Executor):
         if wait:
             concurrent.futures.wait(futures)
             self._submitter.join()
+
+
+def latest_attempts(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each task that is not itself a retry, its last retry (following ``retried_by``),
+    in the originals' order; a service without retries (no ``retried_by``) gives ``tasks``."""
+    by_id = {str(t["task_id"]): t for t in tasks}
+    retries = {str(t["retried_by"]) for t in tasks if t.get("retried_by")}
+    latest = []
+    for task in tasks:
+        if str(task["task_id"]) in retries:
+            continue  # reached from the task it retried
+        seen = {str(task["task_id"])}
+        while task.get("retried_by") and str(task["retried_by"]) in by_id:
+            task = by_id[str(task["retried_by"])]
+            if str(task["task_id"]) in seen:  # a cycle cannot come from the service; stop
+                break
+            seen.add(str(task["task_id"]))
+        latest.append(task)
+    return latest

@@ -115,9 +115,12 @@ class TaskEnvelope(_Envelope):
     task_group_id: str | None = None
     resource_specification: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    #: Set by the service's signature (see :mod:`outpost.protocol.signing`); optional.
+    issued_at: float | None = None
+    sig: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return _signature_fields(self, {
             "v": PROTOCOL_VERSION,
             "type": self.TYPE,
             "task_id": self.task_id,
@@ -128,7 +131,7 @@ class TaskEnvelope(_Envelope):
             "task_group_id": self.task_group_id,
             "resource_specification": self.resource_specification,
             "created_at": self.created_at,
-        }
+        })  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskEnvelope:
@@ -141,6 +144,7 @@ class TaskEnvelope(_Envelope):
             task_group_id=_optional(data, "task_group_id", str, None),
             resource_specification=_optional(data, "resource_specification", dict, {}) or {},
             created_at=float(_optional(data, "created_at", (int, float), 0.0) or 0.0),
+            **_read_signature_fields(data),
         )
 
 
@@ -270,21 +274,44 @@ class CancelRequest(_Envelope):
     TYPE: ClassVar[str] = "cancel"
     endpoint_id: str
     task_ids: list[str] = field(default_factory=list)
+    issued_at: float | None = None
+    sig: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return _signature_fields(self, {
             "v": PROTOCOL_VERSION,
             "type": self.TYPE,
             "endpoint_id": self.endpoint_id,
             "task_ids": list(self.task_ids),
-        }
+        })  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CancelRequest:
         task_ids = _require(data, "task_ids", list)
         if not all(isinstance(t, str) for t in task_ids):
             raise MalformedMessageError("field 'task_ids' must be a list of strings")
-        return cls(endpoint_id=_require(data, "endpoint_id", str), task_ids=task_ids)
+        return cls(
+            endpoint_id=_require(data, "endpoint_id", str),
+            task_ids=task_ids,
+            **_read_signature_fields(data),
+        )
+
+
+def _signature_fields(envelope: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Add ``issued_at``/``sig`` when set: unsigned messages stay exactly as before."""
+    if envelope.issued_at is not None:
+        data["issued_at"] = envelope.issued_at
+    if envelope.sig is not None:
+        data["sig"] = envelope.sig
+    return data
+
+
+def _read_signature_fields(data: dict[str, Any]) -> dict[str, Any]:
+    issued = _optional(data, "issued_at", (int, float), None)
+    return {
+        "issued_at": None if issued is None else float(issued),
+        "sig": _optional(data, "sig", str, None),
+    }
 
 
 _TYPES: dict[str, type[_Envelope]] = {

@@ -19,7 +19,7 @@ from .conftest import EngineFactory, envelope, value, wait_until
 def test_local_block_ends_at_its_walltime_and_is_replaced(
     make_engine: EngineFactory, tmp_path: Path
 ) -> None:
-    engine = make_engine(max_workers_per_node=1, provider={"walltime": "00:00:02"})
+    engine = make_engine(max_workers_per_node=1, drain_period=0, provider={"walltime": "00:00:02"})
     started = tmp_path / "started"
     future = engine.submit(envelope(tasks.hold, str(tmp_path / "never"), str(started)))
     result = future.result(60)

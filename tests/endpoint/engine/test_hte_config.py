@@ -47,4 +47,5 @@ def test_amqp_prefetch_covers_every_worker_of_every_block() -> None:
     )
     assert config.engine.slots == 80
     assert config.prefetch_count == 162
-    assert parse_config({"engine": {"max_workers": 3}}).prefetch_count == 8
+    assert parse_config({"engine": {"max_workers": 3}}).prefetch_count == 64  # MIN_PREFETCH
+    assert parse_config({"engine": {"max_workers": 40}}).prefetch_count == 82

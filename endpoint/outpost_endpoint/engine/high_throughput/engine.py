@@ -30,7 +30,8 @@ from outpost_endpoint.engine.high_throughput.blocks import BlockBook
 from outpost_endpoint.engine.high_throughput.interchange import Interchange, TaskRecord
 from outpost_endpoint.engine.high_throughput.layout import worker_count
 from outpost_endpoint.engine.high_throughput.manager import MANAGER_CONFIG
-from outpost_endpoint.errors import EngineError, ProviderError
+from outpost_endpoint.engine.high_throughput.status_view import STATUS_FILE
+from outpost_endpoint.errors import ConfigError, EngineError, ProviderError
 from outpost_endpoint.launchers.base import Launcher
 from outpost_endpoint.launchers.registry import launcher_from_config
 from outpost_endpoint.launchers.simple import SingleNodeLauncher
@@ -39,7 +40,6 @@ from outpost_endpoint.providers.registry import provider_from_config
 from outpost_endpoint.results import failed_result
 
 log = logging.getLogger(__name__)
-STATUS_FILE = "status.json"
 #: blocks in a row that end before their manager connects before waiting tasks are failed
 #: (two fit in one submission window even with max_blocks: 1, so the answer comes quickly)
 MAX_FAILED_STARTS = 2
@@ -85,10 +85,25 @@ class HighThroughputEngine(Engine):
             config.max_workers_per_node, config.available_accelerators, cores
         )
 
+    @property
+    def drain_period(self) -> float:
+        """Seconds before a block's end in which its managers start no new task:
+        ``engine.drain_period``, else 2 x heartbeat_threshold capped at a quarter of the
+        blocks' walltime (so short blocks still do work)."""
+        if self.config.drain_period is not None:
+            return self.config.drain_period
+        return min(2 * self.config.heartbeat_threshold, self.provider.walltime_seconds / 4)
+
     # ----------------------------------------------------------------- Engine API
     def start(self) -> None:
         if self.interchange is not None:
             return
+        if self.drain_period >= self.provider.walltime_seconds:
+            raise ConfigError(
+                f"engine.drain_period of {self.drain_period:g} s is not shorter than the blocks' "
+                f"walltime of {self.provider.walltime_seconds:g} s, so no block would ever take "
+                "a task; lower engine.drain_period or raise engine.provider.walltime"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         keys = security.generate()
         security.write_client_files(keys, self.run_dir / "curve")
@@ -99,6 +114,7 @@ class HighThroughputEngine(Engine):
             prefetch_capacity=self.config.prefetch_capacity,
             heartbeat_period=self.config.heartbeat_period,
             heartbeat_threshold=self.config.heartbeat_threshold,
+            drain_period=self.drain_period,
         )
         connect_host = self.config.interchange_address or ("127.0.0.1" if local else _hostname())
         self.address = f"tcp://{connect_host}:{self.interchange.port}"
@@ -265,6 +281,14 @@ class HighThroughputEngine(Engine):
             return
         snap = self.interchange.snapshot()
         queued = sum(snap["queued"].values())
+        loads = self._block_loads(snap)
+        draining = self._draining_blocks()
+        for block_id in sorted(draining):
+            if block_id in loads and loads[block_id].busy_tasks == 0:
+                # it will never take a task again: free its nodes (and its max_blocks slot)
+                self._release(block_id, "drained before its walltime")
+                loads.pop(block_id)
+                draining.discard(block_id)
         decision = strategy.ScaleInput(
             outstanding=snap["outstanding"],
             running_blocks=self.book.count(BlockState.RUNNING),
@@ -276,6 +300,7 @@ class HighThroughputEngine(Engine):
             parallelism=self.config.parallelism,
             recent_submissions=self.book.recent_submissions(),
             max_queued_blocks=self.provider.max_queued_blocks,
+            draining_blocks=len(draining),
         )
         for _ in range(strategy.blocks_to_add(decision)):
             block_id = self.book.new_id()
@@ -286,7 +311,6 @@ class HighThroughputEngine(Engine):
                 break
             self.book.added(block_id, job_id)
             log.info("submitted block %s (job %s)", block_id, job_id)
-        loads = self._block_loads(snap)
         release = strategy.blocks_to_release(
             loads,
             outstanding_queued=queued,
@@ -294,12 +318,32 @@ class HighThroughputEngine(Engine):
             max_idletime=self.config.max_idletime,
         )
         for block_id in release:
-            block = self.book.blocks[block_id]
-            block.cancel_requested = True
-            self._released.add(block_id)
-            log.info("releasing idle block %s (job %s)", block_id, block.job_id)
-            self.interchange.lose_block(block_id, "released as idle")
-            self.provider.cancel([block.job_id])
+            self._release(block_id, "released as idle")
+
+    def _release(self, block_id: str, why: str) -> None:
+        assert self.interchange is not None
+        block = self.book.blocks[block_id]
+        block.cancel_requested = True
+        self._released.add(block_id)
+        log.info("releasing block %s (job %s): %s", block_id, block.job_id, why)
+        self.interchange.lose_block(block_id, why)
+        self.provider.cancel([block.job_id])
+
+    def _draining_blocks(self) -> set[str]:
+        """Running blocks whose every registered manager is within its drain period."""
+        assert self.interchange is not None
+        now = time.time()
+        with self.interchange.lock:
+            managers = list(self.interchange.managers.values())
+            drains = {m.manager_id: self.interchange.draining(m, now) for m in managers}
+        found: set[str] = set()
+        for block in self.book.live():
+            if block.state != BlockState.RUNNING or block.cancel_requested:
+                continue
+            mine = [m.manager_id for m in managers if m.block_id == block.block_id]
+            if mine and all(drains[m] for m in mine):
+                found.add(block.block_id)
+        return found
 
     def _check_start(self, block_id: str, state: str, message: str) -> None:
         """Count blocks that ended before any manager registered; after

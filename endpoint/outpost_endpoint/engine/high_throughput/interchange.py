@@ -72,8 +72,11 @@ class Interchange:
         prefetch_capacity: int = 0,
         heartbeat_period: float = 2.0,
         heartbeat_threshold: float = 30.0,
+        drain_period: float = 0.0,
     ) -> None:
         self.keys = keys
+        #: seconds before its block ends in which a manager gets only tasks whose walltime fits
+        self.drain_period = drain_period
         self.prefetch_capacity = prefetch_capacity
         self.heartbeat_period = heartbeat_period
         self.heartbeat_threshold = heartbeat_threshold
@@ -190,6 +193,7 @@ class Interchange:
                         "idle": max(m.workers - len(m.tasks), 0),
                         "accelerators": m.accelerators,
                         "walltime_left": round(max(m.expires_at - now, 0), 1),
+                        "draining": self.draining(m, now),
                     }
                     for m in self.managers.values()
                 ],
@@ -386,11 +390,13 @@ class Interchange:
             if room <= 0:
                 continue
             left = manager.expires_at - now
+            if left <= self.drain_period:
+                continue  # draining: no new task (checked here so the queue is not scanned)
             skipped: list[str] = []
             while room > 0 and queue:
                 task_id = queue.popleft()
                 record = self.tasks[task_id]
-                if record.walltime is not None and record.walltime > left:
+                if not self._fits(record, left):
                     skipped.append(task_id)  # walltime-aware: wait for a block with more time
                     continue
                 self._send_task(manager, record, [])
@@ -407,8 +413,7 @@ class Interchange:
                 record = self.tasks[task_id]
                 blocks: dict[str, list[str]] = {}
                 for m in self.managers.values():
-                    fits = record.walltime is None or record.walltime <= m.expires_at - now
-                    if fits:
+                    if self._fits(record, m.expires_at - now):
                         blocks.setdefault(m.block_id, []).append(m.manager_id)
                 placed = packing.place(record.nodes, blocks, set(self.mpi_busy))
                 if placed is None:
@@ -421,6 +426,18 @@ class Interchange:
                     self.mpi_busy[node] = task_id
                 record.held_nodes = list(placed[1])
                 self._send_task(head, record, [self.managers[n].hostname for n in placed[1]])
+
+    def _fits(self, record: TaskRecord, left: float) -> bool:
+        """Whether a manager with ``left`` seconds of walltime may start ``record``: not while
+        it drains (``left`` within ``drain_period``: it finishes its work and starts nothing
+        that could be cut off by the block's end), and only if the task's walltime fits."""
+        if left <= self.drain_period:
+            return False
+        return record.walltime is None or record.walltime <= left
+
+    def draining(self, manager: ManagerRecord, now: float | None = None) -> bool:
+        """Whether ``manager``'s block ends within ``drain_period``."""
+        return manager.expires_at - (time.time() if now is None else now) <= self.drain_period
 
     def _send_task(self, manager: ManagerRecord, record: TaskRecord, hosts: list[str]) -> None:
         record.manager_id = manager.manager_id

@@ -19,7 +19,6 @@ import json
 import logging
 import multiprocessing
 import os
-import socket
 import sys
 import time
 import uuid
@@ -33,6 +32,8 @@ from outpost.protocol import TaskEnvelope
 from outpost_endpoint.engine.high_throughput import security, wire
 from outpost_endpoint.engine.high_throughput.layout import WorkerSlot, plan_workers
 from outpost_endpoint.engine.high_throughput.worker import worker_main
+from outpost_endpoint.launchers.mpi_tasks import default_template
+from outpost_endpoint.launchers.nodelist import this_node
 from outpost_endpoint.results import cancelled_result, timeout_result
 
 log = logging.getLogger("outpost_endpoint.manager")
@@ -68,7 +69,9 @@ class Manager:
         self.block_id = block_id
         self.run_dir = run_dir
         self.config = config
-        self.hostname = socket.gethostname()
+        # the scheduler's name for this node (SLURMD_NODENAME, PBS short name): MPI node files
+        # must name nodes srun/mpiexec know, and emulated Slurm nodes all have host name "vm"
+        self.hostname = this_node()
         self.manager_id = f"{block_id}.{self.hostname}.{os.getpid()}.{uuid.uuid4().hex[:4]}"
         self.heartbeat_period = float(config.get("heartbeat_period", 2.0))
         self.heartbeat_threshold = float(config.get("heartbeat_threshold", 30.0))
@@ -291,10 +294,10 @@ class Manager:
                 "OUTPOST_RESOURCE_SPECIFICATION": json.dumps(task.resource_specification),
                 "OUTPOST_MPI_NODEFILE": self._nodefile(task.task_id, meta.get("nodes") or []),
             }
-            if self.config.get("mpi_launcher"):
-                extra["OUTPOST_MPI_LAUNCHER"] = self.config["mpi_launcher"]
-            elif meta.get("nodes"):
-                extra["OUTPOST_MPI_LAUNCHER"] = self._mpi_template()
+            if meta.get("nodes"):  # an MPI task: a launcher that reads its node file
+                extra["OUTPOST_MPI_LAUNCHER"] = (
+                    self.config.get("mpi_launcher") or self._mpi_template()
+                )
             with contextlib.suppress(OSError, ValueError):  # a death shows on the sentinel
                 worker.conn.send((body, meta.get("received", started), extra))
 
@@ -302,8 +305,6 @@ class Manager:
         """The MPI flavour found on this node (hydra, PALS, srun), asked once."""
         if self._template is None:
             try:
-                from outpost_endpoint.launchers.mpi_tasks import default_template
-
                 self._template = default_template()
             except Exception as exc:  # detection must not fail the task; hydra+PALS both work
                 log.warning(

@@ -29,6 +29,9 @@ class ScaleInput:
     recent_submissions: int = 0  # blocks submitted during the current submit window
     max_submissions: int | None = None  # per window; None = 2 x max_blocks
     max_queued_blocks: int | None = None
+    #: running blocks within their drain period: they hold nodes (count against max_blocks)
+    #: but take no new task (no capacity for the outstanding ones)
+    draining_blocks: int = 0
 
 
 def blocks_to_add(s: ScaleInput) -> int:
@@ -42,7 +45,7 @@ def blocks_to_add(s: ScaleInput) -> int:
         per_block = max(s.nodes_per_block * s.workers_per_node, 1)
         needed_slots = math.ceil(s.outstanding * min(s.parallelism, 1.0))
         needed_blocks = max(math.ceil(needed_slots / per_block), 1)
-        wanted = max(wanted, needed_blocks - active)
+        wanted = max(wanted, needed_blocks - (active - s.draining_blocks))
     add = min(wanted, room)
     # Default cap: every block may be replaced once per window (a block that ended is replaced
     # at once), but a loop of vanishing or failing blocks stalls after that.

@@ -1,0 +1,166 @@
+"""Per-endpoint RabbitMQ users, made through the RabbitMQ management HTTP API.
+
+Why: with one shared broker login, any endpoint (a daemon on someone's login node) could read
+every other endpoint's task queue and publish forged results for any task.  Each endpoint gets
+its own user ``outpost-ep-<endpoint_id>`` whose permissions (in the service's vhost only) are:
+
+* configure: nothing (``^$``) -- the service declares every queue and exchange;
+* read: only its task queue ``P.tasks.<id>``;
+* write: only the result exchange ``P.results``, and the topic permission on that exchange
+  restricts routing keys to ``<id>.result`` / ``<id>.status``.
+
+The password is random, handed out once in the registration answer and never stored by the
+service; registering again sets a new password and closes the user's open connections (so a
+stolen old password stops working).  Deleting the endpoint deletes the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import pika
+import requests
+
+from outpost.protocol.conventions import redact_url
+from outpost_service.broker.topology import Topology
+from outpost_service.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+#: Prefix of every per-endpoint RabbitMQ user name.
+USER_PREFIX = "outpost-ep-"
+#: Seconds for one management API call.
+TIMEOUT = 10.0
+
+
+def endpoint_user(endpoint_id: str) -> str:
+    return f"{USER_PREFIX}{endpoint_id}"
+
+
+def default_management_url(amqp_url: str) -> str:
+    """``http://<amqp host>:<amqp port + 10000>/`` with the AMQP URL's credentials.
+
+    5672 + 10000 is RabbitMQ's standard 15672; a node on another port (the test recipes' private
+    nodes) follows the same rule.  ``amqps://`` gives ``https://``."""
+    params = pika.URLParameters(amqp_url)
+    parts = urlsplit(amqp_url)
+    scheme = "https" if parts.scheme == "amqps" else "http"
+    user = quote(params.credentials.username, safe="")
+    password = quote(params.credentials.password, safe="")
+    host = params.host if ":" not in params.host else f"[{params.host}]"
+    return f"{scheme}://{user}:{password}@{host}:{params.port + 10000}/"
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` (an AMQP URL) with its user and password replaced."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class BrokerAdmin:
+    """Creates, rotates and deletes the RabbitMQ users of endpoints (see the module docstring)."""
+
+    def __init__(self, management_url: str, amqp_url: str, topology: Topology) -> None:
+        parts = urlsplit(management_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BrokerError(
+                f"management_url must be http(s)://[user:password@]host:port/, got "
+                f"{redact_url(management_url)!r}"
+            )
+        amqp = pika.URLParameters(amqp_url)
+        self.auth = (
+            unquote(parts.username) if parts.username else amqp.credentials.username,
+            unquote(parts.password) if parts.password else amqp.credentials.password,
+        )
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        port = f":{parts.port}" if parts.port else ""
+        path = parts.path.rstrip("/")
+        self.api = f"{parts.scheme}://{host}{port}{path}/api"
+        self.vhost = amqp.virtual_host
+        self.topology = topology
+        self._session = requests.Session()
+
+    def grant(self, endpoint_id: str) -> tuple[str, str]:
+        """Create (or rotate) the endpoint's user; returns ``(user, new password)``."""
+        user = endpoint_user(endpoint_id)
+        password = secrets.token_urlsafe(24)
+        vhost = quote(self.vhost, safe="")
+        self._call("PUT", f"/users/{quote(user)}", {"password": password, "tags": ""})
+        self._call("PUT", f"/permissions/{vhost}/{quote(user)}", self.permissions(endpoint_id))
+        self._call(
+            "PUT",
+            f"/topic-permissions/{vhost}/{quote(user)}",
+            self.topic_permissions(endpoint_id),
+        )
+        self._close_connections(user)
+        return user, password
+
+    def revoke(self, endpoint_id: str) -> None:
+        """Delete the endpoint's user (and so its access); an absent user is fine."""
+        user = endpoint_user(endpoint_id)
+        self._call("DELETE", f"/users/{quote(user)}", None, missing_ok=True)
+        self._close_connections(user)
+
+    def permissions(self, endpoint_id: str) -> dict[str, str]:
+        return {
+            "configure": "^$",
+            "write": f"^{re.escape(self.topology.result_exchange)}$",
+            "read": f"^{re.escape(self.topology.task_queue(endpoint_id))}$",
+        }
+
+    def topic_permissions(self, endpoint_id: str) -> dict[str, str]:
+        return {
+            "exchange": self.topology.result_exchange,
+            "write": f"^{re.escape(endpoint_id)}\\.(result|status)$",
+            "read": "^$",
+        }
+
+    def _close_connections(self, user: str) -> None:
+        """Close the open connections of ``user`` (after a rotation or deletion)."""
+        listing = self._call("GET", "/connections?columns=name,user", None)
+        for connection in listing if isinstance(listing, list) else []:
+            if isinstance(connection, dict) and connection.get("user") == user:
+                name = quote(str(connection.get("name", "")), safe="")
+                self._call("DELETE", f"/connections/{name}", None, missing_ok=True)
+
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, *, missing_ok: bool = False
+    ) -> Any:
+        url = self.api + path
+        try:
+            response = self._session.request(
+                method, url, json=body, auth=self.auth, timeout=TIMEOUT
+            )
+        except requests.RequestException as exc:
+            raise BrokerError(
+                f"cannot reach the RabbitMQ management API at {self.api}: {exc}; enable it with "
+                "`rabbitmq-plugins enable rabbitmq_management`, set management_url "
+                "(OUTPOST_AMQP_MANAGEMENT_URL), or set broker_auth to 'shared'"
+            ) from exc
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code >= 400:
+            raise BrokerError(
+                f"RabbitMQ management API refused {method} {path.split('?')[0]} "
+                f"(HTTP {response.status_code}: {response.text[:200]}); the service's broker "
+                "user needs the 'administrator' tag to manage endpoint users"
+            )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def close(self) -> None:
+        self._session.close()
