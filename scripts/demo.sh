@@ -41,4 +41,5 @@ ENDPOINT_ID=$("$BIN/python" -c 'import json,os; print(json.load(open(os.path.joi
 
 "$BIN/python" "$ROOT/scripts/demo.py" "$ENDPOINT_ID"
 "$BIN/outpost-endpoint" list
+"$BIN/outpost-endpoint" status demo
 say "demo finished; stopping the endpoint and the service"

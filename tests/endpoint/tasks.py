@@ -52,3 +52,8 @@ def record_run(path: str, gate: str) -> int:
 
 
 cloudpickle.register_pickle_by_value(__import__(__name__))
+
+
+def resource_specification_seen() -> str | None:
+    """What the worker told the task about its resource specification."""
+    return os.environ.get("OUTPOST_RESOURCE_SPECIFICATION")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import uuid
@@ -108,3 +109,11 @@ def test_duplicate_task_ids_are_refused(engine: ProcessPoolEngine, started: Sign
     engine.submit(task)
     with pytest.raises(EngineError, match="already in the engine"):
         engine.submit(task)
+
+
+def test_the_task_sees_its_resource_specification(engine: ProcessPoolEngine) -> None:
+    spec = {"num_ranks": 2, "launcher_options": "-bind-to core"}
+    first = engine.submit(envelope(tasks.resource_specification_seen, spec=spec)).result(60)
+    assert json.loads(deserialize(first.value)) == spec
+    second = engine.submit(envelope(tasks.resource_specification_seen)).result(60)
+    assert json.loads(deserialize(second.value)) == {}  # set per task, not left over

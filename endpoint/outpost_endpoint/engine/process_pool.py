@@ -25,7 +25,7 @@ from typing import Any
 
 from outpost.protocol import DEFAULT_PAYLOAD_LIMIT, ResultEnvelope, TaskEnvelope
 from outpost_endpoint.engine.base import Engine
-from outpost_endpoint.engine.worker import worker_main
+from outpost_endpoint.engine.worker import task_environment, worker_main
 from outpost_endpoint.errors import EngineError
 from outpost_endpoint.results import (
     cancelled_result,
@@ -269,7 +269,7 @@ class _Slot:
         started = time.time()
         job.timing = {"received": job.received, "started": started}
         with contextlib.suppress(OSError, ValueError):  # if the worker died, the sentinel says how
-            conn.send((job.task.to_bytes(), job.received))
+            conn.send((job.task.to_bytes(), job.received, task_environment(job.task)))
         deadline = None if job.walltime is None else time.monotonic() + job.walltime
         while True:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0)

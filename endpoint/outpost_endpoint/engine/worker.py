@@ -1,12 +1,16 @@
-"""The main loop of one worker process (started with the ``spawn`` context).
+"""The main loop of one worker process, shared by every engine (started with ``spawn``).
 
 The protocol over the pipe is deliberately tiny: the engine sends ``(task JSON bytes, received
-time)``, the worker answers with the result's JSON bytes; ``None`` asks the worker to exit.
-Using the envelopes' own wire form means nothing but :mod:`outpost.protocol` crosses the pipe.
+time, extra environment)``, the worker sets the extra variables (``OUTPOST_RESOURCE_SPECIFICATION``,
+``OUTPOST_MPI_NODEFILE``, ...) for the duration of the task, runs it with
+:func:`outpost_endpoint.execution.run_task` and answers with the result's JSON bytes; ``None``
+asks the worker to exit.  Using the envelopes' own wire form means nothing but
+:mod:`outpost.protocol` crosses the pipe.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -16,8 +20,14 @@ from outpost.protocol import TaskEnvelope
 from outpost_endpoint.execution import run_task
 
 
-def worker_main(conn: Connection, payload_limit: int | None) -> None:
-    """Run tasks from ``conn`` until told to stop or the engine goes away."""
+def task_environment(task: TaskEnvelope) -> dict[str, str]:
+    """The variables every worker sets around a task (the SDK's ShellFunction/MPIFunction
+    read them; see ``sdk/outpost/shell.py``)."""
+    return {"OUTPOST_RESOURCE_SPECIFICATION": json.dumps(task.resource_specification)}
+
+
+def prepare_process() -> None:
+    """What every worker does once at start, before any task."""
     # The daemon's SIGTERM handling belongs to the daemon; a worker lives until its pipe closes
     # or the engine kills it, so a Ctrl-C in a foreground endpoint does not kill running tasks
     # before the engine decides to.
@@ -26,6 +36,10 @@ def worker_main(conn: Connection, payload_limit: int | None) -> None:
     # functions pickled by reference to a module of the user's project then load here.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+def serve_tasks(conn: Connection, payload_limit: int | None) -> None:
+    """Run tasks from ``conn`` until told to stop or the engine goes away."""
     while True:
         try:
             message = conn.recv()
@@ -33,9 +47,24 @@ def worker_main(conn: Connection, payload_limit: int | None) -> None:
             return
         if message is None:
             return
-        body, received = message
-        result = run_task(TaskEnvelope.from_bytes(body), received, payload_limit=payload_limit)
+        body, received, extra = message
+        saved = {key: os.environ.get(key) for key in extra}
+        os.environ.update(extra)
+        try:
+            result = run_task(TaskEnvelope.from_bytes(body), received, payload_limit=payload_limit)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         try:
             conn.send_bytes(result.to_bytes())
         except (BrokenPipeError, OSError):
             return
+
+
+def worker_main(conn: Connection, payload_limit: int | None) -> None:
+    """Entry point of a process-pool worker."""
+    prepare_process()
+    serve_tasks(conn, payload_limit)

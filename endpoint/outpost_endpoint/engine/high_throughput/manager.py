@@ -32,6 +32,7 @@ from outpost.protocol import TaskEnvelope
 from outpost_endpoint.engine.high_throughput import security, wire
 from outpost_endpoint.engine.high_throughput.layout import WorkerSlot, plan_workers
 from outpost_endpoint.engine.high_throughput.worker import worker_main
+from outpost_endpoint.engine.worker import task_environment
 from outpost_endpoint.launchers.mpi_tasks import default_template
 from outpost_endpoint.launchers.nodelist import this_node
 from outpost_endpoint.results import cancelled_result, timeout_result
@@ -290,10 +291,8 @@ class Manager:
                 None if walltime is None else time.monotonic() + float(walltime),
                 {"received": meta.get("received", started), "started": started},
             )
-            extra = {
-                "OUTPOST_RESOURCE_SPECIFICATION": json.dumps(task.resource_specification),
-                "OUTPOST_MPI_NODEFILE": self._nodefile(task.task_id, meta.get("nodes") or []),
-            }
+            extra = task_environment(task)
+            extra["OUTPOST_MPI_NODEFILE"] = self._nodefile(task.task_id, meta.get("nodes") or [])
             if meta.get("nodes"):  # an MPI task: a launcher that reads its node file
                 extra["OUTPOST_MPI_LAUNCHER"] = (
                     self.config.get("mpi_launcher") or self._mpi_template()
