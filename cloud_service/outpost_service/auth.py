@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, g, request
 
-from outpost_service.errors import TooManyRequests, Unauthorized
+from outpost_service.errors import Forbidden, TooManyRequests, Unauthorized
 from outpost_service.state import service_state
 from outpost_service.store.users import User, find_token, hash_token
 
@@ -42,6 +42,15 @@ def authenticate() -> None:
         raise Unauthorized(f"this token was revoked; {HOW_TO_GET_A_TOKEN}", code="token_revoked")
     if record.expires_at is not None and record.expires_at <= time.time():
         raise Unauthorized(f"this token has expired; {HOW_TO_GET_A_TOKEN}", code="token_expired")
+    needed = required_scope(request.method, request.path)
+    if record.scopes is not None and needed not in record.scopes:
+        raise Forbidden(
+            f"this token has scope(s) {', '.join(sorted(record.scopes))}; {request.method} "
+            f"{request.path} needs scope {needed!r}; ask the operator for a token with it "
+            f"(`outpost-service create-user NAME --scope {needed},...`)",
+            code="insufficient_scope",
+            details={"required_scope": needed, "token_scopes": sorted(record.scopes)},
+        )
     limiter = service_state().limiter
     if limiter is not None:
         wait = limiter.take(digest)
@@ -53,6 +62,16 @@ def authenticate() -> None:
                 retry_after=wait,
             )
     g.user = record.user
+
+
+def required_scope(method: str, path: str) -> str:
+    """The token scope a request needs: reading (every GET, and collecting results, a POST only
+    because its id list can be long), managing endpoints, or submitting work (the rest)."""
+    if method in ("GET", "HEAD", "OPTIONS") or path.rstrip("/") == "/v1/results":
+        return "read"
+    if path.startswith("/v1/endpoints"):
+        return "manage"
+    return "submit"
 
 
 def current_user() -> User:

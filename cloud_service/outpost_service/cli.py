@@ -19,7 +19,12 @@ import click
 from outpost.errors import OutpostError
 from outpost_service.config import ServiceConfig
 from outpost_service.store import Database, redact
-from outpost_service.store.users import get_or_create_user, issue_token, revoke_token
+from outpost_service.store.users import (
+    check_scopes,
+    get_or_create_user,
+    issue_token,
+    revoke_token,
+)
 
 _database_option = click.option(
     "--database-url",
@@ -184,9 +189,19 @@ def ingest(
     default=None,
     help="the token stops working after this many days [default: never]",
 )
+@click.option(
+    "--scope",
+    "scope",
+    default=None,
+    help="comma-separated rights of the token: read, submit, manage [default: all three]",
+)
 @_friendly
 def create_user(
-    name: str, database_url: str | None, as_json: bool, expires_days: float | None
+    name: str,
+    database_url: str | None,
+    as_json: bool,
+    expires_days: float | None,
+    scope: str | None,
 ) -> None:
     """Create user NAME (if new) and print a new API token for them.
 
@@ -200,11 +215,20 @@ def create_user(
             "use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit",
             param_hint="NAME",
         )
+    scopes = None
+    if scope is not None:
+        try:
+            scopes = check_scopes(scope.split(","))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--scope") from None
     database = _database(database_url)
     with database.write() as conn:
         user = get_or_create_user(conn, name)
         token = issue_token(
-            conn, user, expires_in=None if expires_days is None else expires_days * 86400
+            conn,
+            user,
+            expires_in=None if expires_days is None else expires_days * 86400,
+            scopes=scopes,
         )
     database.dispose()
     click.echo(json.dumps({"user": name, "token": token}) if as_json else f"token: {token}")

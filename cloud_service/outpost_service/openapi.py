@@ -21,6 +21,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 _ERRORS = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
     "404": {"$ref": "#/components/responses/NotFound"},
     "413": {"$ref": "#/components/responses/PayloadTooLarge"},
     "422": {"$ref": "#/components/responses/Unprocessable"},
@@ -67,6 +68,7 @@ _FUNCTION_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _TIME = {"type": ["number", "null"], "description": "seconds since the epoch"}
 _503 = {"503": {"$ref": "#/components/responses/BrokerUnavailable"}}
 _409 = {"409": {"$ref": "#/components/responses/Conflict"}}
+_403 = {"403": {"$ref": "#/components/responses/Forbidden"}}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -95,6 +97,17 @@ _SCHEMAS: dict[str, Any] = {
             "metadata": {"type": "object"},
             "outstanding_tasks": {"type": "integer"},
             "created_at": _TIME,
+            "owner": {"type": "string", "description": "the owner's user name"},
+            "shared": {"type": "boolean", "description": "someone else's, shared with you"},
+            "allowed_functions": {"type": ["array", "null"], "items": _FUNCTION_ID},
+        },
+    },
+    "EndpointPolicy": {
+        "type": "object",
+        "properties": {
+            "endpoint_id": _UUID,
+            "allowed_users": {"type": "array", "items": {"type": "string"}},
+            "allowed_functions": {"type": ["array", "null"], "items": _FUNCTION_ID},
         },
     },
     "Registration": {
@@ -234,6 +247,39 @@ def openapi_document() -> dict[str, Any]:
                     extra=_503,
                 ),
             },
+            "/v1/endpoints/{endpoint_id}/policy": {
+                "get": _op(
+                    "Who besides you may use your endpoint, and which functions may run on it",
+                    _ref("EndpointPolicy"),
+                    params=("endpoint_id",),
+                ),
+                "put": _op(
+                    "Share your endpoint with users and/or restrict it to listed function ids "
+                    "(null: any function); replaces the whole policy",
+                    _ref("EndpointPolicy"),
+                    body={
+                        "type": "object",
+                        "required": ["allowed_users"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "allowed_users": {
+                                "type": "array",
+                                "maxItems": 1000,
+                                "items": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                },
+                            },
+                            "allowed_functions": {
+                                "type": ["array", "null"],
+                                "maxItems": 1000,
+                                "items": _FUNCTION_ID,
+                            },
+                        },
+                    },
+                    params=("endpoint_id",),
+                ),
+            },
             "/v1/functions": {
                 "post": _op(
                     "Register a serialized function; its id is the sha256 of the payload",
@@ -264,7 +310,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                     },
-                    extra=_503,
+                    extra={**_403, **_503},
                 )
             },
             "/v1/tasks/{task_id}": {
@@ -355,6 +401,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     params=("task_group_id",),
+                    extra=_403,
                 )
             },
             "/v1/task_groups/{task_group_id}/summary": {
@@ -389,6 +436,10 @@ def openapi_document() -> dict[str, Any]:
                 "BadRequest": _error_response("Malformed JSON"),
                 "Unauthorized": _error_response("Missing, unknown, revoked or expired token"),
                 "NotFound": _error_response("Unknown object, or someone else's"),
+                "Forbidden": _error_response(
+                    "Refused: `insufficient_scope` (the token lacks the scope), or "
+                    "`function_not_allowed` (the endpoint's allow-list)"
+                ),
                 "Conflict": _error_response("Clashes with an existing object"),
                 "PayloadTooLarge": _error_response("Body or payload over its limit"),
                 "Unprocessable": _error_response("Missing or wrongly typed field"),

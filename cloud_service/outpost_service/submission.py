@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from outpost.protocol import TaskEnvelope
-from outpost_service.errors import BrokerError, BrokerUnavailable, NotFound
+from outpost_service.errors import BrokerError, BrokerUnavailable, Forbidden, NotFound
 from outpost_service.state import ServiceState
-from outpost_service.store import endpoints as endpoint_store
+from outpost_service.store import access as access_store
 from outpost_service.store import functions as function_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
@@ -50,13 +50,7 @@ def submit(
         if stored:
             return _replay(state, request_id, stored)
     with state.database.read() as conn:
-        foreign = endpoint_store.not_owned(conn, {t.endpoint_id for t in new}, owner)
-        if foreign:
-            raise NotFound(
-                f"no endpoint {', '.join(foreign)} among yours; register it first "
-                "(outpost-endpoint start) or check the id",
-                details={"endpoint_ids": foreign},
-            )
+        check_access(conn, owner, new)
         payloads = _function_payloads(state, conn, {t.function_id for t in new})
     now = time.time()
     earlier: list[str] = []
@@ -83,6 +77,30 @@ def submit(
     task_ids = [t.task_id for t in new]
     publish(state, envelopes, task_ids)
     return task_ids
+
+
+def check_access(conn: Connection, user_id: int, new: Sequence[Any]) -> None:
+    """Refuse the whole batch (before anything is written) if one task names an endpoint the
+    user may not use (404), or a function the endpoint's allow-list leaves out (403).  ``new``
+    holds anything with ``endpoint_id`` and ``function_id`` (new tasks, or rows to retry)."""
+    foreign = access_store.not_usable(conn, {t.endpoint_id for t in new}, user_id)
+    if foreign:
+        raise NotFound(
+            f"no endpoint {', '.join(foreign)} among yours or those shared with you; register "
+            "it first (outpost-endpoint start), ask its owner to share it, or check the id",
+            details={"endpoint_ids": foreign},
+        )
+    refused = access_store.refused_functions(conn, {(t.endpoint_id, t.function_id) for t in new})
+    if refused:
+        first = refused[0]
+        raise Forbidden(
+            f"function {first['function_id']} is not allowed on endpoint {first['endpoint_id']}"
+            f"{f' (and {len(refused) - 1} more pair(s))' if len(refused) > 1 else ''}; its "
+            "owner's allow-list (outpost endpoints policy ENDPOINT_ID) names the functions it "
+            "runs; nothing of this request was stored",
+            code="function_not_allowed",
+            details={"refused": refused, **first},
+        )
 
 
 def publish(state: ServiceState, envelopes: Sequence[TaskEnvelope], task_ids: list[str]) -> None:

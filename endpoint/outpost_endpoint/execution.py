@@ -3,7 +3,8 @@
 :func:`run_task` never raises: every failure (the function raised, the arguments could not be
 unpickled, the result cannot be pickled or is too large) becomes a failed
 :class:`ResultEnvelope` with a machine-readable ``reason``, so the engine always has an answer to
-send back and the client never waits on a task that silently vanished.
+send back and the client never waits on a task that silently vanished.  End-to-end encrypted
+tasks are opened here and their results sealed (:mod:`outpost_endpoint.sealed`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 import traceback
 from typing import Any
 
-from outpost.errors import PayloadTooLargeError, SerializationError
+from outpost.errors import PayloadTooLargeError, SealingError, SerializationError
 from outpost.protocol import (
     DEFAULT_PAYLOAD_LIMIT,
     ErrorInfo,
@@ -23,6 +24,7 @@ from outpost.protocol import (
     serialize,
 )
 from outpost_endpoint.results import HOSTNAME, this_worker
+from outpost_endpoint.sealed import open_task, seal_result
 
 
 def run_task(
@@ -35,9 +37,11 @@ def run_task(
     timing = {"received": received if received is not None else time.time()}
     timing["started"] = time.time()
 
+    opened: TaskEnvelope | None = None  # set once sealed arguments are open
+
     def finish(state: TaskState, value: bytes | None, error: ErrorInfo | None) -> ResultEnvelope:
         timing["finished"] = time.time()
-        return ResultEnvelope(
+        result = ResultEnvelope(
             task_id=task.task_id,
             endpoint_id=task.endpoint_id,
             state=state,
@@ -47,7 +51,13 @@ def run_task(
             node=HOSTNAME,
             worker=this_worker(),
         )
+        return result if opened is None else seal_result(opened, result)
 
+    try:
+        task = opened = open_task(task)
+    except SealingError as exc:
+        message = f"cannot open the end-to-end encrypted task {task.task_id}: {exc}"
+        return finish(TaskState.FAILED, None, _serialization_error(exc, "arguments", message))
     try:
         function, args, kwargs = _load(task)
     except SerializationError as exc:

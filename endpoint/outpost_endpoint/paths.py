@@ -71,6 +71,11 @@ class EndpointPaths:
         """Optional per-endpoint ``{"token"}`` (0600); overrides the user's token."""
         return self.root / "credentials.json"
 
+    @property
+    def sealing_key(self) -> Path:
+        """The endpoint's X25519 private key (0600) for end-to-end encrypted tasks."""
+        return self.root / "sealing_key"
+
     def exists(self) -> bool:
         return self.config.is_file()
 

@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from outpost.errors import SealingError
 from outpost.protocol.conventions import redact_url as redact
+from outpost.protocol.sealing import load_or_create_key, public_key_text
 from outpost_endpoint import pidfile
 from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.config import EndpointConfig, EngineConfig, load_config
 from outpost_endpoint.engine.registry import build_engine
 from outpost_endpoint.errors import AlreadyRunning, EndpointError
 from outpost_endpoint.paths import EndpointPaths
+from outpost_endpoint.sealed import SEALING_KEY_ENV
 from outpost_endpoint.service import EndpointService
 from outpost_endpoint.service_link import ServiceLink, pin_signing_key, resolve_access
 
@@ -43,7 +46,8 @@ def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSet
     """Register with the service (re-attaching to the id in endpoint.json) and keep the id."""
     access = resolve_access(paths, config.service_url)
     known = paths.read_info()
-    answer = ServiceLink(access).register(paths.name, known.get("endpoint_id"))
+    sealing = {"sealing_public_key": public_key_text(load_or_create_key(paths.sealing_key))}
+    answer = ServiceLink(access).register(paths.name, known.get("endpoint_id"), sealing)
     endpoint_id = answer["endpoint_id"]
     settings = AmqpSettings.from_registration(answer["amqp"], url_override=config.amqp_url)
     settings = pin_signing_key(known, settings, paths.info, access.url)
@@ -77,6 +81,9 @@ def run_endpoint(
             raise AlreadyRunning(f"endpoint {paths.name!r} is already running (pid {running})")
         pidfile.write_pid(paths.pidfile)
         config = load_config(paths.config)
+        # Workers (children of this process) open sealed task arguments with this key.
+        load_or_create_key(paths.sealing_key)
+        os.environ[SEALING_KEY_ENV] = str(paths.sealing_key)
         engine = build_engine(config.engine, paths.root / "run")  # config errors first
         endpoint_id, settings = register(paths, config)
         service = EndpointService(
@@ -93,7 +100,7 @@ def run_endpoint(
             paths.read_info().get("service_url"), redact(settings.url),
         )  # fmt: skip
         service.start()
-    except EndpointError as exc:
+    except (EndpointError, SealingError) as exc:
         log.error("endpoint %s did not start: %s", paths.name, exc)
         pidfile.remove_pid(paths.pidfile)
         on_error(str(exc))

@@ -94,9 +94,12 @@ class ServiceLink:
         if access.token:
             self._session.headers["Authorization"] = f"Bearer {access.token}"
 
-    def register(self, name: str, endpoint_id: str | None) -> dict[str, Any]:
-        """``POST /v1/endpoints``; the answer holds ``endpoint_id`` and the ``amqp`` settings."""
-        body: dict[str, Any] = {"name": name, "metadata": host_metadata()}
+    def register(
+        self, name: str, endpoint_id: str | None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/endpoints``; the answer holds ``endpoint_id`` and the ``amqp`` settings.
+        ``metadata`` is added to the host description (e.g. the sealing public key)."""
+        body: dict[str, Any] = {"name": name, "metadata": {**host_metadata(), **(metadata or {})}}
         if endpoint_id:
             body["endpoint_id"] = endpoint_id
         answer = self._request("POST", "/v1/endpoints", body, RegistrationError)

@@ -29,6 +29,7 @@ Configuration (the same as the Python SDK):
 Examples:
   outpost login --url https://outpost.example.org --token "$TOKEN"
   outpost endpoints list
+  outpost endpoints share 5e1f... --user bob --function 9c2d...   # bob may run 9c2d... there
   outpost tasks group 3f0c...   # states of every task of an Executor's task_group_id
   outpost tasks retry --group 3f0c... --state failed   # rerun only the failures
   outpost tasks result 9a1e...  # print a task's value, or its remote traceback
@@ -125,10 +126,72 @@ def endpoints_list(obj: _Context, as_json: bool) -> None:
         _echo_json(items)
         return
     rows = [
-        (e.get("endpoint_id"), e.get("name"), e.get("state"), e.get("outstanding_tasks"))
+        (
+            e.get("endpoint_id"),
+            e.get("name"),
+            e.get("state"),
+            e.get("outstanding_tasks"),
+            f"{e.get('owner')} (shared)" if e.get("shared") else "you",
+        )
         for e in items
     ]
-    click.echo(_table(rows, ("ENDPOINT_ID", "NAME", "STATE", "OUTSTANDING")))
+    click.echo(_table(rows, ("ENDPOINT_ID", "NAME", "STATE", "OUTSTANDING", "OWNER")))
+
+
+@endpoints.command("share")
+@click.argument("endpoint_id")
+@click.option(
+    "--user", "users", multiple=True, help="A user who may use it (repeat; none: unshare)."
+)
+@click.option(
+    "--function", "functions", multiple=True, help="Allow only these function ids (repeat)."
+)
+@click.option("--any-function", is_flag=True, help="Drop the function allow-list.")
+@click.pass_obj
+def endpoints_share(
+    obj: _Context,
+    endpoint_id: str,
+    users: tuple[str, ...],
+    functions: tuple[str, ...],
+    any_function: bool,
+) -> None:
+    """Share your endpoint with exactly the --user names given (they may submit to it, never
+    see your tasks), and with --function allow only those function ids -- for everyone, you
+    included.  Without --function or --any-function the function allow-list is kept."""
+    if functions and any_function:
+        raise click.UsageError("give --function ID... or --any-function, not both")
+    client = obj.client()
+    if functions:
+        allowed: list[str] | None = list(functions)
+    elif any_function:
+        allowed = None
+    else:
+        allowed = client.get_endpoint_policy(endpoint_id).get("allowed_functions")
+    _echo_policy(client.set_endpoint_policy(endpoint_id, users, allowed))
+
+
+@endpoints.command("policy")
+@click.argument("endpoint_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def endpoints_policy(obj: _Context, endpoint_id: str, as_json: bool) -> None:
+    """Show who besides you may use your endpoint, and which functions may run on it."""
+    policy = obj.client().get_endpoint_policy(endpoint_id)
+    if as_json:
+        _echo_json(policy)
+        return
+    _echo_policy(policy)
+
+
+def _echo_policy(policy: dict[str, Any]) -> None:
+    users = policy.get("allowed_users") or []
+    functions = policy.get("allowed_functions")
+    click.echo(f"endpoint:          {policy.get('endpoint_id')}")
+    click.echo(f"shared with:       {', '.join(map(str, users)) if users else 'nobody'}")
+    click.echo(
+        "allowed functions: "
+        + ("any" if functions is None else ", ".join(map(str, functions)) or "none")
+    )
 
 
 @cli.group()

@@ -263,7 +263,8 @@ class Client:
 
     # ------------------------------------------------------------------ endpoints
     def list_endpoints(self) -> list[dict[str, Any]]:
-        """``GET /v1/endpoints``: the endpoints this user may use."""
+        """``GET /v1/endpoints``: the endpoints this user may use (their own, then those shared
+        with them, marked ``"shared": True`` with the ``"owner"``'s name)."""
         answer = self._http.request("GET", "/v1/endpoints", idempotent=True)
         return list(_field(answer, "endpoints", list, "GET /v1/endpoints"))
 
@@ -287,6 +288,34 @@ class Client:
         if metadata is not None:
             body["metadata"] = metadata
         return dict(self._http.request("POST", "/v1/endpoints", json=body, idempotent=True))
+
+    def get_endpoint_policy(self, endpoint_id: str) -> dict[str, Any]:
+        """``GET /v1/endpoints/<id>/policy`` (owner only): ``{"endpoint_id", "allowed_users",
+        "allowed_functions"}``; ``allowed_functions`` None means any function may run."""
+        return dict(
+            self._http.request("GET", f"/v1/endpoints/{endpoint_id}/policy", idempotent=True)
+        )
+
+    def set_endpoint_policy(
+        self,
+        endpoint_id: str,
+        allowed_users: Iterable[str] = (),
+        allowed_functions: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """``PUT /v1/endpoints/<id>/policy`` (owner only): share the endpoint with
+        ``allowed_users`` (user names; they may see it and submit to it, but never see your
+        tasks) and, with ``allowed_functions``, refuse any other function id on it -- yours
+        too.  Replaces the whole policy: ``allowed_users=()`` unshares, ``None`` allows any
+        function.  Returns the policy now in force."""
+        body = {
+            "allowed_users": list(allowed_users),
+            "allowed_functions": None if allowed_functions is None else list(allowed_functions),
+        }
+        return dict(
+            self._http.request(
+                "PUT", f"/v1/endpoints/{endpoint_id}/policy", json=body, idempotent=True
+            )
+        )
 
     def delete_endpoint(self, endpoint_id: str) -> str:
         """``DELETE /v1/endpoints/<id>`` (its queue too); returns the deleted id."""

@@ -31,6 +31,11 @@ class SerializationError(OutpostError):
     """A value could not be serialized or deserialized."""
 
 
+class SealingError(SerializationError):
+    """An end-to-end encrypted (sealed) payload could not be sealed or opened: wrong key,
+    altered bytes, or a payload moved to another task (see :mod:`outpost.protocol.sealing`)."""
+
+
 class SerializerVersionMismatch(SerializationError):
     """Deserialization failed and the writer's Python/cloudpickle versions differ from ours."""
 

@@ -22,14 +22,27 @@ from outpost_service.broker.admin import with_credentials
 from outpost_service.cancellation import cancel_tasks
 from outpost_service.errors import BrokerError, BrokerUnavailable, Conflict, NotFound
 from outpost_service.state import ServiceState, service_state
+from outpost_service.store import access as access_store
 from outpost_service.store import endpoints as endpoint_store
+from outpost_service.store import functions as function_store
 from outpost_service.store import tasks as task_store
-from outpost_service.validation import json_body, name_text, small_object, uuid_text
+from outpost_service.validation import (
+    function_id_text,
+    get_field,
+    invalid,
+    json_body,
+    name_text,
+    small_object,
+    uuid_text,
+)
 
 bp = protect(Blueprint("endpoints", __name__, url_prefix="/v1/endpoints"))
 
 #: Heartbeats an endpoint may miss before it is shown offline.
 MISSED_HEARTBEATS = 3
+
+#: The most users, and function ids, one endpoint's policy may name.
+MAX_POLICY_ENTRIES = 1000
 
 
 @bp.post("")
@@ -95,8 +108,10 @@ def register_endpoint() -> dict[str, Any]:
 @bp.get("")
 def list_endpoints() -> dict[str, Any]:
     state = service_state()
+    """Your endpoints, then those shared with you (``"shared": true``)."""
+    state = service_state()
     with state.database.read() as conn:
-        rows = endpoint_store.list_owned(conn, current_user().user_id)
+        rows = access_store.list_usable(conn, current_user().user_id)
         counts = endpoint_store.outstanding_counts(conn, [r.endpoint_id for r in rows])
     return {"endpoints": [_describe(state, row, counts.get(row.endpoint_id, 0)) for row in rows]}
 
@@ -105,9 +120,78 @@ def list_endpoints() -> dict[str, Any]:
 def get_endpoint(endpoint_id: str) -> dict[str, Any]:
     state = service_state()
     with state.database.read() as conn:
-        row = _owned(conn, endpoint_id)
+        endpoint_id = uuid_text(endpoint_id, "endpoint_id")
+        row = access_store.get_usable(conn, endpoint_id, current_user().user_id)
+        if row is None:
+            raise NotFound(
+                f"no endpoint {endpoint_id} among yours or those shared with you",
+                details={"endpoint_id": endpoint_id},
+            )
         counts = endpoint_store.outstanding_counts(conn, [row.endpoint_id])
     return _describe(state, row, counts.get(row.endpoint_id, 0))
+
+
+@bp.get("/<endpoint_id>/policy")
+def get_policy(endpoint_id: str) -> dict[str, Any]:
+    """Who besides the owner may use the endpoint, and which functions may run (owner only)."""
+    with service_state().database.read() as conn:
+        row = _owned(conn, endpoint_id)
+        return _policy(conn, row.endpoint_id)
+
+
+@bp.put("/<endpoint_id>/policy")
+def set_policy(endpoint_id: str) -> dict[str, Any]:
+    """Replace the endpoint's sharing policy (owner only; others get 404, as for any endpoint
+    that is not theirs).  Every field is checked before anything is written."""
+    state = service_state()
+    owner = current_user()
+    body = json_body()
+    unknown = sorted(set(body) - {"allowed_users", "allowed_functions"})
+    if unknown:
+        raise invalid(
+            unknown[0], "is not a policy field; send 'allowed_users' and 'allowed_functions'"
+        )
+    names = _bounded_list(get_field(body, "allowed_users", list), "allowed_users")
+    names = sorted({name_text(n, f"allowed_users[{i}]") for i, n in enumerate(names)})
+    given = get_field(body, "allowed_functions", list, required=False)
+    functions: list[str] | None = None
+    if given is not None:
+        given = _bounded_list(given, "allowed_functions")
+        functions = sorted(
+            {function_id_text(f, f"allowed_functions[{i}]") for i, f in enumerate(given)}
+        )
+    with state.database.write() as conn:
+        row = _owned(conn, endpoint_id)
+        ids = access_store.user_ids(conn, names)
+        missing = [n for n in names if n not in ids]
+        if missing:
+            raise invalid(
+                "allowed_users",
+                f"names unknown user(s) {', '.join(missing)}; the service operator creates "
+                "users with `outpost-service create-user NAME`",
+            )
+        if functions:
+            unregistered = sorted(set(functions) - function_store.payloads(conn, functions).keys())
+            if unregistered:
+                raise invalid(
+                    "allowed_functions",
+                    f"names unregistered function id(s) {', '.join(unregistered)}; register "
+                    "them first (POST /v1/functions, Client.register_function)",
+                )
+        shared_with = [uid for name, uid in ids.items() if uid != owner.user_id]
+        access_store.set_policy(conn, row.endpoint_id, shared_with, functions)
+        return _policy(conn, row.endpoint_id)
+
+
+def _bounded_list(values: list[Any], field: str) -> list[Any]:
+    if len(values) > MAX_POLICY_ENTRIES:
+        raise invalid(field, f"may name at most {MAX_POLICY_ENTRIES} entries, got {len(values)}")
+    return values
+
+
+def _policy(conn: sa.Connection, endpoint_id: str) -> dict[str, Any]:
+    users, functions = access_store.policy(conn, endpoint_id)
+    return {"endpoint_id": endpoint_id, "allowed_users": users, "allowed_functions": functions}
 
 
 @bp.delete("/<endpoint_id>")
@@ -144,6 +228,7 @@ def _owned(conn: sa.Connection, endpoint_id: str) -> Row[Any]:
 
 
 def _describe(state: ServiceState, row: Row[Any], outstanding: int) -> dict[str, Any]:
+    """An endpoint as listed; ``row`` comes from :mod:`..store.access` (it has ``owner_name``)."""
     horizon = MISSED_HEARTBEATS * state.config.heartbeat_interval
     alive = row.last_heartbeat is not None and time.time() - row.last_heartbeat <= horizon
     online = alive and row.reported_state != "offline"
@@ -156,6 +241,9 @@ def _describe(state: ServiceState, row: Row[Any], outstanding: int) -> dict[str,
         "metadata": row._mapping["metadata"] or {},
         "outstanding_tasks": outstanding,
         "created_at": row.created_at,
+        "owner": row.owner_name,
+        "shared": row.owner != current_user().user_id,
+        "allowed_functions": row.allowed_functions,
     }
 
 

@@ -27,9 +27,7 @@ from flask import Blueprint
 
 from outpost_service import submission
 from outpost_service.auth import current_user, protect
-from outpost_service.errors import NotFound
 from outpost_service.state import service_state
-from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
 from outpost_service.validation import get_field, invalid, json_body, uuid_text
@@ -73,13 +71,8 @@ def retry_group(task_group_id: str) -> dict[str, Any]:
     states = _states(json_body())
     with state.database.read() as conn:
         candidates = task_store.retry_candidates(conn, task_group_id, owner, states)
-        foreign = endpoint_store.not_owned(conn, {r.endpoint_id for r in candidates}, owner)
-    if foreign:
-        raise NotFound(
-            f"the tasks to retry were sent to endpoint(s) {', '.join(foreign)}, which are no "
-            "longer yours (deleted?); submit them to another endpoint instead",
-            details={"endpoint_ids": foreign},
-        )
+        # the endpoints' current owner, sharing and function allow-list apply to retries too
+        submission.check_access(conn, owner, candidates)
     pairs: list[dict[str, str]] = []
     new: list[NewTask] = []
     now = time.time()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from outpost_service.errors import StoreError
-from outpost_service.store.schema import SCHEMA_VERSION, meta, metadata
+from outpost_service.store.schema import SCHEMA_VERSION, endpoint_access, meta, metadata
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -137,6 +137,9 @@ class Database:
                 if found == "2":
                     migrate_from_2(conn)
                     found = "3"
+                if found == "3":
+                    migrate_from_3(conn)
+                    found = "4"
         except sa.exc.IntegrityError:  # another process created it at the same moment
             return self.ensure_schema()
         except sa.exc.OperationalError as exc:
@@ -171,3 +174,18 @@ def migrate_from_2(conn: Connection) -> None:
     transaction."""
     conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN retried_by VARCHAR(36)")
     conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="3"))
+
+
+def migrate_from_3(conn: Connection) -> None:
+    """Upgrade a version-3 database to version 4: ``endpoints.allowed_functions`` (NULL: every
+    endpoint keeps accepting any function), the empty ``endpoint_access`` table (nobody
+    shares yet) and ``tokens.scopes`` (NULL: existing tokens keep every right).  Each step is
+    skipped if already there.  Runs in the caller's write transaction."""
+    inspector = sa.inspect(conn)
+    if "scopes" not in {c["name"] for c in inspector.get_columns("tokens")}:
+        conn.exec_driver_sql("ALTER TABLE tokens ADD COLUMN scopes VARCHAR(64)")
+    if "allowed_functions" not in {c["name"] for c in inspector.get_columns("endpoints")}:
+        # JSON on both backends, like the column sa.JSON creates in a new database
+        conn.exec_driver_sql("ALTER TABLE endpoints ADD COLUMN allowed_functions JSON")
+    endpoint_access.create(conn, checkfirst=True)
+    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="4"))

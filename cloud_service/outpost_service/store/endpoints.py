@@ -39,31 +39,6 @@ def find_by_name(conn: Connection, owner: int, name: str) -> Row[Any] | None:
     ).first()
 
 
-def list_owned(conn: Connection, owner: int) -> list[Row[Any]]:
-    return list(
-        conn.execute(
-            sa.select(endpoints)
-            .where(endpoints.c.owner == owner, endpoints.c.deleted.is_(False))
-            .order_by(endpoints.c.created_at, endpoints.c.name)
-        )
-    )
-
-
-def not_owned(conn: Connection, endpoint_ids: Iterable[str], owner: int) -> list[str]:
-    """The ids among ``endpoint_ids`` that are unknown, deleted or someone else's."""
-    wanted = set(endpoint_ids)
-    found = set(
-        conn.execute(
-            sa.select(endpoints.c.endpoint_id).where(
-                endpoints.c.endpoint_id.in_(wanted),
-                endpoints.c.owner == owner,
-                endpoints.c.deleted.is_(False),
-            )
-        ).scalars()
-    )
-    return sorted(wanted - found)
-
-
 def insert(
     conn: Connection, endpoint_id: str, owner: int, name: str, metadata: Mapping[str, Any]
 ) -> None:

@@ -15,7 +15,11 @@ import sqlalchemy as sa
 #: version-1 database is upgraded in place (see :func:`.database.migrate_from_1`).
 #: 3: ``tasks.retried_by`` (the task that retried this one, ``outpost tasks retry``); a
 #: version-2 database is upgraded in place (see :func:`.database.migrate_from_2`).
-SCHEMA_VERSION = 3
+#: 4: endpoint sharing -- ``endpoints.allowed_functions`` (None: any function) and the
+#: ``endpoint_access`` table (users besides the owner who may submit) -- and token scopes
+#: (``tokens.scopes``, None: every scope); a version-3 database is upgraded in place (see
+#: :func:`.database.migrate_from_3`).
+SCHEMA_VERSION = 4
 
 #: An autoincrementing 64-bit key that SQLite also autoincrements (it only does for INTEGER).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -39,6 +43,8 @@ tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # Comma-separated scopes the token may use (read, submit, manage); NULL: all of them.
+    sa.Column("scopes", sa.String(64), nullable=True),
 )
 
 endpoints = sa.Table(
@@ -54,7 +60,20 @@ endpoints = sa.Table(
     sa.Column("reported_state", sa.String(32), nullable=True),
     sa.Column("details", sa.JSON, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    # The function ids anyone (the owner too) may run here; NULL: any function (docs/SECURITY.md).
+    sa.Column("allowed_functions", sa.JSON, nullable=True),
     sa.Index("ix_endpoints_owner_name", "owner", "name"),
+)
+
+#: The users besides its owner who may see an endpoint and submit to it.
+endpoint_access = sa.Table(
+    "endpoint_access",
+    metadata,
+    sa.Column(
+        "endpoint_id", sa.String(36), sa.ForeignKey("endpoints.endpoint_id"), primary_key=True
+    ),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.user_id"), primary_key=True, index=True),
+    sa.Column("granted_at", sa.Float, nullable=False),
 )
 
 functions = sa.Table(

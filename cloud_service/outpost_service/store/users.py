@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -17,6 +18,11 @@ from sqlalchemy.engine import Connection
 from outpost_service.store.schema import tokens, users
 
 TOKEN_PREFIX = "op_"
+
+#: What a token may do (docs/SECURITY.md): ``read`` (every GET, and collecting results),
+#: ``submit`` (functions, tasks, cancels, retries), ``manage`` (register, share, delete
+#: endpoints).  A token issued without scopes has all three.
+SCOPES = ("read", "submit", "manage")
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class TokenRecord:
     user: User
     expires_at: float | None
     revoked_at: float | None
+    #: None: every scope
+    scopes: frozenset[str] | None = None
 
 
 def hash_token(token: str) -> str:
@@ -48,8 +56,28 @@ def get_or_create_user(conn: Connection, name: str) -> User:
     return User(int(key[0]), name)
 
 
-def issue_token(conn: Connection, user: User, *, expires_in: float | None = None) -> str:
-    """A new token for ``user``; the plaintext is returned once and never stored."""
+def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """``scopes`` as a set, or ValueError naming an unknown one and the known ones."""
+    given = frozenset(s.strip() for s in scopes if s.strip())
+    unknown = sorted(given - set(SCOPES))
+    if unknown or not given:
+        raise ValueError(
+            f"unknown scope(s) {', '.join(unknown) or '(none given)'}; use one or more of "
+            f"{', '.join(SCOPES)}"
+        )
+    return given
+
+
+def issue_token(
+    conn: Connection,
+    user: User,
+    *,
+    expires_in: float | None = None,
+    scopes: Iterable[str] | None = None,
+) -> str:
+    """A new token for ``user`` (limited to ``scopes`` if given); the plaintext is returned once
+    and never stored."""
+    allowed = None if scopes is None else ",".join(sorted(check_scopes(scopes)))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = time.time()
     conn.execute(
@@ -58,6 +86,7 @@ def issue_token(conn: Connection, user: User, *, expires_in: float | None = None
             user_id=user.user_id,
             created_at=now,
             expires_at=None if expires_in is None else now + expires_in,
+            scopes=allowed,
         )
     )
     return token
@@ -76,6 +105,7 @@ def find_token(conn: Connection, token_hash: str) -> TokenRecord | None:
         user=User(row.user_id, row.name),
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        scopes=None if row.scopes is None else frozenset(row.scopes.split(",")),
     )
 
 

@@ -21,6 +21,7 @@ from outpost.client import Client
 from outpost.errors import ConfigurationError
 from outpost.executor.dependencies import find_futures, placeholder
 from outpost.executor.future import OutpostFuture
+from outpost.executor.sealer import Sealer
 from outpost.executor.submitter import Submission, Submitter, serialize_arguments
 from outpost.executor.watcher import Watcher
 
@@ -61,7 +62,9 @@ class Executor(concurrent.futures.Executor):
     is in flight form the next batch, so a lone task pays no linger and a loop still batches.
     ``resource_specification`` (e.g. ``{"num_nodes": 2, "ranks_per_node": 4, "walltime": 60}``)
     is copied into each task at submit time.  ``result_wait`` is how long one result poll may
-    wait at the service.
+    wait at the service.  ``encrypt=True`` seals each task's arguments for the endpoint and has
+    the endpoint seal the result for this task group's key, kept in
+    ``$OUTPOST_HOME/sealing_keys/<task_group_id>`` (see docs/SECURITY.md, "Sealed tasks").
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class Executor(concurrent.futures.Executor):
         batch_interval: float = 0.0,
         resource_specification: dict[str, Any] | None = None,
         result_wait: float = 20.0,
+        encrypt: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -90,12 +94,15 @@ class Executor(concurrent.futures.Executor):
         # already failed.
         self._lock = threading.RLock()
         self._shutdown = False
-        self._watcher = Watcher(self._client, wait=result_wait)
+        self._sealer = Sealer(self._client, self._task_group_id) if encrypt else None
+        opener = self._sealer.open_result if self._sealer is not None else None
+        self._watcher = Watcher(self._client, wait=result_wait, opener=opener)
         self._submitter = Submitter(
             self._client,
             self._watcher.watch,
             batch_size=batch_size,
             batch_interval=batch_interval,
+            sealer=self._sealer,
         )
 
     def __repr__(self) -> str:
@@ -134,6 +141,8 @@ class Executor(concurrent.futures.Executor):
                 "ex.endpoint_id (see `outpost endpoints list`)"
             )
         self._client.function_payload(fn)  # fail here if the function cannot be serialized
+        if self._sealer is not None:  # fail here if the endpoint cannot take sealed tasks
+            self._sealer.endpoint_key(str(self.endpoint_id))
         future = OutpostFuture(self._client.cancel_task)
         submission = Submission(
             future=future,

@@ -27,8 +27,10 @@ from outpost.client import Client
 from outpost.errors import OutpostError, PayloadTooLargeError, SerializationError
 from outpost.executor.dependencies import failed_parent, substitute
 from outpost.executor.future import OutpostFuture
+from outpost.executor.sealer import Sealer
 from outpost.protocol import serialize
 from outpost.protocol.envelopes import b64encode
+from outpost.protocol.sealing import RESULT_KEY_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,11 @@ class Submitter:
         *,
         batch_size: int,
         batch_interval: float,
+        sealer: Sealer | None = None,
     ) -> None:
         self._client = client
+        #: Seals arguments for the endpoint when the executor encrypts (``encrypt=True``).
+        self._sealer = sealer
         self._on_accepted = on_accepted
         self._batch_size = batch_size
         self._batch_interval = batch_interval
@@ -214,14 +219,25 @@ class Submitter:
             if isinstance(function_id, OutpostError):
                 submission.future._submission_failed(function_id)
                 continue
+            payload = submission.payload or b""
+            spec = submission.resource_specification
+            if self._sealer is not None:
+                try:
+                    payload = self._sealer.seal_args(
+                        payload, submission.endpoint_id, function_id, submission.task_group_id
+                    )
+                except OutpostError as exc:
+                    submission.future._submission_failed(_with_context(exc, submission.name))
+                    continue
+                spec = {**spec, RESULT_KEY_FIELD: self._sealer.public_key}
             task: dict[str, Any] = {
                 "function_id": function_id,
                 "endpoint_id": submission.endpoint_id,
-                "args": b64encode(submission.payload or b""),
+                "args": b64encode(payload),
                 "task_group_id": submission.task_group_id,
             }
-            if submission.resource_specification:
-                task["resource_specification"] = submission.resource_specification
+            if spec:
+                task["resource_specification"] = spec
             tasks.append(task)
             sent.append(submission)
         if not tasks:

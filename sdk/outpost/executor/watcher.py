@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -30,7 +31,8 @@ from outpost.errors import (
     ServiceError,
 )
 from outpost.executor.future import OutpostFuture
-from outpost.protocol import TaskState, deserialize
+from outpost.executor.sealer import refuse_sealed
+from outpost.protocol import ResultEnvelope, TaskState, deserialize
 from outpost.protocol.conventions import backoff_delay
 from outpost.remote_errors import exception_from_result, is_cancellation
 
@@ -44,9 +46,17 @@ class Watcher:
     """Completes the futures of accepted tasks from the service's results."""
 
     def __init__(
-        self, client: Client, *, wait: float = 20.0, chunk: int = 1000, max_pollers: int = 4
+        self,
+        client: Client,
+        *,
+        wait: float = 20.0,
+        chunk: int = 1000,
+        max_pollers: int = 4,
+        opener: Callable[[ResultEnvelope], ResultEnvelope] | None = None,
     ) -> None:
         self._client = client
+        #: Opens end-to-end encrypted results (:class:`~outpost.executor.sealer.Sealer`).
+        self._opener = opener
         self._wait = wait
         self._chunk = chunk
         self._max_pollers = max_pollers
@@ -180,6 +190,15 @@ class Watcher:
             return task_id
         futures = self._take(envelope.task_id)
         if not futures:
+            return envelope.task_id
+        try:
+            if self._opener is not None:
+                envelope = self._opener(envelope)
+            else:
+                refuse_sealed(envelope)
+        except OutpostError as exc:
+            for future in futures:
+                future._complete(exception=exc)
             return envelope.task_id
         if is_cancellation(envelope):
             for future in futures:
