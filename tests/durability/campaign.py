@@ -213,7 +213,7 @@ def kill_endpoint(endpoint: RunningEndpoint) -> int:
     node would lose them; returns the daemon's pid once it is gone."""
     pid = endpoint_pid(endpoint)
     os.killpg(os.getpgid(pid), signal.SIGKILL)
-    wait_until(lambda: not _alive(pid), 30, f"endpoint pid {pid} to die")
+    wait_until(lambda: not alive(pid), 30, f"endpoint pid {pid} to die")
     return pid
 
 
@@ -223,7 +223,7 @@ def kill_process(process: subprocess.Popen[str]) -> None:
     process.wait(30)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(")")[-1].split()[0] != "Z"
