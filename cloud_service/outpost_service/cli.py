@@ -122,6 +122,12 @@ def main(verbose: bool) -> None:
     help="RabbitMQ management API, http(s)://[USER:PASSWORD@]HOST:PORT/ "
     "[env OUTPOST_AMQP_MANAGEMENT_URL; default: the --amqp-url host, port + 10000]",
 )
+@click.option(
+    "--queue-type",
+    type=click.Choice(["classic", "quorum"]),
+    help="RabbitMQ queue type of the queues the service declares; an existing queue keeps "
+    "its type (docs/RELIABILITY.md) [env OUTPOST_QUEUE_TYPE; default classic]",
+)
 @_friendly
 def serve(
     host: str,
@@ -134,6 +140,7 @@ def serve(
     threads: int,
     broker_auth: str | None,
     management_url: str | None,
+    queue_type: str | None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-ingest, the result ingest).
 
@@ -149,6 +156,7 @@ def serve(
         amqp_prefix=amqp_prefix,
         broker_auth=broker_auth,
         management_url=management_url,
+        queue_type=queue_type,
     )
     run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
 

@@ -31,12 +31,15 @@ _ENV = {
     "task_max_age": "OUTPOST_TASK_MAX_AGE",
     "rate_limit": "OUTPOST_RATE_LIMIT",
     "rate_burst": "OUTPOST_RATE_BURST",
+    "queue_type": "OUTPOST_QUEUE_TYPE",
 }
 
 #: ``broker_auth`` values: one RabbitMQ user per endpoint (made through the management API), or
 #: the service's own ``public_amqp_url`` for every endpoint (brokers without the management
 #: plugin; any endpoint can then read every queue -- see docs/SECURITY.md).
 BROKER_AUTH_MODES = ("per-endpoint", "shared")
+#: ``queue_type`` values: classic queues, or replicated quorum queues (docs/RELIABILITY.md).
+QUEUE_TYPES = ("classic", "quorum")
 
 
 def default_database_url() -> str:
@@ -89,12 +92,19 @@ class ServiceConfig:
     #: ... and in one burst (see ratelimit.py).  Generous: a sequential latency benchmark
     #: makes ~150 requests/s for seconds; a runaway loop makes thousands.
     rate_burst: int = 1000
+    #: ``classic`` (default: queues made by earlier versions keep working) or ``quorum``; a
+    #: queue keeps the type it was made with (see broker/topology.py for migrating).
+    queue_type: str = "classic"
 
     def __post_init__(self) -> None:
         if self.broker_auth not in BROKER_AUTH_MODES:
             raise ConfigurationError(
                 f"broker_auth must be one of {', '.join(BROKER_AUTH_MODES)}, got "
                 f"{self.broker_auth!r}"
+            )
+        if self.queue_type not in QUEUE_TYPES:
+            raise ConfigurationError(
+                f"queue_type must be one of {', '.join(QUEUE_TYPES)}, got {self.queue_type!r}"
             )
         if not self.public_amqp_url:
             self.public_amqp_url = self.amqp_url

@@ -35,7 +35,7 @@ def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> Ing
     return IngestConsumer(
         database,
         config.amqp_url,
-        state.topology if state else Topology(config.amqp_prefix),
+        state.topology if state else Topology(config.amqp_prefix, config.queue_type),
         state.notifier if state else None,
         retention=config.result_retention,
         prefetch=config.ingest_prefetch,

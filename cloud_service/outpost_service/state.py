@@ -36,7 +36,7 @@ class ServiceState:
 
     @classmethod
     def build(cls, config: ServiceConfig) -> ServiceState:
-        topology = Topology(config.amqp_prefix)
+        topology = Topology(config.amqp_prefix, config.queue_type)
         admin = None
         if config.broker_auth == "per-endpoint":
             management = config.management_url or default_management_url(config.amqp_url)
