@@ -44,6 +44,7 @@ from outpost.errors import OutpostError
 from outpost.protocol import CancelRequest, ResultEnvelope, TaskEnvelope, decode_message
 from outpost.protocol.conventions import Backoff
 from outpost.protocol.conventions import redact_url as redact
+from outpost.protocol.envelopes import json_object
 from outpost.protocol.signing import SignatureError, Verifier
 from outpost_endpoint.amqp.connection import AmqpSettings, connect
 from outpost_endpoint.amqp.result_publisher import ResultPublisher
@@ -257,13 +258,14 @@ class TaskConsumer:
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         tag = method.delivery_tag
         try:
-            message = decode_message(body)
+            data = json_object(body)  # parsed once for the signature check and the envelope
+            message = decode_message(data)
         except Exception as exc:  # OutpostError, or anything a hostile body provokes
             detail = str(exc) if isinstance(exc, OutpostError) else repr(exc)
             self._reject(channel, tag, f"cannot decode message: {detail}", body)
             return
         try:
-            self._dispatch(channel, tag, message, body)
+            self._dispatch(channel, tag, message, data, body)
         except (*_RETRYABLE, JournalError):
             # JournalError: the disk refuses writes.  The task is not acked; the reconnect
             # (with backoff) hands every unacked message back to RabbitMQ to try again later.
@@ -272,10 +274,12 @@ class TaskConsumer:
             log.exception("failed to handle a %s message", message.TYPE)
             self._reject(channel, tag, f"the endpoint failed to handle it: {exc!r}", body)
 
-    def _dispatch(self, channel: Any, tag: int, message: Any, body: bytes) -> None:
+    def _dispatch(
+        self, channel: Any, tag: int, message: Any, data: dict[str, Any], body: bytes
+    ) -> None:
         if self._verifier is not None and isinstance(message, (TaskEnvelope, CancelRequest)):
             try:  # before the journal: a refused task is never run, replayed or answered
-                self._verifier.verify(body, self.endpoint_id)
+                self._verifier.verify(data, self.endpoint_id)
             except SignatureError as exc:
                 self._reject(channel, tag, f"refused by the signature check: {exc}", body)
                 return

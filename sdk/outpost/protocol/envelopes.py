@@ -322,17 +322,23 @@ _TYPES: dict[str, type[_Envelope]] = {
 }
 
 
-def decode_message(body: bytes | str | dict[str, Any]) -> _Envelope:
-    """Parse any envelope, checking its protocol version and type."""
+def json_object(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """The JSON object in ``body`` (a dict passes through), so a receiver that both checks a
+    signature and decodes an envelope parses the message once."""
     if isinstance(body, dict):
-        data = body
-    else:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise MalformedMessageError(f"message is not valid JSON: {exc}") from exc
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedMessageError(f"message is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise MalformedMessageError("message must be a JSON object")
+    return data
+
+
+def decode_message(body: bytes | str | dict[str, Any]) -> _Envelope:
+    """Parse any envelope, checking its protocol version and type."""
+    data = json_object(body)
     check_protocol_version(data.get("v"), f"{data.get('type', 'unknown')!r} message")
     kind = data.get("type")
     envelope_type = _TYPES.get(kind) if isinstance(kind, str) else None

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from outpost.errors import MalformedMessageError
+from outpost.protocol.envelopes import json_object
 
 ALGORITHM = "ed25519"
 #: Default age after which a signed message is refused: 7 days, the endpoint journal's
@@ -120,15 +121,10 @@ class Verifier:
     ) -> None:
         """Return if ``body`` is signed by the service for ``endpoint_id`` within the time
         window; raise :class:`SignatureError` naming the reason otherwise."""
-        if isinstance(body, dict):
-            data = body
-        else:
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-                raise SignatureError(f"message is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise SignatureError("message must be a JSON object")
+        try:
+            data = json_object(body)
+        except MalformedMessageError as exc:
+            raise SignatureError(str(exc)) from exc
         sig = data.get("sig")
         if sig is None:
             raise SignatureError(
