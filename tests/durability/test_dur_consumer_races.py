@@ -8,7 +8,6 @@ and task are real.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,34 +16,17 @@ from typing import Any, cast
 import pika.exceptions
 import pytest
 
-from outpost.protocol import ResultEnvelope, TaskEnvelope, serialize
+from outpost.protocol import TaskEnvelope, serialize
 from outpost_endpoint.amqp import AmqpSettings
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.journal import Journal
 
 from ..endpoint import tasks
+from ..endpoint.doubles import ResultCollector
 from .campaign import value_of
 
 ENDPOINT = str(uuid.uuid4())
-
-
-class Publisher:
-    """Collects published results (the AMQP publisher is not under test here)."""
-
-    def __init__(self) -> None:
-        self.results: list[ResultEnvelope] = []
-        self.cond = threading.Condition()
-
-    def publish_result(self, result: ResultEnvelope, on_confirmed: Any = None) -> None:
-        with self.cond:
-            self.results.append(result)
-            self.cond.notify_all()
-
-    def wait(self, count: int) -> list[ResultEnvelope]:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.results) >= count, 60)
-            return list(self.results)
 
 
 class Channel:
@@ -59,7 +41,7 @@ class Channel:
 
 
 @pytest.fixture
-def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, Publisher]]:
+def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
     settings = AmqpSettings(
         url="amqp://guest:guest@127.0.0.1:1/",
         task_exchange="x",
@@ -71,7 +53,7 @@ def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, Publisher]]:
     )
     engine = ProcessPoolEngine(1)
     engine.start()
-    publisher = Publisher()
+    publisher = ResultCollector()
     journal = Journal(tmp_path / "journal.db")
     made = TaskConsumer(
         settings,
@@ -97,7 +79,7 @@ def square_task(x: int) -> TaskEnvelope:
 
 
 def test_a_failed_ack_still_runs_the_journaled_task_once(
-    consumer: tuple[TaskConsumer, Publisher],
+    consumer: tuple[TaskConsumer, ResultCollector],
 ) -> None:
     handler, publisher = consumer
     task = square_task(6)
@@ -113,7 +95,7 @@ def test_a_failed_ack_still_runs_the_journaled_task_once(
 
 
 def test_reconcile_starts_a_journaled_task_missing_from_the_engine(
-    consumer: tuple[TaskConsumer, Publisher],
+    consumer: tuple[TaskConsumer, ResultCollector],
 ) -> None:
     handler, publisher = consumer
     task = square_task(7)

@@ -31,6 +31,7 @@ from outpost_endpoint.spool import SpooledOutbox
 
 from . import tasks
 from .conftest import Topology
+from .doubles import ResultCollector
 
 ENDPOINT = str(uuid.uuid4())
 
@@ -58,24 +59,6 @@ def durable_state(path: Path, task_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-class Results:
-    """Collects what the consumer hands to the publisher."""
-
-    def __init__(self) -> None:
-        self.results: list[ResultEnvelope] = []
-        self.cond = threading.Condition()
-
-    def publish_result(self, result: ResultEnvelope, on_confirmed: Any = None) -> None:
-        with self.cond:
-            self.results.append(result)
-            self.cond.notify_all()
-
-    def wait(self, count: int) -> list[ResultEnvelope]:
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.results) >= count, 60)
-            return list(self.results)
-
-
 class AckChannel:
     """Records each ack and, at that moment, the durable journal state of the acked tasks."""
 
@@ -94,7 +77,7 @@ class AckChannel:
 
 
 @pytest.fixture
-def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ObservedJournal, Results]]:
+def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ObservedJournal, ResultCollector]]:
     settings = AmqpSettings(
         url="amqp://guest:guest@127.0.0.1:1/",
         task_exchange="x",
@@ -106,7 +89,7 @@ def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ObservedJournal, Re
     engine = ProcessPoolEngine(1)
     engine.start()
     journal = ObservedJournal(tmp_path / "journal.db")
-    results = Results()
+    results = ResultCollector()
     made = TaskConsumer(
         settings, ENDPOINT, engine, cast(Any, results), prefetch=16, journal=journal
     )
@@ -136,7 +119,7 @@ def deliver(
 
 
 def test_a_burst_is_one_commit_then_one_multiple_ack_of_durable_tasks(
-    consumer: tuple[TaskConsumer, ObservedJournal, Results],
+    consumer: tuple[TaskConsumer, ObservedJournal, ResultCollector],
 ) -> None:
     handler, journal, results = consumer
     before = journal.commits
@@ -153,7 +136,7 @@ def test_a_burst_is_one_commit_then_one_multiple_ack_of_durable_tasks(
 
 
 def test_a_burst_with_gaps_in_its_tags_is_acked_one_by_one(
-    consumer: tuple[TaskConsumer, ObservedJournal, Results],
+    consumer: tuple[TaskConsumer, ObservedJournal, ResultCollector],
 ) -> None:
     handler, journal, _results = consumer
     channel, _sent = deliver(handler, journal, [1, 3, 4])  # tag 2: e.g. a rejected message
@@ -163,7 +146,7 @@ def test_a_burst_with_gaps_in_its_tags_is_acked_one_by_one(
 
 
 def test_a_failed_commit_acks_and_starts_nothing(
-    consumer: tuple[TaskConsumer, ObservedJournal, Results],
+    consumer: tuple[TaskConsumer, ObservedJournal, ResultCollector],
 ) -> None:
     handler, journal, _results = consumer
     journal.fail_commits = 1
