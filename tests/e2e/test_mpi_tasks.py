@@ -10,9 +10,6 @@ at the same time in one block, each on its own node.
 from __future__ import annotations
 
 import collections
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,23 +19,11 @@ import pytest
 from outpost import Client, Executor, MPIFunction
 
 from .stack import RunningService
-from .test_schedulers import FIXTURES, service, start_endpoint, stop_endpoint  # noqa: F401
+from .test_schedulers import ensure_slurm, service, start_endpoint, stop_endpoint  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
 WAIT = 240
-
-
-def _slurm() -> None:
-    if os.geteuid() != 0 or not (shutil.which("sbatch") or shutil.which("apt-get")):
-        pytest.skip("the Slurm fixture needs root and Slurm or apt-get (tests/fixtures/slurm)")
-    recipe = subprocess.run(
-        ["bash", str(FIXTURES / "slurm" / "slurm-one-node.sh"), "--no-check"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert recipe.returncode == 0, recipe.stdout + recipe.stderr
 
 
 def _edit(data: dict[str, Any]) -> None:
@@ -71,7 +56,7 @@ def test_mpi_tasks_on_a_two_node_slurm_block(
     service: RunningService,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    _slurm()
+    ensure_slurm()
     endpoint = start_endpoint(service, tmp_path, "mpi-ep", "slurm", _edit)
     shared = tmp_path / "shared"
     shared.mkdir()

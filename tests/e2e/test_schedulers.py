@@ -72,9 +72,10 @@ def stop_endpoint(endpoint: RunningEndpoint) -> str:
     return log.read_text() if log.exists() else ""
 
 
-def test_slurm_endpoint_runs_tasks_on_blocks(service: RunningService, tmp_path: Path) -> None:
+def ensure_slurm() -> None:
+    """Start the one-node Slurm cluster of tests/fixtures/slurm (installing it if missing)."""
     if os.geteuid() != 0 or not (shutil.which("sbatch") or shutil.which("apt-get")):
-        pytest.skip("the Slurm fixture needs root and Slurm or apt-get")
+        pytest.skip("the Slurm fixture needs root and Slurm or apt-get (tests/fixtures/slurm)")
     recipe = subprocess.run(
         ["bash", str(FIXTURES / "slurm" / "slurm-one-node.sh"), "--no-check"],
         capture_output=True,
@@ -82,6 +83,10 @@ def test_slurm_endpoint_runs_tasks_on_blocks(service: RunningService, tmp_path: 
         timeout=600,
     )
     assert recipe.returncode == 0, recipe.stdout + recipe.stderr
+
+
+def test_slurm_endpoint_runs_tasks_on_blocks(service: RunningService, tmp_path: Path) -> None:
+    ensure_slurm()
 
     def edit(data: dict[str, Any]) -> None:
         engine = data["engine"]
