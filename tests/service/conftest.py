@@ -8,6 +8,7 @@ and dropped here, and get an empty schema per test.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import os
 import secrets
@@ -99,9 +100,10 @@ def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------- apps
-@pytest.fixture
-def make_app(database_url: str, amqp_prefix: str) -> Iterator[Any]:
-    """A factory of apps on this test's database and prefix; everything is cleaned up."""
+@contextlib.contextmanager
+def app_factory(database_url: str, amqp_prefix: str) -> Iterator[Any]:
+    """A factory of apps on one database and AMQP prefix; on exit every app is closed and
+    every queue, exchange and per-endpoint broker user they made is deleted."""
     apps: list[Flask] = []
 
     def make(**settings: Any) -> Flask:
@@ -112,14 +114,25 @@ def make_app(database_url: str, amqp_prefix: str) -> Iterator[Any]:
         apps.append(app)
         return app
 
-    yield make
-    endpoint_ids: set[str] = set()
-    for app in apps:
-        state = app_state(app)
-        with state.database.read() as conn:
-            endpoint_ids |= set(conn.execute(sa.select(schema.endpoints.c.endpoint_id)).scalars())
-        state.close()
-    delete_topology(amqp_prefix, sorted(endpoint_ids))
+    try:
+        yield make
+    finally:
+        endpoint_ids: set[str] = set()
+        for app in apps:
+            state = app_state(app)
+            with state.database.read() as conn:
+                endpoint_ids |= set(
+                    conn.execute(sa.select(schema.endpoints.c.endpoint_id)).scalars()
+                )
+            state.close()
+        delete_topology(amqp_prefix, sorted(endpoint_ids))
+
+
+@pytest.fixture
+def make_app(database_url: str, amqp_prefix: str) -> Iterator[Any]:
+    """A factory of apps on this test's database and prefix; everything is cleaned up."""
+    with app_factory(database_url, amqp_prefix) as make:
+        yield make
 
 
 @pytest.fixture
