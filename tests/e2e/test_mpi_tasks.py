@@ -18,8 +18,9 @@ import pytest
 
 from outpost import Client, Executor, MPIFunction
 
+from ..recipes import ensure_slurm
 from .stack import RunningService
-from .test_schedulers import ensure_slurm, service, start_endpoint, stop_endpoint  # noqa: F401
+from .test_schedulers import service, start_endpoint, stop_endpoint  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 

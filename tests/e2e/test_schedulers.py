@@ -12,7 +12,6 @@ SDK -> service -> RabbitMQ -> endpoint daemon -> sbatch/qsub -> manager on the "
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 from outpost import Client, Executor, ShellFunction
 
+from ..recipes import ensure_mpich, ensure_slurm
 from .stack import (
     RunningEndpoint,
     RunningService,
@@ -72,19 +72,6 @@ def stop_endpoint(endpoint: RunningEndpoint) -> str:
     return log.read_text() if log.exists() else ""
 
 
-def ensure_slurm() -> None:
-    """Start the one-node Slurm cluster of tests/fixtures/slurm (installing it if missing)."""
-    if os.geteuid() != 0 or not (shutil.which("sbatch") or shutil.which("apt-get")):
-        pytest.skip("the Slurm fixture needs root and Slurm or apt-get (tests/fixtures/slurm)")
-    recipe = subprocess.run(
-        ["bash", str(FIXTURES / "slurm" / "slurm-one-node.sh"), "--no-check"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert recipe.returncode == 0, recipe.stdout + recipe.stderr
-
-
 def test_slurm_endpoint_runs_tasks_on_blocks(service: RunningService, tmp_path: Path) -> None:
     ensure_slurm()
 
@@ -121,11 +108,7 @@ def test_slurm_endpoint_runs_tasks_on_blocks(service: RunningService, tmp_path: 
 
 
 def test_polaris_config_on_the_pbs_emulator(service: RunningService, tmp_path: Path) -> None:
-    if not Path("/usr/bin/mpiexec.hydra").exists():
-        bash = subprocess.run(
-            ["bash", str(FIXTURES / "mpi" / "mpi.sh")], capture_output=True, text=True
-        )
-        assert bash.returncode == 0, bash.stdout + bash.stderr
+    ensure_mpich()
     state = tmp_path / "pbs-state"
     env_extra = {
         "PATH": os.pathsep.join(

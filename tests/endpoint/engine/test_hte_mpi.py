@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from outpost import MPIFunction
 
+from ...recipes import ensure_mpich
 from .conftest import EngineFactory, envelope, value
 
 
-def _mpich() -> bool:
-    """MPICH's hydra mpiexec (Open MPI's does not take -ppn/-f; the engine's default MPI
-    templates cover hydra, Cray PALS and srun)."""
-    if shutil.which("mpiexec") is None:
-        return False
-    out = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True, timeout=30)
-    return "hydra" in (out.stdout + out.stderr).lower()
-
-
-pytestmark = pytest.mark.skipif(
-    not _mpich(),
-    reason="MPICH's mpiexec (hydra) not found; install it with `bash /work/shared/recipes/mpi.sh`",
-)
+@pytest.fixture(autouse=True, scope="module")
+def _mpich() -> None:
+    """MPICH's hydra mpiexec (the engine's default MPI templates cover hydra, Cray PALS, srun)."""
+    ensure_mpich()
 
 
 def test_mpi_function_runs_on_the_nodes_it_was_packed_onto(make_engine: EngineFactory) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,10 +23,10 @@ import pytest
 
 from outpost_endpoint.providers.scheduler_command import SchedulerCommands
 
+from ...recipes import ensure_mpich, ensure_slurm
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PBS_BIN = FIXTURES / "pbs_emulator"
-SLURM_RECIPE = FIXTURES / "slurm" / "slurm-one-node.sh"
-MPI_RECIPE = FIXTURES / "mpi" / "mpi.sh"
 
 T = TypeVar("T")
 
@@ -46,34 +45,13 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the Slurm fixture starts slurmctld/slurmd and must run as root")
-    if not shutil.which("sbatch") and not shutil.which("apt-get"):
-        pytest.skip("Slurm is not installed and apt-get is not available to install it")
-    proc = subprocess.run(
-        ["bash", str(SLURM_RECIPE), "--no-check"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"the Slurm recipe failed:\n{proc.stdout}\n{proc.stderr}")
+    ensure_slurm()
 
 
 @pytest.fixture(scope="session")
 def mpich() -> str:
     """MPICH's hydra ``mpiexec`` (installed by the recipe if missing)."""
-    if not shutil.which("mpiexec"):
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip("MPICH is not installed and cannot be installed (not root / no apt-get)")
-        proc = subprocess.run(
-            ["bash", str(MPI_RECIPE)], capture_output=True, text=True, timeout=600
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"the MPI recipe failed:\n{proc.stdout}\n{proc.stderr}")
-    path = shutil.which("mpiexec")
-    assert path
-    return path
+    return ensure_mpich()
 
 
 class PBSEmulator:
