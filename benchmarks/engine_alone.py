@@ -3,7 +3,8 @@
 Each run starts every system from scratch in its own process (Outpost in the project venv,
 peers in theirs, one after the other so they never compete for the cores), measures cold
 start to first result, then the three task mixes on the warm system: no-ops, 10 ms sleeps and
-a 1 MB argument.  Ratios are Outpost / peer within the same run; their medians are reported.
+a 1 MB argument.  For Outpost it also reports the CPU time of every engine process per task.
+Ratios are Outpost / peer within the same run; their medians are reported.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def measure(
             "cold_start_s": summary([o["cold_start_s"] for o in outs]),
             **{m: summary([o["mixes"][m]["rate"] for o in outs]) for m in MIXES},
         }
+        if all("cpu_ms_per_task" in o["mixes"][m] for o in outs for m in MIXES):
+            # Outpost's runner also reports the CPU of every process of the engine per task:
+            # the figure to compare changes by on a machine shared with other work
+            table[system]["cpu_ms_per_task"] = {
+                m: summary([o["mixes"][m]["cpu_ms_per_task"] for o in outs]) for m in MIXES
+            }
     compared: dict[str, Any] = {}
     peers_run = [s for s in systems if not s.startswith("outpost-")]
     for ours in (s for s in systems if s.startswith("outpost-")):
@@ -77,6 +84,9 @@ def report(result: dict[str, Any]) -> None:
         rows.append((f"{system} ({row['version']}) cold start", fmt(row["cold_start_s"], " s", 2)))
         for mix in MIXES:
             rows.append((f"{system} {mix}", fmt(row[mix], " tasks/s")))
+            if "cpu_ms_per_task" in row:
+                cpu = row["cpu_ms_per_task"][mix]
+                rows.append((f"{system} {mix} CPU per task", fmt(cpu, " ms", 3)))
     for key, value in result["ratios"].items():
         rows.append((f"ratio {key}", fmt(value, "x", 2)))
     show(f"engine alone, {result['workers']} workers, tasks {result['tasks']}", rows)

@@ -37,11 +37,13 @@ def main() -> None:
     rounds = [one_round(args.tasks, args.workers) for _ in range(args.runs)]
     ours = [r["outpost"]["mixes"]["noop"]["rate"] for r in rounds]
     cold = [r["outpost"]["cold_start_s"] for r in rounds]
+    cpu = [r["outpost"]["mixes"]["noop"].get("cpu_ms_per_task", float("nan")) for r in rounds]
     report: dict[str, Any] = {
         "tasks": args.tasks,
         "workers": args.workers,
         "outpost_rate": statistics.median(ours),
         "outpost_cold_start_s": statistics.median(cold),
+        "outpost_cpu_ms_per_task": statistics.median(cpu),
     }
     if all(r["parsl"] for r in rounds):
         theirs = [r["parsl"]["mixes"]["noop"]["rate"] for r in rounds]
@@ -52,7 +54,8 @@ def main() -> None:
         report["parsl"] = "skipped: no Parsl venv; run benchmarks/setup_peers.sh parsl"
     print(
         f"outpost high-throughput: {report['outpost_rate']:.0f} tasks/s, cold start "
-        f"{report['outpost_cold_start_s']:.2f} s"
+        f"{report['outpost_cold_start_s']:.2f} s, {report['outpost_cpu_ms_per_task']:.3f} ms CPU "
+        "per task (all engine processes)"
     )
     if "ratio" in report:
         print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,33 @@ from outpost.protocol import ResultEnvelope, TaskEnvelope, TaskState, serialize
 from outpost_endpoint.config import EngineConfig
 from outpost_endpoint.engine.base import Engine
 from outpost_endpoint.engine.registry import ENGINES, build_engine
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """User + system CPU seconds of ``root`` (this process) and every live descendant: the
+    interchange thread, the block's manager and its workers.  Read from ``/proc`` so the
+    figure holds on a shared machine where wall-clock rates swing with other people's load."""
+    root = os.getpid() if root is None else root
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICKS
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
 
 
 def available_engines() -> list[str]:
@@ -90,10 +118,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mix, count = spec.split("=")
             fn, fn_args = mix_calls(mix)
             driver.wait_all([driver.submit(fn, *fn_args) for _ in range(args.workers)])  # warm
+            cpu = tree_cpu_seconds()
             begin = time.perf_counter()
             driver.wait_all([driver.submit(fn, *fn_args) for _ in range(int(count))])
             elapsed = time.perf_counter() - begin
-            mixes[mix] = {"tasks": int(count), "seconds": elapsed, "rate": int(count) / elapsed}
+            cpu_ms = (tree_cpu_seconds() - cpu) * 1000 / int(count)
+            mixes[mix] = {
+                "tasks": int(count),
+                "seconds": elapsed,
+                "rate": int(count) / elapsed,
+                # every process of the engine, the driver's serialization included
+                "cpu_ms_per_task": cpu_ms,
+            }
         latency: dict[str, float] = {}
         if args.round_trips:
             samples = []

@@ -5,11 +5,17 @@ Layout (one concept per module): ``cli`` (``outpost-endpoint``), ``config`` (con
 ``paths`` (files under OUTPOST_HOME), ``service_link`` (HTTP registration), ``runner`` and
 ``daemon`` (running and detaching), ``pidfile``, ``service`` (engine + AMQP link), ``amqp/``
 (task consumer, result publisher), ``engine/`` (engines), ``execution`` (one task in a worker).
+
+The names below load on first use (PEP 562): the high-throughput engine's managers and workers
+import modules of this package on compute nodes, and the daemon's AMQP link, configuration and
+engines are no part of their start (see ``benchmarks/README.md``, engine cold start).
 """
 
-from outpost.protocol.version import runtime_versions as _runtime_versions
-from outpost_endpoint.config import EndpointConfig, load_config, parse_config
-from outpost_endpoint.engine import Engine, ProcessPoolEngine, build_engine
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from outpost_endpoint.errors import (
     AlreadyRunning,
     BrokerError,
@@ -21,9 +27,23 @@ from outpost_endpoint.errors import (
     NotRunning,
     RegistrationError,
 )
-from outpost_endpoint.service import EndpointService
 
-__version__ = _runtime_versions()["outpost"]
+if TYPE_CHECKING:
+    from outpost_endpoint.config import EndpointConfig, load_config, parse_config
+    from outpost_endpoint.engine import Engine, ProcessPoolEngine, build_engine
+    from outpost_endpoint.service import EndpointService
+
+    __version__: str
+
+_EXPORTS = {
+    "EndpointConfig": "outpost_endpoint.config",
+    "load_config": "outpost_endpoint.config",
+    "parse_config": "outpost_endpoint.config",
+    "Engine": "outpost_endpoint.engine",
+    "ProcessPoolEngine": "outpost_endpoint.engine",
+    "build_engine": "outpost_endpoint.engine",
+    "EndpointService": "outpost_endpoint.service",
+}
 
 __all__ = [
     "AlreadyRunning",
@@ -44,3 +64,16 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from outpost.protocol.version import runtime_versions
+
+        value: Any = runtime_versions()["outpost"]
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

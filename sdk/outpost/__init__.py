@@ -1,14 +1,33 @@
 """Outpost: run Python functions and shell/MPI commands on HPC machines from anywhere.
 
 >>> from outpost import Client, Executor, ShellFunction, MPIFunction
+
+The names load on first use (PEP 562): a process that needs only :mod:`outpost.protocol` -- an
+endpoint's engine managers and workers on compute nodes -- does not import the HTTP client and
+the executor on its way to its first task.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from outpost import errors
-from outpost.client import Client
-from outpost.executor import Executor, OutpostFuture
-from outpost.shell import MPIFunction, ShellFunction, ShellResult
+if TYPE_CHECKING:
+    from outpost import errors
+    from outpost.client import Client
+    from outpost.executor import Executor, OutpostFuture
+    from outpost.shell import MPIFunction, ShellFunction, ShellResult
+
+_EXPORTS = {
+    "Client": "outpost.client",
+    "Executor": "outpost.executor",
+    "OutpostFuture": "outpost.executor",
+    "MPIFunction": "outpost.shell",
+    "ShellFunction": "outpost.shell",
+    "ShellResult": "outpost.shell",
+}
 
 __all__ = [
     "Client",
@@ -20,3 +39,14 @@ __all__ = [
     "__version__",
     "errors",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "errors":
+        value: Any = importlib.import_module("outpost.errors")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -60,19 +60,21 @@ def hte_endpoint(service: RunningService, tmp_path: Path) -> Iterator[RunningEnd
 
 
 def manager_pids(run_dir: Path) -> list[int]:
-    """Live managers of this run dir, found by their command line in /proc."""
-    found = []
+    """Live managers of this run dir, found by their command line in /proc (their workers are
+    forked, so they share it: a process whose parent is one of them is a worker)."""
+    found: dict[int, int] = {}  # pid -> parent pid
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to read
         words = [word.decode(errors="replace") for word in argv]
         if MANAGER_MODULE in words and str(run_dir) in words and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+            found[int(entry.name)] = parent
+    return [pid for pid, parent in found.items() if parent not in found]
 
 
 def test_kill_9_manager_mid_campaign(

@@ -1,11 +1,13 @@
-"""The main loop of one worker process, shared by every engine (started with ``spawn``).
+"""Running tasks in a worker process, shared by every engine, and the process-pool worker's loop.
 
-The protocol over the pipe is deliberately tiny: the engine sends ``(task JSON bytes, received
-time, extra environment)``, the worker sets the extra variables (``OUTPOST_RESOURCE_SPECIFICATION``,
-``OUTPOST_MPI_NODEFILE``, ...) for the duration of the task, runs it with
-:func:`outpost_endpoint.execution.run_task` and answers with the result's JSON bytes; ``None``
-asks the worker to exit.  Using the envelopes' own wire form means nothing but
-:mod:`outpost.protocol` crosses the pipe.
+The process-pool engine's pipe protocol is deliberately tiny: the engine sends ``(task JSON
+bytes, received time, extra environment)``, the worker sets the extra variables
+(``OUTPOST_RESOURCE_SPECIFICATION``, ``OUTPOST_MPI_NODEFILE``, ...) for the duration of the task,
+runs it with :func:`outpost_endpoint.execution.run_task` and answers with the result's JSON
+bytes; ``None`` asks the worker to exit.  Using the envelopes' own wire form means nothing but
+:mod:`outpost.protocol` crosses the pipe.  The high-throughput engine's workers use their own
+loop (:mod:`.high_throughput.worker`, payloads as raw frames) around the same
+:func:`run_in_environment`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 
-from outpost.protocol import TaskEnvelope
+from outpost.protocol import ResultEnvelope, TaskEnvelope
 from outpost_endpoint.execution import run_task
 
 
@@ -38,6 +40,22 @@ def prepare_process() -> None:
         sys.path.insert(0, os.getcwd())
 
 
+def run_in_environment(
+    task: TaskEnvelope, received: float | None, extra: dict[str, str], payload_limit: int | None
+) -> ResultEnvelope:
+    """Run ``task`` with the ``extra`` variables set, restoring the environment afterwards."""
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
+    try:
+        return run_task(task, received, payload_limit=payload_limit)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def serve_tasks(conn: Connection, payload_limit: int | None) -> None:
     """Run tasks from ``conn`` until told to stop or the engine goes away."""
     while True:
@@ -48,16 +66,7 @@ def serve_tasks(conn: Connection, payload_limit: int | None) -> None:
         if message is None:
             return
         body, received, extra = message
-        saved = {key: os.environ.get(key) for key in extra}
-        os.environ.update(extra)
-        try:
-            result = run_task(TaskEnvelope.from_bytes(body), received, payload_limit=payload_limit)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        result = run_in_environment(TaskEnvelope.from_bytes(body), received, extra, payload_limit)
         try:
             conn.send_bytes(result.to_bytes())
         except (BrokenPipeError, OSError):

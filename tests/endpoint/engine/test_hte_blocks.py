@@ -8,6 +8,7 @@ from pathlib import Path
 
 from outpost_endpoint.config import parse_config
 from outpost_endpoint.engine.high_throughput import HighThroughputEngine
+from outpost_endpoint.engine.high_throughput.blocks import BlockBook
 from outpost_endpoint.launchers.simple import SimpleLauncher
 from outpost_endpoint.providers.base import BlockState, BlockStatus
 from outpost_endpoint.providers.local import LocalProvider
@@ -75,3 +76,17 @@ def test_blocks_that_cannot_start_fail_the_waiting_tasks_with_the_reason(
     assert "2 blocks in a row ended before their manager connected" in result.error.message
     assert "no such env" in result.error.message  # the tail of the block's log
     assert "worker_init" in result.error.message
+
+
+def test_a_block_runs_once_its_manager_registers_whatever_a_late_scheduler_says() -> None:
+    book = BlockBook()
+    book.added("block-1", "job-1")
+    block = book.blocks["block-1"]
+    book.manager_registered("block-1")  # before the scheduler was asked again
+    assert block.state == BlockState.RUNNING
+    assert not book.update(block, BlockStatus(BlockState.PENDING))  # an answer from before
+    assert block.state == BlockState.RUNNING
+    assert book.update(block, BlockStatus(BlockState.COMPLETED))  # ends as usual
+    book.manager_registered("block-1")  # a stale registration does not revive it
+    assert block.state == BlockState.COMPLETED
+    assert not book.any_serving()

@@ -55,6 +55,27 @@ def test_each_worker_sees_only_its_accelerator_and_its_cores(
         engine.shutdown(wait=False)
 
 
+def test_a_1_mb_argument_arrives_intact(make_engine: EngineFactory) -> None:
+    engine = make_engine(max_workers_per_node=2)
+    data = os.urandom(1024 * 1024)
+    futures = [engine.submit(envelope(tasks.digest, data)) for _ in range(4)]
+    assert {value(f.result(60)) for f in futures} == {tasks.digest(data)}
+
+
+def test_forked_workers_hold_none_of_the_managers_sockets(make_engine: EngineFactory) -> None:
+    """A worker is forked from its manager; it must not keep the manager's ZMQ connection or
+    another worker's pipe open, or a dead manager would look alive to the interchange and its
+    workers would never see their pipes end.  Checked for the first worker and for one forked
+    later, once the manager's ZMQ socket exists."""
+    engine = make_engine(max_workers_per_node=1)
+    first = value(engine.submit(envelope(tasks.open_sockets)).result(60))
+    assert first["sockets"] == 1, first  # its own pipe
+    assert engine.submit(envelope(tasks.exit_now, 3)).result(60).state == TaskState.FAILED
+    replacement = value(engine.submit(envelope(tasks.open_sockets)).result(60))
+    assert replacement["pid"] != first["pid"]
+    assert replacement["sockets"] == 1, replacement
+
+
 def test_rocr_variable_when_configured(make_engine: EngineFactory) -> None:
     engine = make_engine(available_accelerators=1, accelerator_variable="ROCR_VISIBLE_DEVICES")
     report = value(engine.submit(envelope(tasks.placement)).result(60))

@@ -52,9 +52,9 @@ def sent(interchange: Interchange) -> list[tuple[str, str, list[str]]]:
     out = []
     for frames in interchange._outbox:
         if frames[1] == wire.TASK:
-            meta = wire.loads(frames[2])
-            task_id = frames[3].decode().split('"task_id":')[1].split('"')[1]
-            out.append((frames[0].decode(), task_id, meta["nodes"]))
+            for header in frames[2 :: wire.TASK_FRAMES]:
+                meta = wire.loads(header)
+                out.append((frames[0].decode(), meta["task_id"], meta["nodes"]))
     return out
 
 
@@ -152,7 +152,8 @@ def test_only_a_manager_with_this_starts_keys_is_admitted(
         while frames[0] != wire.TASK:
             assert good.poll(30_000)
             frames = good.recv_multipart()
-        assert task.task.task_id.encode() in frames[2]
+        assert wire.loads(frames[1])["task_id"] == task.task.task_id
+        assert frames[2:4] == [task.task.function, task.task.args]  # the payloads, as they were
         assert set(interchange.managers) == {"good"}
         for rogue in rogues:
             assert not rogue.poll(500), "a manager without this start's keys received data"

@@ -1,5 +1,24 @@
-"""The high-throughput engine: interchange, per-node managers, pinned workers, blocks."""
+"""The high-throughput engine: an interchange on the login node, a manager per node, a worker per
+GPU or core.
 
-from outpost_endpoint.engine.high_throughput.engine import HighThroughputEngine
+:class:`HighThroughputEngine` loads on first use (PEP 562): managers and workers import this
+package's :mod:`.manager` and :mod:`.worker` on compute nodes, where the engine's providers,
+launchers and scaling are not needed and their imports would only delay the first task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from outpost_endpoint.engine.high_throughput.engine import HighThroughputEngine
 
 __all__ = ["HighThroughputEngine"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HighThroughputEngine":
+        from outpost_endpoint.engine.high_throughput.engine import HighThroughputEngine
+
+        return HighThroughputEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,6 +49,12 @@ class BlockBook:
     def live(self) -> list[Block]:
         return [b for b in list(self.blocks.values()) if not b.state.is_terminal]
 
+    def any_serving(self) -> bool:
+        """Whether a block is pending or running and not being released."""
+        return any(
+            not b.state.is_terminal and not b.cancel_requested for b in list(self.blocks.values())
+        )
+
     def count(self, state: BlockState) -> int:
         return sum(1 for b in list(self.blocks.values()) if b.state == state)
 
@@ -56,9 +62,18 @@ class BlockBook:
         """Apply a status; True if the block has just ended."""
         if status.state == BlockState.UNKNOWN or status.state == block.state:
             return False
+        if status.state == BlockState.PENDING and block.state == BlockState.RUNNING:
+            return False  # a scheduler's answer older than the manager that registered
         was_terminal = block.state.is_terminal
         block.state, block.message = status.state, status.message
         return status.state.is_terminal and not was_terminal
+
+    def manager_registered(self, block_id: str) -> None:
+        """A manager of ``block_id`` registered: the block runs, even if the scheduler was
+        last asked before it started (managers start faster than the scaler asks)."""
+        block = self.blocks.get(block_id)
+        if block is not None and block.state == BlockState.PENDING:
+            block.state = BlockState.RUNNING
 
     def describe(self) -> list[dict[str, object]]:
         return [

@@ -116,6 +116,7 @@ class HighThroughputEngine(Engine):
             heartbeat_threshold=self.config.heartbeat_threshold,
             drain_period=self.drain_period,
         )
+        self.interchange.on_manager_registered = lambda m: self.book.manager_registered(m.block_id)
         connect_host = self.config.interchange_address or ("127.0.0.1" if local else _hostname())
         self.address = f"tcp://{connect_host}:{self.interchange.port}"
         manager_config = {
@@ -154,7 +155,10 @@ class HighThroughputEngine(Engine):
             self.interchange.add(record)
         except KeyError:
             raise EngineError(f"task {task.task_id} is already in the engine") from None
-        self._poke.set()
+        if not self.book.any_serving():
+            # no block to run it: scale now rather than at the next period (a burst of
+            # submits to running blocks must not spin the scaler, one round per task)
+            self._poke.set()
         return future
 
     def cancel(self, task_id: str) -> bool:

@@ -2,7 +2,9 @@
 
 It runs as a thread of the endpoint (login node) and owns one ROUTER socket; the engine's other
 threads talk to it through methods that take the lock, change the books and wake the thread
-through a pipe (ZMQ sockets are not thread-safe, so only this thread touches the socket).
+through a pipe (ZMQ sockets are not thread-safe, so only this thread touches the socket); a
+burst of submits writes to the pipe once.  The tasks a manager gets in one turn of the loop go
+out as one TASK message, their payloads as zero-copy frames (:mod:`.wire`).
 
 Books: every task is in exactly one place -- queued under its shape (``python`` or ``mpi:N``), or
 assigned to one manager -- so a lost manager's tasks are known exactly.  Dispatch sends a
@@ -87,9 +89,12 @@ class Interchange:
         self.mpi_busy: dict[str, str] = {}  # manager id (node) -> MPI task id holding it
         self.blocks_seen: set[str] = set()  # blocks from which a manager ever registered
         self.on_manager_lost: Callable[[ManagerRecord, str], None] | None = None
+        self.on_manager_registered: Callable[[ManagerRecord], None] | None = None
         self._outbox: list[list[bytes]] = []
+        self._batches: dict[str, list[bytes]] = {}  # TASK frames per manager, this turn
         self._resolved: list[tuple[Future[ResultEnvelope], ResultEnvelope | None]] = []
         self._wake_r, self._wake_w = os.pipe()
+        self._woken = False  # a wake-up is in the pipe and not yet read
         self._stopping = False
         self._context: zmq.Context[Any] = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
@@ -203,6 +208,11 @@ class Interchange:
 
     # ----------------------------------------------------------------- thread
     def _wake(self) -> None:
+        # Callers change the books before waking, and the loop clears the flag before it
+        # looks at them: a change either finds the flag clear and writes, or is seen.
+        if self._woken:
+            return
+        self._woken = True
         with contextlib.suppress(OSError):  # closed at stop: nothing left to wake
             os.write(self._wake_w, b"x")
 
@@ -215,6 +225,7 @@ class Interchange:
             events = dict(poller.poll(int(max(next_beat - time.monotonic(), 0) * 1000) + 1))
             if self._wake_r in events:
                 os.read(self._wake_r, 65536)
+                self._woken = False
             if self._socket in events:
                 while int(self._socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._on_message(self._socket.recv_multipart())
@@ -234,25 +245,28 @@ class Interchange:
                 stopping = self._stopping
             for frames in outbox:
                 try:
-                    self._socket.send_multipart(frames, flags=zmq.NOBLOCK)
+                    self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 except zmq.ZMQError as exc:  # peer gone or its queue full
                     log.debug("cannot send to %r: %s", frames[0], exc)
                     if frames[1] == wire.TASK:
-                        self._unsent(frames[0].decode(), wire.loads(frames[2])["task_id"], exc)
+                        headers = frames[2 :: wire.TASK_FRAMES]
+                        task_ids = [wire.loads(header)["task_id"] for header in headers]
+                        self._unsent(frames[0].decode(), task_ids, exc)
             self._flush_resolved()
             if stopping:
                 self._socket.close(linger=500)
                 return
 
-    def _unsent(self, manager_id: str, task_id: str, error: zmq.ZMQError) -> None:
-        """A task could not be handed to its manager: queue it again (not an attempt); a
-        manager the socket no longer knows (it disconnected) is lost now."""
+    def _unsent(self, manager_id: str, task_ids: list[str], error: zmq.ZMQError) -> None:
+        """Tasks could not be handed to their manager: queue them again, in their order (not
+        an attempt); a manager the socket no longer knows (it disconnected) is lost now."""
         with self.lock:
-            record = self.tasks.get(task_id)
-            if record is not None and record.manager_id == manager_id:
-                self._release(record)
-                record.attempts -= 1
-                self.queues[record.shape].appendleft(task_id)
+            for task_id in reversed(task_ids):
+                record = self.tasks.get(task_id)
+                if record is not None and record.manager_id == manager_id:
+                    self._release(record)
+                    record.attempts -= 1
+                    self.queues[record.shape].appendleft(task_id)
             manager = self.managers.get(manager_id)
             if manager is not None and error.errno == zmq.EHOSTUNREACH:
                 self._lose_manager(manager, "it disconnected from the interchange")
@@ -282,9 +296,10 @@ class Interchange:
                 return
             manager.last_heard = time.monotonic()
             if kind == wire.RESULT:
-                record = self.tasks.get(frames[2].decode())
-                if record is not None and record.manager_id == manager_id:
-                    self._finish(record, ResultEnvelope.from_bytes(frames[3]))
+                for i in range(2, len(frames) - wire.RESULT_FRAMES + 1, wire.RESULT_FRAMES):
+                    record = self.tasks.get(frames[i].decode())
+                    if record is not None and record.manager_id == manager_id:
+                        self._finish(record, wire.result_from_frames(frames[i + 1], frames[i + 2]))
             elif kind == wire.LOST:
                 record = self.tasks.get(frames[2].decode())
                 if record is not None and record.manager_id == manager_id:
@@ -311,6 +326,8 @@ class Interchange:
         )
         if known is not None:  # registered again: its tasks stay on the books
             record.tasks = known.tasks
+        if self.on_manager_registered is not None:
+            self.on_manager_registered(record)
         log.info(
             "manager %s registered: host %s, block %s, %s workers, accelerators %s",
             manager_id, info.get("hostname"), info.get("block_id"), info.get("workers"),
@@ -380,6 +397,15 @@ class Interchange:
 
     # ----------------------------------------------------------------- dispatch
     def _dispatch(self) -> None:
+        """Hand queued tasks to managers with room: one TASK message per manager."""
+        try:
+            self._dispatch_to_managers()
+        finally:  # a task marked as sent must be in the outbox, even after an error
+            for manager_id, frames in self._batches.items():
+                self._outbox.append([manager_id.encode(), wire.TASK, *frames])
+            self._batches.clear()
+
+    def _dispatch_to_managers(self) -> None:
         now = time.time()
         self._dispatch_mpi(now)
         queue = self.queues.get("python")
@@ -443,17 +469,12 @@ class Interchange:
         record.manager_id = manager.manager_id
         record.attempts += 1
         manager.tasks.add(record.task.task_id)
-        meta = {
-            "task_id": record.task.task_id,
-            "endpoint_id": record.task.endpoint_id,
-            "resource_specification": record.task.resource_specification,
-            "walltime": record.walltime,
-            "received": record.received,
-            "nodes": hosts,
-        }
-        self._outbox.append(
-            [manager.manager_id.encode(), wire.TASK, wire.dumps(meta), record.task.to_bytes()]
+        task = record.task
+        header = wire.task_header(
+            task, walltime=record.walltime, received=record.received, nodes=hosts
         )
+        batch = self._batches.setdefault(manager.manager_id, [])
+        batch += [header, task.function, task.args]
 
 
 __all__ = ["Interchange", "ManagerRecord", "TaskRecord"]

@@ -8,6 +8,10 @@ enforces per-task walltimes and cancels (by killing the one worker and starting 
 reports a worker that died as ``LOST`` (the interchange decides retry or fail), and exits on its
 own when the interchange has been silent for ``heartbeat_threshold`` seconds, so an endpoint
 that vanished leaves no managers behind.
+
+Workers are forked before the ZMQ context exists (see :mod:`.worker`); a task's payload frames
+go from the socket to the worker's pipe as they arrived, and the results of one turn of the
+loop go back to the interchange in one message, before any new task is handed out.
 """
 
 from __future__ import annotations
@@ -17,22 +21,26 @@ import collections
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from outpost.protocol import TaskEnvelope
+from outpost.protocol import ResultEnvelope, TaskEnvelope
 from outpost_endpoint.engine.high_throughput import security, wire
 from outpost_endpoint.engine.high_throughput.layout import WorkerSlot, plan_workers
-from outpost_endpoint.engine.high_throughput.worker import worker_main
-from outpost_endpoint.engine.worker import task_environment
+from outpost_endpoint.engine.high_throughput.worker import (
+    frame_socket,
+    send_frames,
+    worker_context,
+    worker_main,
+)
 from outpost_endpoint.launchers.mpi_tasks import default_template
 from outpost_endpoint.launchers.nodelist import this_node
 from outpost_endpoint.results import cancelled_result, timeout_result
@@ -44,6 +52,18 @@ MANAGER_CONFIG = "manager.json"
 NODEFILE_MPI_LAUNCHER = (
     "mpiexec -n {num_ranks} -ppn {ranks_per_node} --hostfile {nodefile} {launcher_options}"
 )
+#: the extra environment of a plain (not MPI) task: no node file
+_PLAIN_EXTRA = wire.dumps({"OUTPOST_MPI_NODEFILE": ""})
+
+
+@dataclass
+class _Queued:
+    """A task received from the interchange: its header's fields and its frames as received."""
+
+    fields: dict[str, Any]
+    header: bytes
+    function: Any  # zmq.Frame (or bytes): handed to the worker's pipe without a copy
+    args: Any
 
 
 @dataclass
@@ -62,6 +82,8 @@ class _Worker:
     conn: Any = None
     running: _Running | None = None
     spawned: float = field(default_factory=time.monotonic)
+    fd: int = -1  # of the pipe, for the poll loop
+    sock: Any = None  # the pipe as a socket, for send_frames
 
 
 class Manager:
@@ -78,8 +100,8 @@ class Manager:
         self.heartbeat_threshold = float(config.get("heartbeat_threshold", 30.0))
         self.started = time.time()
         self.expires_at = self.started + float(config.get("walltime_seconds") or 10 * 365 * 86400)
-        self.context = multiprocessing.get_context("spawn")
-        self.queue: collections.deque[tuple[dict[str, Any], bytes]] = collections.deque()
+        self.context = worker_context()
+        self.queue: collections.deque[_Queued] = collections.deque()
         cores = sorted(os.sched_getaffinity(0))
         self.slots = plan_workers(
             max_workers_per_node=config.get("max_workers_per_node"),
@@ -90,24 +112,32 @@ class Manager:
         )
         self.cores = cores
         self.workers = [_Worker(slot) for slot in self.slots]
-        self.zmq = zmq.Context()
-        self.socket = self.zmq.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, self.manager_id.encode())
-        self.socket.setsockopt(zmq.LINGER, 2000)
-        # A send that cannot complete for this long means the interchange is gone: exit
-        # rather than block forever (zmq.Again ends the loop).
-        self.socket.setsockopt(zmq.SNDTIMEO, int(self.heartbeat_threshold * 1000))
-        server_public, public, secret = security.read_client_files(run_dir / "curve")
-        security.secure_client(self.socket, server_public, public, secret)
+        self.curve_keys = security.read_client_files(run_dir / "curve")
         self.nodefiles = run_dir / "nodefiles"
         self._template: str | None = None
         self._poller: zmq.Poller | None = None  # rebuilt when a worker is replaced
+        self._results: list[Any] = []  # RESULT frames of this turn of the loop, sent together
+        self.zmq: zmq.Context[Any]  # made by _open_socket, after the first workers were forked
+        self.socket: zmq.Socket[Any]
+
+    def _open_socket(self) -> zmq.Socket[Any]:
+        """The DEALER socket to the interchange (made after the first workers were forked)."""
+        self.zmq = zmq.Context()
+        socket = self.zmq.socket(zmq.DEALER)
+        socket.setsockopt(zmq.IDENTITY, self.manager_id.encode())
+        socket.setsockopt(zmq.LINGER, 2000)
+        # A send that cannot complete for this long means the interchange is gone: exit
+        # rather than block forever (zmq.Again ends the loop).
+        socket.setsockopt(zmq.SNDTIMEO, int(self.heartbeat_threshold * 1000))
+        security.secure_client(socket, *self.curve_keys)
+        socket.connect(self.address)
+        return socket
 
     # ----------------------------------------------------------------- life
     def run(self) -> int:
         for worker in self.workers:
             self._spawn(worker)
-        self.socket.connect(self.address)
+        self.socket = self._open_socket()
         self._send(
             wire.REGISTER,
             wire.dumps(
@@ -142,16 +172,21 @@ class Manager:
                 events = dict(self._poller.poll(int(max(timeout, 0) * 1000) + 1))
                 if self.socket in events:
                     while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                        frames = self.socket.recv_multipart()
+                        frames = self.socket.recv_multipart(copy=False)
                         last_heard = time.monotonic()
                         if not self._on_message(frames):
                             return 0
                 for worker in self.workers:
-                    if worker.conn is not None and (
-                        worker.conn.fileno() in events or worker.process.sentinel in events
-                    ):
+                    if worker.conn is None:
+                        continue
+                    if worker.fd in events:
+                        self._on_answer(worker)
+                    elif worker.process.sentinel in events:
                         self._on_worker(worker)
                 self._check_deadlines()
+                if self._results:  # before new work: results are what the interchange waits on
+                    batch, self._results = [wire.RESULT, *self._results], []
+                    self.socket.send_multipart(batch, copy=False)
                 self._dispatch()
         except zmq.Again:
             log.error(
@@ -175,24 +210,31 @@ class Manager:
     def _send(self, *frames: bytes) -> None:
         self.socket.send_multipart(list(frames))
 
+    def _answer(self, task_id: str, result: ResultEnvelope | tuple[bytes, bytes]) -> None:
+        """Queue a result for the RESULT message sent at the end of this turn of the loop."""
+        header, value = wire.result_frames(result) if isinstance(result, ResultEnvelope) else result
+        self._results += [task_id.encode(), header, value]
+
     # ----------------------------------------------------------------- interchange
-    def _on_message(self, frames: list[bytes]) -> bool:
-        kind = frames[0]
+    def _on_message(self, frames: list[Any]) -> bool:
+        kind = frames[0].bytes
         if kind == wire.TASK:
-            self.queue.append((wire.loads(frames[1]), frames[2]))
+            for i in range(1, len(frames) - wire.TASK_FRAMES + 1, wire.TASK_FRAMES):
+                header = frames[i].bytes
+                queued = _Queued(wire.loads(header), header, frames[i + 1], frames[i + 2])
+                self.queue.append(queued)
         elif kind == wire.CANCEL:
-            self._cancel(frames[1].decode())
+            self._cancel(frames[1].bytes.decode())
         elif kind == wire.STOP:
             log.info("interchange asked us to stop")
             return False
         return True
 
     def _cancel(self, task_id: str) -> None:
-        for meta, body in list(self.queue):
-            if meta.get("task_id") == task_id:
-                task = _header(meta, body)
-                self.queue.remove((meta, body))
-                self._send(wire.RESULT, task_id.encode(), cancelled_result(task).to_bytes())
+        for queued in self.queue:
+            if queued.fields.get("task_id") == task_id:
+                self.queue.remove(queued)
+                self._answer(task_id, cancelled_result(_described(queued.fields)))
                 return
         for worker in self.workers:
             if worker.running is not None and worker.running.task.task_id == task_id:
@@ -211,44 +253,58 @@ class Manager:
         process.start()
         child.close()
         worker.process, worker.conn, worker.running = process, parent, None
+        worker.fd, worker.sock = parent.fileno(), frame_socket(parent)
         self._poller = None
 
     def _reap(self, worker: _Worker) -> int | None:
         self._poller = None
         if worker.conn is not None:
             worker.conn.close()
-        worker.conn = None
+            worker.sock.close()
+        worker.conn = worker.sock = None
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join()
         return worker.process.exitcode
 
-    def _on_worker(self, worker: _Worker) -> None:
+    def _on_answer(self, worker: _Worker) -> None:
+        """The worker's pipe is readable: its result, or the end of the pipe if it died."""
         running = worker.running
-        answer: bytes | None = None
-        if worker.conn is not None and worker.conn.poll():
-            try:
-                answer = worker.conn.recv_bytes()
+        try:  # header and value are written back to back: the value is there or coming
+            answer = worker.conn.recv_bytes(), worker.conn.recv_bytes()
+        except (EOFError, OSError):  # it is gone or going: its pipe is closed
+            self._on_worker(worker, closed=True)
+            return
+        if running is not None:
+            worker.running = None
+            self._answer(running.task.task_id, answer)
+
+    def _on_worker(self, worker: _Worker, closed: bool = False) -> None:
+        """The worker's process ended (or its pipe did): pass on a result it wrote before, else
+        report its task lost (or cancelled) and start a new worker."""
+        running = worker.running
+        answer: tuple[bytes, bytes] | None = None
+        if not closed and worker.conn is not None and worker.conn.poll():
+            try:  # header and value are written back to back: the value is there or coming
+                answer = worker.conn.recv_bytes(), worker.conn.recv_bytes()
             except (EOFError, OSError):
                 answer = None
         if answer is not None and running is not None:
             worker.running = None
-            self._send(wire.RESULT, running.task.task_id.encode(), answer)
+            self._answer(running.task.task_id, answer)
             return
-        if answer is not None or worker.process.is_alive():
+        if answer is not None or (not closed and worker.process.is_alive()):
             return  # spurious wake-up
         exitcode = self._reap(worker)
         pid = str(worker.process.pid)
         if running is not None:
             running.timing["finished"] = time.time()
-            task_id = running.task.task_id.encode()
+            task_id = running.task.task_id
             if running.cancelled:
-                self._send(
-                    wire.RESULT, task_id, cancelled_result(running.task, running.timing).to_bytes()
-                )
+                self._answer(task_id, cancelled_result(running.task, running.timing))
             else:
                 detail = {"exitcode": exitcode, "worker": pid, "hostname": self.hostname}
-                self._send(wire.LOST, task_id, wire.dumps(detail))
+                self._send(wire.LOST, task_id.encode(), wire.dumps(detail))
         log.warning(
             "worker %s (pid %s) died (exit %s); starting a new one",
             worker.slot.index,
@@ -272,7 +328,7 @@ class Manager:
             running.timing["finished"] = time.time()
             assert running.walltime is not None
             result = timeout_result(running.task, running.walltime, running.timing, pid)
-            self._send(wire.RESULT, running.task.task_id.encode(), result.to_bytes())
+            self._answer(running.task.task_id, result)
             self._spawn(worker)
 
     def _dispatch(self) -> None:
@@ -281,24 +337,30 @@ class Manager:
                 return
             if worker.running is not None or worker.conn is None:
                 continue
-            meta, body = self.queue.popleft()
-            task = _header(meta, body)
+            queued = self.queue.popleft()
+            meta = queued.fields
+            task = _described(meta)
             walltime = meta.get("walltime")
             started = time.time()
             worker.running = _Running(
                 task,
                 walltime,
                 None if walltime is None else time.monotonic() + float(walltime),
-                {"received": meta.get("received", started), "started": started},
+                {"received": meta.get("received") or started, "started": started},
             )
-            extra = task_environment(task)
-            extra["OUTPOST_MPI_NODEFILE"] = self._nodefile(task.task_id, meta.get("nodes") or [])
-            if meta.get("nodes"):  # an MPI task: a launcher that reads its node file
-                extra["OUTPOST_MPI_LAUNCHER"] = (
-                    self.config.get("mpi_launcher") or self._mpi_template()
+            extra = _PLAIN_EXTRA
+            if meta.get("nodes"):  # an MPI task: its node file and a launcher that reads it
+                extra = wire.dumps(
+                    {
+                        "OUTPOST_MPI_NODEFILE": self._nodefile(task.task_id, meta["nodes"]),
+                        "OUTPOST_MPI_LAUNCHER": (
+                            self.config.get("mpi_launcher") or self._mpi_template()
+                        ),
+                    }
                 )
-            with contextlib.suppress(OSError, ValueError):  # a death shows on the sentinel
-                worker.conn.send((body, meta.get("received", started), extra))
+            frames = (queued.header, extra, _buffer(queued.function), _buffer(queued.args))
+            with contextlib.suppress(OSError):  # a death shows on the sentinel
+                send_frames(worker.sock, frames)
 
     def _mpi_template(self) -> str:
         """The MPI flavour found on this node (hydra, PALS, srun), asked once."""
@@ -324,7 +386,7 @@ class Manager:
         for worker in self.workers:
             if worker.conn is not None and worker.running is None:
                 with contextlib.suppress(OSError, ValueError):
-                    worker.conn.send(None)
+                    worker.conn.send_bytes(b"")
         for worker in self.workers:
             if worker.process is not None:
                 worker.process.join(2)
@@ -333,19 +395,15 @@ class Manager:
                     worker.process.join()
 
 
-def _header(meta: dict[str, Any], body: bytes) -> TaskEnvelope:
-    """The task without its payloads, from the metadata the interchange sends along: enough
-    to describe a timeout or cancel, and no base64 decoding of the function per task here."""
-    if "endpoint_id" not in meta or "resource_specification" not in meta:
-        return TaskEnvelope.from_bytes(body)
-    return TaskEnvelope(
-        task_id=meta["task_id"],
-        function_id="",
-        function=b"",
-        args=b"",
-        endpoint_id=meta["endpoint_id"],
-        resource_specification=meta["resource_specification"],
-    )
+def _described(fields: dict[str, Any]) -> TaskEnvelope:
+    """The task without its payloads (they stay in their frames): enough to describe a
+    timeout or cancel."""
+    return wire.task_from_header(fields, b"", b"")
+
+
+def _buffer(frame: Any) -> Any:
+    """The bytes of a received frame without copying them (``bytes`` pass through)."""
+    return frame.buffer if isinstance(frame, zmq.Frame) else frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s [manager %(process)d] %(message)s",
     )
     config = json.loads((args.run_dir / MANAGER_CONFIG).read_text())
+    # Python 3.12+ warns on fork() once ZMQ's I/O thread exists (a replaced worker): the child
+    # only runs Python and its own pipe, never ZMQ, so the locks that thread may hold are
+    # never needed there (see .worker).
+    warnings.filterwarnings(
+        "ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning
+    )
     return Manager(args.address, args.block_id, args.run_dir, config).run()
 
 

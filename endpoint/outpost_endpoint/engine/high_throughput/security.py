@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
-import zmq.auth.thread
+
+if TYPE_CHECKING:  # the server side only: managers need not import its asyncio machinery
+    import zmq.auth.thread
 
 SERVER_PUBLIC = "server.public"
 CLIENT_PUBLIC = "client.public"
@@ -76,6 +79,8 @@ def secure_server(
 ) -> zmq.auth.thread.ThreadAuthenticator:
     """Make ``socket`` a CURVE server that admits only ``keys.client_public``; returns the
     running authenticator (stop it when the socket closes)."""
+    import zmq.auth.thread
+
     auth = zmq.auth.thread.ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve_callback(

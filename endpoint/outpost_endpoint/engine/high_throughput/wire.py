@@ -1,23 +1,30 @@
-"""The frames exchanged between the interchange (ROUTER) and managers (DEALER).
+"""The frames exchanged between the interchange (ROUTER) and managers (DEALER), and with workers.
 
-Every message is a multipart message whose first frame names its kind; JSON carries metadata and
-task/result bodies travel in the envelopes' own wire form (:mod:`outpost.protocol`), so nothing
-is unpickled outside a worker.
+Every message is a multipart message whose first frame names its kind.  A task or a result is
+a small JSON *header* (every envelope field but the payloads) followed by its payloads as raw
+frames: a 1 MB argument crosses the interchange, the manager and the worker's pipe as the same
+bytes, never base64-encoded, JSON-escaped or pickled again (the envelopes' JSON wire form is
+only for RabbitMQ), and nothing is unpickled outside a worker.
 
 manager → interchange
   ``REGISTER json``  hostname, block_id, manager_id, workers, cores, accelerators, expires_at
   ``HEARTBEAT``      (also any other message counts as a sign of life)
-  ``RESULT task_id result-bytes``
+  ``RESULT (task_id header value)+``  one or more results, three frames each
   ``LOST task_id json``  the worker running it died: exitcode, worker pid
 interchange → manager
-  ``TASK json task-bytes``  json: nodes (host names for MPI tasks), walltime
+  ``TASK (header function args)+``  one or more tasks, three frames each; the header adds
+  ``walltime``, ``received`` and ``nodes`` (host names for MPI tasks) to the task's fields
   ``CANCEL task_id``  ·  ``HEARTBEAT``  ·  ``STOP``
+manager → worker (one pipe message per item): task header, extra environment JSON, function,
+args; an empty header asks the worker to exit.  worker → manager: result header, value.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from outpost.protocol import ResultEnvelope, TaskEnvelope
 
 REGISTER = b"register"
 HEARTBEAT = b"heartbeat"
@@ -26,6 +33,9 @@ LOST = b"lost"
 TASK = b"task"
 CANCEL = b"cancel"
 STOP = b"stop"
+#: frames per task in a TASK message and per result in a RESULT message
+TASK_FRAMES = 3
+RESULT_FRAMES = 3
 
 
 def dumps(data: dict[str, Any]) -> bytes:
@@ -37,3 +47,59 @@ def loads(frame: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def task_header(task: TaskEnvelope, **dispatch: Any) -> bytes:
+    """``task``'s fields without its payloads, plus the interchange's ``dispatch`` fields."""
+    return dumps(
+        {
+            "task_id": task.task_id,
+            "function_id": task.function_id,
+            "endpoint_id": task.endpoint_id,
+            "task_group_id": task.task_group_id,
+            "resource_specification": task.resource_specification,
+            "created_at": task.created_at,
+            "issued_at": task.issued_at,
+            "sig": task.sig,
+            **dispatch,
+        }
+    )
+
+
+def task_from_header(header: dict[str, Any], function: bytes, args: bytes) -> TaskEnvelope:
+    """The task again, from :func:`task_header`'s fields and its payload frames."""
+    return TaskEnvelope(
+        task_id=header["task_id"],
+        function_id=header.get("function_id", ""),
+        function=function,
+        args=args,
+        endpoint_id=header["endpoint_id"],
+        task_group_id=header.get("task_group_id"),
+        resource_specification=header.get("resource_specification") or {},
+        created_at=header.get("created_at") or 0.0,
+        issued_at=header.get("issued_at"),
+        sig=header.get("sig"),
+    )
+
+
+def result_frames(result: ResultEnvelope) -> tuple[bytes, bytes]:
+    """``(header, value)``: the result's fields with its value as a raw frame of its own."""
+    fields = {
+        "task_id": result.task_id,
+        "endpoint_id": result.endpoint_id,
+        "state": result.state.value,
+        "has_value": result.value is not None,
+        "error": result.error.to_dict() if result.error else None,
+        "timing": result.timing,
+        "node": result.node,
+        "worker": result.worker,
+    }
+    return dumps(fields), result.value or b""
+
+
+def result_from_frames(header: bytes, value: bytes) -> ResultEnvelope:
+    """The result again, from :func:`result_frames`; validated like any incoming envelope."""
+    fields = loads(header)
+    result = ResultEnvelope.from_dict(fields)
+    result.value = value if fields.get("has_value") else None
+    return result
