@@ -2,11 +2,12 @@
 
 Sections (see each module): ``engine`` (engine alone vs Parsl/Dask/Ray), ``e2e`` (end to end vs
 raw pika), ``latency`` (sequential round trips, Parsl engine-only as reference), ``cold``
-(``outpost-endpoint start`` to first result) and ``scale`` (N tasks queued while the endpoint is
-stopped).  Defaults are sized for a few minutes on a shared 2-core machine; ``--full`` uses the
-issue's sizes (20,000 no-ops, 100,000 queued).  Every figure is printed and written to
-``benchmarks/results/<section>.json``.  Peers come from ``benchmarks/setup_peers.sh``; a peer
-without a venv is skipped (and said so).
+(``outpost-endpoint start`` to first result), ``scale`` (N tasks queued while the endpoint is
+stopped) and ``store`` (submit/status latency with N task rows in the store, SQLite and
+PostgreSQL).  Defaults are sized for a few minutes on a shared 2-core machine; ``--full`` uses
+the issue's sizes (20,000 no-ops, 100,000 queued, 1,000,000 task rows).  Every figure is
+printed and written to ``benchmarks/results/<section>.json``.  Peers come from
+``benchmarks/setup_peers.sh``; a peer without a venv is skipped (and said so).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import argparse
 import sys
 from typing import Any
 
-from benchmarks import cold_start, end_to_end, engine_alone, latency, scale
+from benchmarks import cold_start, end_to_end, engine_alone, latency, scale, store_scale
 from benchmarks.common import PEERS, machine, peer_python, write
 
-SECTIONS = ("engine", "e2e", "latency", "cold", "scale")
+SECTIONS = ("engine", "e2e", "latency", "cold", "scale", "store")
 QUICK = {"noop": 2000, "sleep": 200, "arg": 20, "e2e": 1000, "trips": 500, "scale": 5000}
 FULL = {"noop": 20000, "sleep": 1000, "arg": 200, "e2e": 20000, "trips": 500, "scale": 100000}
+QUICK["store"], FULL["store"] = 100_000, 1_000_000  # task rows in the store
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -35,6 +37,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--round-trips", type=int, help="sequential round trips per run")
     parser.add_argument("--scale-tasks", type=int, help="tasks queued for the scale run")
     parser.add_argument("--scale-runs", type=int, default=1, help="runs of the scale benchmark")
+    parser.add_argument("--store-rows", type=int, help="task rows in the store for `store`")
+    parser.add_argument("--store-calls", type=int, default=200, help="calls of each kind, `store`")
+    parser.add_argument(
+        "--store-backends",
+        default=",".join(store_scale.BACKENDS),
+        help="comma-separated store backends for `store`",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:
@@ -44,6 +53,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--peers: unknown peer(s) {sorted(bad)}; choose from {PEERS}")
     if args.runs < 1:
         parser.error(f"--runs must be at least 1, got {args.runs}")
+    bad = set(args.store_backends.split(",")) - set(store_scale.BACKENDS)
+    if bad:
+        parser.error(f"--store-backends: unknown {sorted(bad)}; choose from {store_scale.BACKENDS}")
     return args
 
 
@@ -55,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
             sizes[key] = getattr(args, flag)
     if args.scale_tasks:
         sizes["scale"] = args.scale_tasks
+    if args.store_rows is not None:
+        sizes["store"] = args.store_rows
     only = args.only.split(",")
     peers = [p for p in args.peers.split(",") if p]
     missing = [p for p in peers if peer_python(p) is None]
@@ -84,6 +98,11 @@ def main(argv: list[str] | None = None) -> None:
         big = scale.measure(args.scale_runs, sizes["scale"])
         scale.report(big)
         write("scale", {"machine": results["machine"], **big})
+    if "store" in only:
+        backends = tuple(b for b in args.store_backends.split(",") if b)
+        store = store_scale.measure(sizes["store"], args.store_calls, backends)
+        store_scale.report(store)
+        write("store_scale", {"machine": results["machine"], **store})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run Outpost's benchmark suite: peers' venvs first (skipped when present), then every section.
-# Usage: benchmarks/run.sh [--full] [--only engine,e2e,latency,cold,scale] [--runs N] ...
+# Usage: benchmarks/run.sh [--full] [--only engine,e2e,latency,cold,scale,store] [--runs N] ...
 # (all options: .venv/bin/python -m benchmarks --help).  Results: benchmarks/results/*.json.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

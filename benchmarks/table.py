@@ -100,6 +100,48 @@ def rows() -> list[tuple[str, str, str]]:
                 "",
             )
         )
+    out += _store_rows(_load("store_scale"))
+    return out
+
+
+def _store_rows(store: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Per backend: each call's p50/p95/p99 with N task rows, against the empty store."""
+    if not store:
+        return []
+    out: list[tuple[str, str, str]] = []
+    for backend, data in store["backends"].items():
+        where = f"{store['rows']:,} task rows, {backend}"
+        for name, full in data["full"]["http_ms"].items():
+            empty = data["empty"]["http_ms"][name]
+            ratio = data["ratio_full_to_empty"][name]
+            out.append(
+                (
+                    f"{where}: {name}",
+                    f"p50 {full['p50']:.1f} / p95 {full['p95']:.1f} / p99 {full['p99']:.1f} ms",
+                    f"{ratio['p50']:.2f}x / {ratio['p95']:.2f}x empty store (p50 "
+                    f"{empty['p50']:.1f}, p95 {empty['p95']:.1f} ms)",
+                )
+            )
+        sweeps = data["full"]["store"]
+        for name in ("expiry: tasks.due", "endpoints.outstanding_counts"):
+            if name in sweeps:
+                empty_ms = data["empty"]["store"][name]["median_ms"]
+                out.append(
+                    (
+                        f"{where}: {name} (in process)",
+                        f"{sweeps[name]['median_ms']:.2f} ms",
+                        f"empty store {empty_ms:.2f} ms",
+                    )
+                )
+        purge = sweeps.get("retention: tasks.purge_expired (one day due)")
+        if purge:
+            out.append(
+                (
+                    f"{where}: retention sweep of one day ({purge['deleted']:,} tasks)",
+                    f"{purge['ms']:,.0f} ms in {purge.get('batches', 1)} transaction(s)",
+                    f"longest {purge.get('longest_batch_ms', purge['ms']):,.0f} ms",
+                )
+            )
     return out
 
 

@@ -140,6 +140,9 @@ class Database:
                 if found == "3":
                     migrate_from_3(conn)
                     found = "4"
+                if found == "4":
+                    migrate_from_4(conn)
+                    found = "5"
         except sa.exc.IntegrityError:  # another process created it at the same moment
             return self.ensure_schema()
         except sa.exc.OperationalError as exc:
@@ -189,3 +192,16 @@ def migrate_from_3(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE endpoints ADD COLUMN allowed_functions JSON")
     endpoint_access.create(conn, checkfirst=True)
     conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="4"))
+
+
+def migrate_from_4(conn: Connection) -> None:
+    """Upgrade a version-4 database to version 5: the expiry sweep's index
+    ``ix_tasks_state_deadline`` replaces ``ix_tasks_deadline`` (no row changes; building it
+    takes a few seconds per million tasks).  Each step is skipped if already done.  Runs in the
+    caller's write transaction."""
+    indexes = {index["name"] for index in sa.inspect(conn).get_indexes("tasks")}
+    if "ix_tasks_state_deadline" not in indexes:
+        conn.exec_driver_sql("CREATE INDEX ix_tasks_state_deadline ON tasks (state, deadline)")
+    if "ix_tasks_deadline" in indexes:
+        conn.exec_driver_sql("DROP INDEX ix_tasks_deadline")
+    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="5"))
