@@ -2,7 +2,8 @@
 
 Every command reads the same settings: options first, then ``OUTPOST_DATABASE_URL``,
 ``OUTPOST_AMQP_URL``, ``OUTPOST_PUBLIC_AMQP_URL``, ``OUTPOST_AMQP_PREFIX``, then defaults (a
-SQLite file under ``OUTPOST_HOME``, RabbitMQ on ``127.0.0.1:5672`` as guest).
+SQLite file under ``OUTPOST_HOME``, RabbitMQ on ``127.0.0.1:5672`` as guest).  TLS settings
+(``--tls-cert``/``--tls-key``, ``--amqp-ca-file`` ...) are described in docs/SECURITY.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,23 @@ _database_option = click.option(
 
 
 def _amqp_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--amqp-key-file",
+        metavar="FILE",
+        help="... and its PEM key [env OUTPOST_AMQP_KEY_FILE]",
+    )(command)
+    command = click.option(
+        "--amqp-cert-file",
+        metavar="FILE",
+        help="client certificate (PEM) shown to a broker that verifies peers "
+        "[env OUTPOST_AMQP_CERT_FILE]",
+    )(command)
+    command = click.option(
+        "--amqp-ca-file",
+        metavar="FILE",
+        help="CA bundle (PEM) that signed RabbitMQ's certificate, for amqps:// URLs "
+        "[env OUTPOST_AMQP_CA_FILE; default: the system store]",
+    )(command)
     command = click.option(
         "--amqp-prefix",
         metavar="PREFIX",
@@ -128,6 +146,17 @@ def main(verbose: bool) -> None:
     help="RabbitMQ queue type of the queues the service declares; an existing queue keeps "
     "its type (docs/RELIABILITY.md) [env OUTPOST_QUEUE_TYPE; default classic]",
 )
+@click.option(
+    "--tls-cert",
+    metavar="FILE",
+    help="serve HTTPS with this PEM certificate (chain); needs --tls-key "
+    "[env OUTPOST_TLS_CERT; default: plain HTTP, e.g. behind a TLS proxy]",
+)
+@click.option(
+    "--tls-key",
+    metavar="FILE",
+    help="the certificate's PEM private key, unencrypted [env OUTPOST_TLS_KEY]",
+)
 @_friendly
 def serve(
     host: str,
@@ -141,11 +170,16 @@ def serve(
     broker_auth: str | None,
     management_url: str | None,
     queue_type: str | None,
+    amqp_ca_file: str | None,
+    amqp_cert_file: str | None,
+    amqp_key_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-ingest, the result ingest).
 
-    Prints `outpost-service listening on http://HOST:PORT` once it accepts connections;
-    SIGTERM or Ctrl-C stops it cleanly.
+    Prints `outpost-service listening on http://HOST:PORT` (https:// with --tls-cert and
+    --tls-key) once it accepts connections; SIGTERM or Ctrl-C stops it cleanly.
     """
     from outpost_service.server import serve as run_server
 
@@ -157,6 +191,11 @@ def serve(
         broker_auth=broker_auth,
         management_url=management_url,
         queue_type=queue_type,
+        amqp_ca_file=amqp_ca_file,
+        amqp_cert_file=amqp_cert_file,
+        amqp_key_file=amqp_key_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
 
@@ -170,6 +209,9 @@ def ingest(
     amqp_url: str | None,
     public_amqp_url: str | None,
     amqp_prefix: str | None,
+    amqp_ca_file: str | None,
+    amqp_cert_file: str | None,
+    amqp_key_file: str | None,
 ) -> None:
     """Consume results and heartbeats into the database (pairs with `serve --no-ingest`).
 
@@ -183,6 +225,9 @@ def ingest(
             amqp_url=amqp_url,
             public_amqp_url=public_amqp_url,
             amqp_prefix=amqp_prefix,
+            amqp_ca_file=amqp_ca_file,
+            amqp_cert_file=amqp_cert_file,
+            amqp_key_file=amqp_key_file,
         )
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 from outpost.errors import ConfigurationError
 from outpost.protocol import DEFAULT_PAYLOAD_LIMIT
 from outpost.protocol.conventions import outpost_home
+from outpost.protocol.tls import TlsFiles
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: Default limit on one HTTP request body; a batch of many tasks may be large.
@@ -32,6 +33,11 @@ _ENV = {
     "rate_limit": "OUTPOST_RATE_LIMIT",
     "rate_burst": "OUTPOST_RATE_BURST",
     "queue_type": "OUTPOST_QUEUE_TYPE",
+    "tls_cert": "OUTPOST_TLS_CERT",
+    "tls_key": "OUTPOST_TLS_KEY",
+    "amqp_ca_file": "OUTPOST_AMQP_CA_FILE",
+    "amqp_cert_file": "OUTPOST_AMQP_CERT_FILE",
+    "amqp_key_file": "OUTPOST_AMQP_KEY_FILE",
 }
 
 #: ``broker_auth`` values: one RabbitMQ user per endpoint (made through the management API), or
@@ -95,6 +101,20 @@ class ServiceConfig:
     #: ``classic`` (default: queues made by earlier versions keep working) or ``quorum``; a
     #: queue keeps the type it was made with (see broker/topology.py for migrating).
     queue_type: str = "classic"
+    #: PEM certificate (chain) and unencrypted key: with both, ``serve`` speaks HTTPS itself
+    #: (see http_server.py); without, plain HTTP for a TLS-terminating proxy in front.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: For ``amqps://`` URLs: CA bundle that signed RabbitMQ's certificate (empty: the system
+    #: store) and an optional client certificate and key for brokers that verify peers.
+    amqp_ca_file: str = ""
+    amqp_cert_file: str = ""
+    amqp_key_file: str = ""
+
+    @property
+    def amqp_tls(self) -> TlsFiles:
+        """The TLS files of the service's own RabbitMQ connections (used for ``amqps://``)."""
+        return TlsFiles(self.amqp_ca_file, self.amqp_cert_file, self.amqp_key_file)
 
     def __post_init__(self) -> None:
         if self.broker_auth not in BROKER_AUTH_MODES:
@@ -108,6 +128,11 @@ class ServiceConfig:
             )
         if not self.public_amqp_url:
             self.public_amqp_url = self.amqp_url
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigurationError(
+                "HTTPS needs both tls_cert and tls_key (--tls-cert/--tls-key, OUTPOST_TLS_CERT/"
+                f"OUTPOST_TLS_KEY); got certificate {self.tls_cert!r}, key {self.tls_key!r}"
+            )
         self.republish_after = float(self.republish_after)
         self.task_expiry = float(self.task_expiry)
         self.task_max_age = float(self.task_max_age)

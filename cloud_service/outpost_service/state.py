@@ -40,7 +40,7 @@ class ServiceState:
         admin = None
         if config.broker_auth == "per-endpoint":
             management = config.management_url or default_management_url(config.amqp_url)
-            admin = BrokerAdmin(management, config.amqp_url, topology)
+            admin = BrokerAdmin(management, config.amqp_url, topology, ca_file=config.amqp_ca_file)
         else:
             log.warning(
                 "broker_auth is 'shared': every endpoint gets the service's own RabbitMQ "
@@ -51,7 +51,9 @@ class ServiceState:
             config=config,
             database=Database(config.database_url),
             topology=topology,
-            publisher=Publisher(config.amqp_url, topology, attempts=config.publish_attempts),
+            publisher=Publisher(
+                config.amqp_url, topology, attempts=config.publish_attempts, tls=config.amqp_tls
+            ),
             admin=admin,
             limiter=RateLimiter(config.rate_limit, config.rate_burst)
             if config.rate_limit

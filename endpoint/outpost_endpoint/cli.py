@@ -296,7 +296,9 @@ def delete(name: str, yes: bool, local_only: bool) -> None:
         _stop(paths)
     if endpoint_id and not local_only:
         config = load_config(paths.config)
-        ServiceLink(resolve_access(paths, config.service_url)).delete(endpoint_id)
+        ServiceLink(resolve_access(paths, config.service_url, config.service_ca_file)).delete(
+            endpoint_id
+        )
     shutil.rmtree(paths.root)
     click.echo(f"deleted endpoint {name}" + (f" ({endpoint_id})" if endpoint_id else ""))
 

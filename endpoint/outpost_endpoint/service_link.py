@@ -18,7 +18,9 @@ from typing import Any
 import requests
 
 import outpost
+from outpost.errors import ConfigurationError
 from outpost.protocol import PROTOCOL_VERSION
+from outpost.protocol.tls import http_verify, tls_failure
 from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.errors import ConfigError, RegistrationError, ServiceRequestError
 from outpost_endpoint.paths import EndpointPaths, global_credentials_path, read_json
@@ -32,11 +34,23 @@ class ServiceAccess:
 
     url: str
     token: str | None
+    #: How HTTPS answers are verified: a CA bundle path, or True for the default store.
+    verify: str | bool = True
 
 
-def resolve_access(paths: EndpointPaths, configured_url: str | None) -> ServiceAccess:
+def resolve_access(
+    paths: EndpointPaths, configured_url: str | None, ca_file: str | None = None
+) -> ServiceAccess:
     """URL: config.yaml, then ``OUTPOST_URL``, then ``~/.outpost/credentials.json``.
-    Token: the endpoint's credentials.json, then ``OUTPOST_TOKEN``, then the user's file."""
+    Token: the endpoint's credentials.json, then ``OUTPOST_TOKEN``, then the user's file.
+    CA bundle: ``ca_file`` (config.yaml ``service_ca_file``), then ``OUTPOST_CA_BUNDLE``, then
+    requests' default (``REQUESTS_CA_BUNDLE``, its bundled CAs)."""
+    try:
+        verify = http_verify(ca_file)
+    except ConfigurationError as exc:
+        raise ConfigError(
+            f"{exc} (service_ca_file in {paths.config}, or OUTPOST_CA_BUNDLE)"
+        ) from exc
     user = read_json(global_credentials_path())
     url = configured_url or os.environ.get("OUTPOST_URL") or user.get("url")
     if not url:
@@ -49,7 +63,7 @@ def resolve_access(paths: EndpointPaths, configured_url: str | None) -> ServiceA
         or os.environ.get("OUTPOST_TOKEN")
         or user.get("token")
     )
-    return ServiceAccess(str(url).rstrip("/"), str(token) if token else None)
+    return ServiceAccess(str(url).rstrip("/"), str(token) if token else None, verify)
 
 
 def host_metadata() -> dict[str, Any]:
@@ -125,7 +139,19 @@ class ServiceLink:
     ) -> dict[str, Any]:
         url = self.access.url + path
         try:
-            response = self._session.request(method, url, json=body, timeout=self.timeout)
+            response = self._session.request(
+                method, url, json=body, timeout=self.timeout, verify=self.access.verify
+            )
+        except requests.exceptions.SSLError as exc:
+            problem = tls_failure(
+                exc,
+                ca_setting="service_ca_file in config.yaml (or OUTPOST_CA_BUNDLE)",
+                cert_setting=None,
+            )
+            raise error(
+                f"cannot talk HTTPS to the Outpost service at {self.access.url}: "
+                f"{problem or _short(exc)}"
+            ) from exc
         except requests.RequestException as exc:
             raise error(
                 f"cannot reach the Outpost service at {self.access.url}: {_short(exc)}; is it "

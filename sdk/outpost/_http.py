@@ -27,6 +27,7 @@ from outpost.errors import (
     ServiceUnavailableError,
 )
 from outpost.protocol.conventions import backoff_delay
+from outpost.protocol.tls import CA_BUNDLE_ENV, http_verify, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,20 @@ def _never_sent(exc: requests.RequestException) -> bool:
 class Transport:
     """Sends JSON requests to one service with one token."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float, retries: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float,
+        retries: int,
+        verify: str | bool | None = None,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.retries = retries
+        #: Given with every request: a session-level value would lose to REQUESTS_CA_BUNDLE.
+        self.verify = http_verify(verify)
         self._token = token
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -102,16 +113,33 @@ class Transport:
         while True:
             try:
                 response = self._session().request(
-                    method, url, json=json, headers=headers, timeout=timeout or self.timeout
+                    method,
+                    url,
+                    json=json,
+                    headers=headers,
+                    timeout=timeout or self.timeout,
+                    verify=self.verify,
                 )
             except requests.RequestException as exc:
+                untrusted = isinstance(exc, requests.exceptions.SSLError) and tls_failure(
+                    exc,
+                    ca_setting=f"{CA_BUNDLE_ENV} (or Client(verify=PATH))",
+                    cert_setting=None,
+                )
+                if untrusted:  # retrying cannot fix a certificate
+                    raise ServiceUnavailableError(
+                        f"{method} {url} failed: {untrusted}", status=0, code="tls_error"
+                    ) from exc
                 if attempt < self.retries and (idempotent or _never_sent(exc)):
                     self._pause(method, url, attempt, exc)
                     attempt += 1
                     continue
+                # An HTTPS-only port resets a plain-HTTP request (or answers 400, below).
+                reset = url.startswith("http://") and "reset by peer" in str(exc)
                 raise ServiceUnavailableError(
                     f"{method} {url} failed: {type(exc).__name__}: {exc}; is the Outpost service "
-                    "running and reachable at that URL? (check OUTPOST_URL)",
+                    "running and reachable at that URL? (check OUTPOST_URL"
+                    + ("; if the service speaks HTTPS, use an https:// URL)" if reset else ")"),
                     status=0,
                     code="connection_error",
                 ) from exc
@@ -140,6 +168,13 @@ class Transport:
             body = response.json()
         except ValueError:
             body = None
+        if body is None and status == 400 and "only speaks HTTPS" in response.text:
+            raise InvalidRequestError(
+                f"{method} {url} reached a port that only speaks HTTPS; use an https:// URL "
+                "(OUTPOST_URL)",
+                status=status,
+                code="plain_http_to_https",
+            )
         if status < 400:
             if body is None:
                 raise ServiceUnavailableError(

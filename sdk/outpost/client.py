@@ -70,7 +70,10 @@ class Client:
     ``url`` and ``token`` default to ``OUTPOST_URL``/``OUTPOST_TOKEN``, then to the
     ``credentials.json`` written by ``outpost login``.  ``timeout`` bounds each HTTP request
     (long-polls add their wait to it); ``retries`` is how often idempotent calls are retried on
-    connection errors and 502/503/504, with exponential backoff and jitter.
+    connection errors and 502/503/504, with exponential backoff and jitter.  ``verify`` is the
+    CA bundle (PEM path) that HTTPS answers must be signed by, or False to switch checking off
+    (tests only); by default ``OUTPOST_CA_BUNDLE``, then ``REQUESTS_CA_BUNDLE``, then the
+    bundled CAs.
     """
 
     def __init__(
@@ -81,21 +84,31 @@ class Client:
         timeout: float = 30.0,
         retries: int = 3,
         payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
+        verify: str | bool | None = None,
     ) -> None:
         credentials = resolve_credentials(url, token)
         self.url = credentials.url
         self.payload_limit = payload_limit
-        self._http = Transport(credentials.url, credentials.token, timeout=timeout, retries=retries)
+        self._http = Transport(
+            credentials.url, credentials.token, timeout=timeout, retries=retries, verify=verify
+        )
         self._payloads = _FunctionCache()
         self._function_ids = _FunctionCache()
 
     @classmethod
-    def anonymous(cls, url: str, *, timeout: float = 30.0, retries: int = 3) -> Client:
+    def anonymous(
+        cls,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        verify: str | bool | None = None,
+    ) -> Client:
         """A client without a token, for ``health()`` only (``outpost login`` checks a URL)."""
         client = cls.__new__(cls)
         client.url = normalize_url(url)
         client.payload_limit = DEFAULT_PAYLOAD_LIMIT
-        client._http = Transport(client.url, None, timeout=timeout, retries=retries)
+        client._http = Transport(client.url, None, timeout=timeout, retries=retries, verify=verify)
         client._payloads = _FunctionCache()
         client._function_ids = _FunctionCache()
         return client

@@ -101,7 +101,7 @@ def start_service(
         assert process.stdout is not None
         for line in process.stdout:
             output.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
+            match = re.search(r"listening on (https?://\S+)", line)
             if match and not listening.is_set():
                 address.append(match.group(1))
                 listening.set()

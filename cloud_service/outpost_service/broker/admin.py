@@ -70,7 +70,9 @@ def with_credentials(url: str, user: str, password: str) -> str:
 class BrokerAdmin:
     """Creates, rotates and deletes the RabbitMQ users of endpoints (see the module docstring)."""
 
-    def __init__(self, management_url: str, amqp_url: str, topology: Topology) -> None:
+    def __init__(
+        self, management_url: str, amqp_url: str, topology: Topology, *, ca_file: str = ""
+    ) -> None:
         parts = urlsplit(management_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BrokerError(
@@ -88,6 +90,9 @@ class BrokerAdmin:
         self.api = f"{parts.scheme}://{host}{port}{path}/api"
         self.vhost = amqp.virtual_host
         self.topology = topology
+        #: An ``https://`` API is checked against the broker's CA (OUTPOST_AMQP_CA_FILE), else
+        #: requests' default; given per request, where REQUESTS_CA_BUNDLE cannot override it.
+        self._verify: str | bool = ca_file or True
         self._session = requests.Session()
 
     def grant(self, endpoint_id: str) -> tuple[str, str]:
@@ -139,7 +144,7 @@ class BrokerAdmin:
         url = self.api + path
         try:
             response = self._session.request(
-                method, url, json=body, auth=self.auth, timeout=TIMEOUT
+                method, url, json=body, auth=self.auth, timeout=TIMEOUT, verify=self._verify
             )
         except requests.RequestException as exc:
             raise BrokerError(

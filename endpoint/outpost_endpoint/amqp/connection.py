@@ -8,14 +8,17 @@ fleet of endpoints does not reconnect in lock-step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pika
 
+from outpost.errors import ConfigurationError
+from outpost.protocol.conventions import redact_url
 from outpost.protocol.signing import DEFAULT_MAX_AGE, SignatureError, Verifier
-from outpost_endpoint.errors import BrokerError
+from outpost.protocol.tls import TlsFiles, amqps_context, tls_failure
+from outpost_endpoint.errors import BrokerError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,16 @@ class AmqpSettings:
     task_signing_key: str | None = None
     #: Seconds after signing at which a task or cancel message is refused.
     task_max_age: float = DEFAULT_MAX_AGE
+    #: CA and client certificate for ``amqps://`` (config.yaml ``amqp_ca_file`` etc.).
+    tls: TlsFiles = field(default_factory=TlsFiles)
 
     @classmethod
     def from_registration(
-        cls, data: dict[str, Any], *, url_override: str | None = None
+        cls,
+        data: dict[str, Any],
+        *,
+        url_override: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> AmqpSettings:
         """Build from the service's answer, raising a clear error if a field is missing."""
         missing = [
@@ -76,6 +85,7 @@ class AmqpSettings:
             heartbeat_interval=float(interval) if isinstance(interval, (int, float)) else 30.0,
             task_signing_key=key if isinstance(key, str) and key else None,
             task_max_age=float(max_age) if isinstance(max_age, (int, float)) else DEFAULT_MAX_AGE,
+            tls=tls or TlsFiles(),
         )
 
 
@@ -93,11 +103,32 @@ def _override(override: str, given: Any) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def connect(url: str, name: str) -> pika.BlockingConnection:
-    """Open one blocking connection (the caller's thread owns it)."""
+def connect(url: str, name: str, tls: TlsFiles | None = None) -> pika.BlockingConnection:
+    """Open one blocking connection (the caller's thread owns it).
+
+    ``amqps://`` is TLS verified against ``tls.ca_file`` (config.yaml ``amqp_ca_file``; else
+    the system store) with the host name checked, showing ``tls``'s client certificate if
+    set.  A certificate the endpoint does not trust (or a broker wanting a client certificate)
+    raises :class:`BrokerError` saying which setting fixes it: retrying cannot help."""
     params = pika.URLParameters(url)
+    try:
+        context = amqps_context(url, tls)
+    except ConfigurationError as exc:
+        raise ConfigError(f"{exc} (amqp_ca_file/amqp_cert_file/amqp_key_file)") from exc
+    if context is not None:
+        params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
     params.connection_attempts = 1
     params.socket_timeout = 10
     params.blocked_connection_timeout = 60
     params.client_properties = {"connection_name": name}
-    return pika.BlockingConnection(params)
+    try:
+        return pika.BlockingConnection(params)
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        problem = tls_failure(
+            exc,
+            ca_setting="amqp_ca_file in config.yaml",
+            cert_setting="amqp_cert_file and amqp_key_file in config.yaml",
+        )
+        if problem is None:
+            raise
+        raise BrokerError(f"cannot connect to RabbitMQ at {redact_url(url)}: {problem}") from exc

@@ -1,0 +1,114 @@
+"""The WSGI server under the service: waitress for plain HTTP, cheroot when TLS is configured.
+
+Why two servers behind one small interface:
+
+* waitress (plain HTTP) is what every benchmark and reliability test of this repository
+  measured.  Its asyncore front end reads whole requests and writes whole responses itself,
+  so a slow or stalled client never holds a request thread -- the right server behind a
+  TLS-terminating reverse proxy, and the default.  It has no TLS.
+* cheroot (CherryPy's server: maintained, pure Python, TLS through the standard :mod:`ssl`)
+  serves HTTPS when ``--tls-cert``/``--tls-key`` are given.  It runs the same WSGI app with the
+  same fixed pool of request threads (each waiting long-poll holds one for up to a minute).
+  Its one weakness: the TLS handshake runs on the accepting thread, so a client that connects
+  and sends nothing delays other new connections; :data:`HANDSHAKE_TIMEOUT` bounds that.  An
+  internet-facing service with hostile clients is better behind a proxy (docs/SECURITY.md).
+
+gunicorn is not an option: its forked workers would each need their own ingest consumer and
+long-poll notifier, which ``serve`` runs in-process.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Protocol
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from waitress.server import create_server
+
+from outpost.protocol.tls import server_context
+
+#: Seconds a new HTTPS connection may take to finish its TLS handshake (see module docstring).
+HANDSHAKE_TIMEOUT = 5.0
+#: Seconds a connection may stay idle (between keep-alive requests, or inside one request).
+IDLE_TIMEOUT = 60
+
+
+class HttpServer(Protocol):
+    """A bound server: ``url`` is where it listens (the real port when 0 was asked for)."""
+
+    url: str
+
+    def serve(self) -> None:
+        """Serve until SystemExit or KeyboardInterrupt is raised in this (the main) thread."""
+
+    def close(self) -> None:
+        """Stop accepting, let running requests finish (briefly), release the socket."""
+
+
+def build_server(
+    app: Any, *, host: str, port: int, threads: int, tls_cert: str = "", tls_key: str = ""
+) -> HttpServer:
+    """Bind ``host:port`` and return the server for ``app``: HTTPS with ``tls_cert`` and
+    ``tls_key`` (unreadable or mismatched files raise ConfigurationError), else HTTP."""
+    if tls_cert or tls_key:
+        return _CherootServer(app, host, port, threads, tls_cert, tls_key)
+    return _WaitressServer(app, host, port, threads)
+
+
+class _WaitressServer:
+    def __init__(self, app: Any, host: str, port: int, threads: int) -> None:
+        self._server: Any = create_server(
+            app, host=host, port=port, threads=threads, channel_timeout=300, ident="outpost-service"
+        )
+        self.url = f"http://{_host(self._server.effective_host)}:{self._server.effective_port}"
+
+    def serve(self) -> None:
+        self._server.run()  # returns after SystemExit/KeyboardInterrupt, having stopped threads
+
+    def close(self) -> None:
+        self._server.close()
+
+
+class _HandshakeBounded(BuiltinSSLAdapter):
+    """cheroot's adapter with a short timeout while the handshake runs (cheroot sets its own
+    connection timeout again right after)."""
+
+    def wrap(self, sock: socket.socket) -> Any:
+        sock.settimeout(HANDSHAKE_TIMEOUT)
+        return super().wrap(sock)
+
+
+class _CherootServer:
+    def __init__(
+        self, app: Any, host: str, port: int, threads: int, tls_cert: str, tls_key: str
+    ) -> None:
+        context = server_context(tls_cert, tls_key)  # clear errors before cheroot's own
+        self._server = wsgi.Server(
+            (host, port),
+            app,
+            numthreads=threads,
+            max=threads,
+            server_name="outpost-service",
+            timeout=IDLE_TIMEOUT,
+            request_queue_size=128,
+        )
+        adapter = _HandshakeBounded(tls_cert, tls_key)
+        adapter.context = context
+        self._server.ssl_adapter = adapter
+        self._server.prepare()  # binds now, so the real port is known
+        bound_host, bound_port = self._server.bind_addr[:2]
+        self.url = f"https://{_host(bound_host)}:{bound_port}"
+
+    def serve(self) -> None:
+        try:
+            self._server.serve()
+        finally:
+            self._server.stop()
+
+    def close(self) -> None:
+        self._server.stop()
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
