@@ -1,6 +1,7 @@
-"""Running the service: waitress for HTTP, plus the ingest consumer in a thread.
+"""Running the service: the HTTP(S) server (http_server.py), plus the ingest consumer and the
+republish sweeper in threads.
 
-SIGTERM and SIGINT stop it cleanly: long-polls are released, waitress stops accepting and
+SIGTERM and SIGINT stop it cleanly: long-polls are released, the server stops accepting and
 finishes its requests, ingest stops after acknowledging what it stored, connections close.
 """
 
@@ -13,12 +14,11 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from waitress.server import create_server
-
 from outpost_service.app import create_app
 from outpost_service.broker.ingest import IngestConsumer
-from outpost_service.broker.sweeper import Sweeper
+from outpost_service.broker.sweeper import Sweeper, standalone_sweeper
 from outpost_service.config import ServiceConfig
+from outpost_service.http_server import build_server
 from outpost_service.state import EXTENSION, ServiceState
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> Ing
         retention=config.result_retention,
         prefetch=config.ingest_prefetch,
         purge_interval=config.purge_interval,
+        tls=config.amqp_tls,
     )
 
 
@@ -56,15 +57,25 @@ def serve(
     threads: int = 32,
     ingest: bool = True,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; prints ``outpost-service listening on http://HOST:PORT``."""
+    """Serve until SIGTERM/SIGINT; prints ``outpost-service listening on http(s)://HOST:PORT``
+    (https when ``config`` has ``tls_cert`` and ``tls_key``)."""
     app = create_app(config)
     state: ServiceState = app.extensions[EXTENSION]
+    try:  # binds the port and loads the certificate: errors before any thread starts
+        # Long-polls hold a thread each for up to a minute: more than a server's usual 4.
+        server = build_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            tls_cert=config.tls_cert,
+            tls_key=config.tls_key,
+        )
+    except BaseException:
+        state.close()
+        raise
     consumer = make_ingest(config, state) if ingest else None
     sweeper = Sweeper(state, republish_after=config.republish_after)
-    # Long-polls hold a thread each for up to a minute: waitress needs more than its default 4.
-    server: Any = create_server(
-        app, host=host, port=port, threads=threads, channel_timeout=300, ident="outpost-service"
-    )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received signal %d; shutting down", signum)
@@ -75,10 +86,10 @@ def serve(
     if consumer is not None:
         consumer.start()
     sweeper.start()
-    print(f"outpost-service listening on http://{server.effective_host}:{server.effective_port}")
+    print(f"outpost-service listening on {server.url}")
     sys.stdout.flush()
     try:
-        server.run()  # returns after SystemExit/KeyboardInterrupt, having stopped its threads
+        server.serve()  # returns or raises after SystemExit/KeyboardInterrupt
     finally:
         sweeper.stop()
         if consumer is not None:
@@ -89,10 +100,16 @@ def serve(
 
 
 def run_ingest(config: ServiceConfig) -> None:
-    """Run only the ingest consumer (``outpost-service ingest``) until SIGTERM/SIGINT."""
+    """Run only the ingest consumer (``outpost-service ingest``) until SIGTERM/SIGINT, with
+    a sweeper beside it (one sweeps per deployment at a time: broker/sweeper.py)."""
     consumer = make_ingest(config)
+    sweeper = standalone_sweeper(config)
     _on_signals(lambda _signum, _frame: consumer.stop(timeout=0))
+    sweeper.start()
     print(f"outpost-service ingest consuming {consumer.topology.ingest_queue}")
     sys.stdout.flush()
-    consumer.run()
-    consumer.database.dispose()
+    try:
+        consumer.run()
+    finally:
+        sweeper.stop()
+        consumer.database.dispose()

@@ -38,6 +38,7 @@ CPU_AFFINITIES = ("none", "block", "alternating", "block-reverse", "list:...")
 ACCELERATOR_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
 _CORE_SET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _WALLTIME = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
+_FUNCTION_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -140,10 +141,21 @@ class EndpointConfig:
 
     service_url: str | None = None
     amqp_url: str | None = None
+    #: CA bundle (PEM) trusted for HTTPS to the service; unset: ``OUTPOST_CA_BUNDLE``, then
+    #: ``REQUESTS_CA_BUNDLE``, then the bundled CAs.
+    service_ca_file: str | None = None
+    #: For ``amqps://``: CA bundle that signed RabbitMQ's certificate (unset: the system
+    #: store), and a client certificate + key for brokers that verify peers.
+    amqp_ca_file: str | None = None
+    amqp_cert_file: str | None = None
+    amqp_key_file: str | None = None
     heartbeat_interval: float | None = None
     prefetch: int | None = None
     shutdown_grace: float = 30.0
     engine: EngineConfig = field(default_factory=EngineConfig)
+    #: The only function ids this endpoint runs (None: any); enforced by the daemon itself,
+    #: on top of the service's allow-list (docs/SECURITY.md).
+    allowed_functions: list[str] | None = None
 
     @property
     def prefetch_count(self) -> int:
@@ -222,19 +234,29 @@ class _Checker:
         allowed = (
             "service_url",
             "amqp_url",
+            "service_ca_file",
+            "amqp_ca_file",
+            "amqp_cert_file",
+            "amqp_key_file",
             "heartbeat_interval",
             "prefetch",
             "shutdown_grace",
             "engine",
+            "allowed_functions",
         )
         data = self.section(data, "(top level)", allowed)
         return EndpointConfig(
             service_url=self.value(data, "service_url", "", None, _url(("http://", "https://"))),
             amqp_url=self.value(data, "amqp_url", "", None, _url(("amqp://", "amqps://"))),
+            service_ca_file=self.value(data, "service_ca_file", "", None, _file_path),
+            amqp_ca_file=self.value(data, "amqp_ca_file", "", None, _file_path),
+            amqp_cert_file=self.value(data, "amqp_cert_file", "", None, _file_path),
+            amqp_key_file=self.value(data, "amqp_key_file", "", None, _file_path),
             heartbeat_interval=self.value(data, "heartbeat_interval", "", None, _number(0.1)),
             prefetch=self.value(data, "prefetch", "", None, _integer(1)),
             shutdown_grace=self.value(data, "shutdown_grace", "", 30.0, _number(0)),
             engine=self.engine(data.get("engine")),
+            allowed_functions=self.value(data, "allowed_functions", "", None, _function_ids),
         )
 
     def engine(self, data: Any) -> EngineConfig:
@@ -382,6 +404,14 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _file_path(value: Any) -> str:
+    """An absolute path (``~`` expanded): the daemon's working folder is not the user's."""
+    path = os.path.expanduser(_text(value))
+    if not os.path.isabs(path):
+        raise ValueError("is not an absolute path; write /path/to/file.pem or ~/file.pem")
+    return path
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if not isinstance(value, str) or not value.startswith(schemes):
@@ -423,6 +453,24 @@ def _affinity(value: Any) -> str:
             "between cores or ranges, e.g. list:0-3,8:4-7"
         )
     raise ValueError(f"is not one of: {', '.join(CPU_AFFINITIES)}")
+
+
+def _function_ids(value: Any) -> list[str]:
+    """A non-empty list of function ids (sha256 hex, as ``outpost`` registers them)."""
+    if not isinstance(value, list):
+        raise ValueError("is not a list; write a YAML list of function ids (sha256 hex)")
+    if not value:
+        raise ValueError(
+            "is empty, which would refuse every task; list the function ids to run, or remove "
+            "the key to run any function"
+        )
+    bad = [v for v in value if not isinstance(v, str) or not _FUNCTION_ID.match(v)]
+    if bad:
+        raise ValueError(
+            f"has entries that are not function ids: {', '.join(repr(b) for b in bad[:3])}; a "
+            "function id is the 64 lowercase hex digits `outpost` prints at registration"
+        )
+    return list(dict.fromkeys(value))
 
 
 def _fraction(value: Any) -> float:

@@ -121,3 +121,16 @@ def deadline_of(task: TaskEnvelope) -> float | None:
     if isinstance(after, bool) or not isinstance(after, (int, float)) or not task.created_at:
         return None
     return float(task.created_at) + float(after)
+
+
+def refused_function_result(task: TaskEnvelope) -> ResultEnvelope:
+    """The answer for a task whose function this endpoint's ``allowed_functions`` leaves out."""
+    return failed_result(
+        task,
+        "function_not_allowed",
+        f"function {task.function_id} is not in the allowed_functions of endpoint "
+        f"{task.endpoint_id} (its config.yaml on {HOSTNAME}); the task was not run. Ask the "
+        "endpoint's owner to add the function id and restart the endpoint, or use an allowed "
+        "function",
+        error_type="outpost.errors.FunctionNotAllowed",
+    )

@@ -18,7 +18,8 @@ from typing import Any
 
 from outpost.errors import SealingError
 from outpost.protocol.conventions import redact_url as redact
-from outpost.protocol.sealing import load_or_create_key, public_key_text
+from outpost.protocol.sealing import key_fingerprint, load_or_create_key, public_key_text
+from outpost.protocol.tls import TlsFiles
 from outpost_endpoint import pidfile
 from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.config import EndpointConfig, EngineConfig, load_config
@@ -44,12 +45,23 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSettings]:
     """Register with the service (re-attaching to the id in endpoint.json) and keep the id."""
-    access = resolve_access(paths, config.service_url)
+    access = resolve_access(paths, config.service_url, config.service_ca_file)
     known = paths.read_info()
-    sealing = {"sealing_public_key": public_key_text(load_or_create_key(paths.sealing_key))}
-    answer = ServiceLink(access).register(paths.name, known.get("endpoint_id"), sealing)
+    sealing_key = load_or_create_key(paths.sealing_key)
+    # Users compare this with what `outpost endpoints trust` shows (docs/SECURITY.md).
+    log.info("sealing key fingerprint %s (%s)", key_fingerprint(sealing_key), paths.sealing_key)
+    metadata: dict[str, Any] = {"sealing_public_key": public_key_text(sealing_key)}
+    if config.allowed_functions is not None:  # shown to users; the daemon enforces it
+        metadata["allowed_functions"] = config.allowed_functions
+    answer = ServiceLink(access).register(paths.name, known.get("endpoint_id"), metadata)
     endpoint_id = answer["endpoint_id"]
-    settings = AmqpSettings.from_registration(answer["amqp"], url_override=config.amqp_url)
+    settings = AmqpSettings.from_registration(
+        answer["amqp"],
+        url_override=config.amqp_url,
+        tls=TlsFiles(
+            config.amqp_ca_file or "", config.amqp_cert_file or "", config.amqp_key_file or ""
+        ),
+    )
     settings = pin_signing_key(known, settings, paths.info, access.url)
     paths.write_info(
         {
@@ -93,6 +105,7 @@ def run_endpoint(
             prefetch=config.prefetch_count,
             heartbeat_interval=config.heartbeat_interval,
             journal_path=paths.root / "journal.db",
+            allowed_functions=config.allowed_functions,
         )
         log.info(
             "endpoint %s (%s): engine %s, prefetch %d; service %s; RabbitMQ %s",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class EndpointService:
         prefetch: int,
         heartbeat_interval: float | None = None,
         journal_path: Path | str | None = None,
+        allowed_functions: Collection[str] | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id
         self.settings = settings
@@ -52,7 +54,13 @@ class EndpointService:
             outbox=SpooledOutbox(self.journal),
         )
         self.consumer = TaskConsumer(
-            settings, endpoint_id, engine, self.publisher, prefetch=prefetch, journal=self.journal
+            settings,
+            endpoint_id,
+            engine,
+            self.publisher,
+            prefetch=prefetch,
+            journal=self.journal,
+            allowed_functions=allowed_functions,
         )
         self._stopped = threading.Event()
 

@@ -18,6 +18,7 @@ import click
 
 from outpost.client import Client
 from outpost.credentials import normalize_url, write_credentials
+from outpost.endpoint_keys import fingerprint_of, read_pins, write_pin
 from outpost.errors import OutpostError, ResultNotReady, ServiceError
 
 EPILOG = """\b
@@ -30,6 +31,7 @@ Examples:
   outpost login --url https://outpost.example.org --token "$TOKEN"
   outpost endpoints list
   outpost endpoints share 5e1f... --user bob --function 9c2d...   # bob may run 9c2d... there
+  outpost endpoints trust 5e1f...   # accept its rotated sealing key (encrypt=True)
   outpost tasks group 3f0c...   # states of every task of an Executor's task_group_id
   outpost tasks retry --group 3f0c... --state failed   # rerun only the failures
   outpost tasks result 9a1e...  # print a task's value, or its remote traceback
@@ -181,6 +183,36 @@ def endpoints_policy(obj: _Context, endpoint_id: str, as_json: bool) -> None:
         _echo_json(policy)
         return
     _echo_policy(policy)
+
+
+@endpoints.command("trust")
+@click.argument("endpoint_id")
+@click.option(
+    "--fingerprint",
+    metavar="sha256:HEX",
+    help="Accept the key only if it has this fingerprint (as the endpoint logs it at start).",
+)
+@click.pass_obj
+def endpoints_trust(obj: _Context, endpoint_id: str, fingerprint: str | None) -> None:
+    """Pin the endpoint's current sealing key for Executor(encrypt=True), replacing the pin
+    of an earlier key (after the endpoint's key was legitimately rotated).  Compare the printed
+    fingerprint with the one the endpoint's owner sees in its endpoint.log."""
+    metadata = obj.client().get_endpoint(endpoint_id).get("metadata") or {}
+    text = metadata.get("sealing_public_key") if isinstance(metadata, dict) else None
+    if not isinstance(text, str):
+        raise click.ClickException(
+            f"endpoint {endpoint_id} publishes no sealing key (an older endpoint version?)"
+        )
+    offered = fingerprint_of(text)
+    if fingerprint is not None and fingerprint_of(fingerprint) != offered:
+        raise click.ClickException(
+            f"the service offers key {offered} for endpoint {endpoint_id}, not {fingerprint}; "
+            "nothing was pinned"
+        )
+    before = read_pins().get(endpoint_id)
+    path = write_pin(endpoint_id, offered)
+    replaced = f" (replacing {before})" if before and before != offered else ""
+    click.echo(f"pinned {offered} for endpoint {endpoint_id} in {path}{replaced}")
 
 
 def _echo_policy(policy: dict[str, Any]) -> None:

@@ -36,6 +36,12 @@ class SealingError(SerializationError):
     altered bytes, or a payload moved to another task (see :mod:`outpost.protocol.sealing`)."""
 
 
+class EndpointKeyChangedError(SealingError):
+    """The service offered a sealing key for an endpoint other than the one pinned for it
+    (trust on first use, or ``Executor(endpoint_key=...)``): possibly a service substituting
+    its own key to read sealed arguments (see :mod:`outpost.endpoint_keys`)."""
+
+
 class SerializerVersionMismatch(SerializationError):
     """Deserialization failed and the writer's Python/cloudpickle versions differ from ours."""
 

@@ -11,35 +11,70 @@ A task published by both the submit and the sweeper is delivered twice; the endp
 recognises the second delivery and the service keeps one result per task.
 
 The same thread fails the tasks whose expiry deadline passed (:mod:`outpost_service.expiry`).
+
+Every ``serve`` and every ``ingest`` process runs a sweeper (so a deployment of ``serve
+--no-ingest`` web nodes and standalone ``ingest`` consumers sweeps as long as any of them
+runs), but one at a time: a round starts only in the process holding the ``sweeper`` lease
+(:mod:`outpost_service.store.leases`, a row in the database).  The holder renews it each round
+and before each batch; it lapses ``lease_ttl`` seconds after a holder died, and is released at
+once by a holder that stops or cannot reach RabbitMQ, so another process takes over.  Should
+two sweep at once anyway (a round longer than the lease, clock skew), nothing breaks: a task
+republished twice is delivered twice and run once (the endpoint journal), and an expiry is
+stored once (:func:`.store.tasks.finish` locks the rows and compares the state) and only the
+process that stored it tells the endpoint to cancel.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 
+import sqlalchemy as sa
+
+from outpost_service.config import ServiceConfig
 from outpost_service.errors import BrokerUnavailable, ServiceError
 from outpost_service.expiry import expire_due
 from outpost_service.state import ServiceState
+from outpost_service.store import leases
 from outpost_service.store import tasks as task_store
 from outpost_service.submission import envelopes_for, publish
+from outpost_service.task_signing import load_or_create_signer
 
 log = logging.getLogger(__name__)
 
 #: Most tasks republished per publish (one batch of confirms).
 BATCH = 1000
+#: The lease every sweeper of a deployment competes for.
+LEASE = "sweeper"
+#: The shortest lease (seconds): a holder killed with SIGKILL is replaced after at most this.
+LEASE_MIN_TTL = 10.0
 
 
 class Sweeper:
     """See the module docstring."""
 
     def __init__(
-        self, state: ServiceState, *, republish_after: float, interval: float | None = None
+        self,
+        state: ServiceState,
+        *,
+        republish_after: float,
+        interval: float | None = None,
+        owns_state: bool = False,
     ) -> None:
         self.state = state
+        self._owns_state = owns_state  # close its connections on stop (standalone_sweeper)
         self.republish_after = republish_after
         self.interval = interval if interval is not None else min(10.0, republish_after)
+        #: Seconds after its last renewal at which another process may take the lease: a
+        #: few rounds, and far longer than publishing one batch takes.
+        self.lease_ttl = max(3 * self.interval, LEASE_MIN_TTL)
+        #: This sweeper's name in the lease row (host, pid, and a nonce for tests that run
+        #: several sweepers in one process).
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="outpost-sweeper", daemon=True)
 
@@ -50,11 +85,55 @@ class Sweeper:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self.release()
+        if self._owns_state:
+            self.state.close()
 
-    def sweep(self) -> int:
-        """Publish every unpublished task old enough; return how many were published."""
+    def hold_lease(self) -> bool:
+        """Take or renew the deployment's sweeper lease; False while another process has it
+        (or the database is away)."""
+        try:
+            with self.state.database.write() as conn:
+                return leases.acquire(conn, LEASE, self.holder, self.lease_ttl, time.time())
+        except sa.exc.IntegrityError:  # another process took the free lease at the same moment
+            return False
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("sweeper: cannot reach the database for its lease (%s); will retry", exc)
+            return False
+
+    def release(self) -> None:
+        """Give the lease up so another process sweeps at once."""
+        try:
+            with self.state.database.write() as conn:
+                leases.release(conn, LEASE, self.holder)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("sweeper: could not release its lease (%s); it lapses by itself", exc)
+
+    def run_once(self) -> bool:
+        """One round -- expiry, then republishing -- if this process holds the lease;
+        returns whether it did."""
+        if not self.hold_lease():
+            return False
+        try:
+            expire_due(self.state)
+        except Exception:  # the database is away: next round
+            log.exception("expiry sweep failed; will retry in %.0fs", self.interval)
+        try:
+            self.sweep(renew=True)
+        except BrokerUnavailable as exc:
+            log.warning("sweeper: RabbitMQ still unavailable (%s); will retry", exc)
+            self.release()  # another process may reach it
+        except ServiceError as exc:
+            log.error("sweeper: %s; will retry", exc)
+        return True
+
+    def sweep(self, *, renew: bool = False) -> int:
+        """Publish every unpublished task old enough; return how many were published.  With
+        ``renew``, the lease is renewed before each batch and the sweep ends if it was lost."""
         done = 0
         while not self._stop.is_set():
+            if renew and done and not self.hold_lease():
+                break
             before = time.time() - self.republish_after
             with self.state.database.read() as conn:
                 rows = task_store.unpublished(conn, before, BATCH)
@@ -71,14 +150,15 @@ class Sweeper:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                expire_due(self.state)
-            except Exception:  # the database is away: next round
-                log.exception("expiry sweep failed; will retry in %.0fs", self.interval)
-            try:
-                self.sweep()
-            except BrokerUnavailable as exc:
-                log.warning("sweeper: RabbitMQ still unavailable (%s); will retry", exc)
-            except ServiceError as exc:
-                log.error("sweeper: %s; will retry", exc)
+                self.run_once()
             except Exception:  # a bug must not end the sweeps
                 log.exception("sweeper failed; will retry in %.0fs", self.interval)
+
+
+def standalone_sweeper(config: ServiceConfig) -> Sweeper:
+    """A sweeper with connections of its own, for a process without the HTTP app
+    (``outpost-service ingest``); :meth:`Sweeper.stop` closes them."""
+    state = ServiceState.build(config)
+    state.database.ensure_schema()
+    state.publisher.signer = load_or_create_signer(state.database)  # republishes are signed
+    return Sweeper(state, republish_after=config.republish_after, owns_state=True)

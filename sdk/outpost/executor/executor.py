@@ -14,7 +14,7 @@ import copy
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from outpost.client import Client
@@ -65,6 +65,9 @@ class Executor(concurrent.futures.Executor):
     wait at the service.  ``encrypt=True`` seals each task's arguments for the endpoint and has
     the endpoint seal the result for this task group's key, kept in
     ``$OUTPOST_HOME/sealing_keys/<task_group_id>`` (see docs/SECURITY.md, "Sealed tasks").
+    The endpoint's key comes from the service and is pinned on first use in
+    ``$OUTPOST_HOME/known_endpoints``; ``endpoint_key`` (its base64 public key or
+    ``sha256:`` fingerprint, or a dict of them by endpoint id) pins it explicitly instead.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Executor(concurrent.futures.Executor):
         resource_specification: dict[str, Any] | None = None,
         result_wait: float = 20.0,
         encrypt: bool = False,
+        endpoint_key: str | Mapping[str, str] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -94,7 +98,11 @@ class Executor(concurrent.futures.Executor):
         # already failed.
         self._lock = threading.RLock()
         self._shutdown = False
-        self._sealer = Sealer(self._client, self._task_group_id) if encrypt else None
+        if endpoint_key is not None and not encrypt:
+            raise ConfigurationError(
+                "endpoint_key pins the key tasks are sealed for; it needs encrypt=True"
+            )
+        self._sealer = Sealer(self._client, self._task_group_id, endpoint_key) if encrypt else None
         opener = self._sealer.open_result if self._sealer is not None else None
         self._watcher = Watcher(self._client, wait=result_wait, opener=opener)
         self._submitter = Submitter(

@@ -5,18 +5,22 @@ endpoint in its registration metadata as ``sealing_public_key``) and asks for th
 sealed for its own key.  That key belongs to the task group: it is kept in
 ``$OUTPOST_HOME/sealing_keys/<task_group_id>`` (0600), so :meth:`Executor.reload_tasks` in a
 later process with the same home can still open the results; a process without that file
-cannot, and says so.  See docs/SECURITY.md, "Sealed tasks".
+cannot, and says so.  The endpoint keys the service returns are pinned (trust on first use,
+or an explicit ``endpoint_key``; see :mod:`outpost.endpoint_keys`).  See docs/SECURITY.md,
+"Sealed tasks".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from outpost.client import Client
+from outpost.endpoint_keys import check_endpoint_key
 from outpost.errors import ConfigurationError, SealingError
 from outpost.protocol import ErrorInfo, ResultEnvelope, deserialize
 from outpost.protocol.conventions import outpost_home
@@ -41,8 +45,15 @@ def key_path(task_group_id: str) -> Path:
 class Sealer:
     """Seals arguments for endpoints and opens results for one task group."""
 
-    def __init__(self, client: Client, task_group_id: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        task_group_id: str,
+        endpoint_key: str | Mapping[str, str] | None = None,
+    ) -> None:
         self._client = client
+        #: Explicit pins: one key or fingerprint for every endpoint, or one per endpoint id.
+        self._pinned = endpoint_key
         self.path = key_path(task_group_id)
         self._key = load_or_create_key(self.path)
         self.public_key = public_key_text(self._key)
@@ -50,7 +61,8 @@ class Sealer:
         self._lock = threading.Lock()
 
     def endpoint_key(self, endpoint_id: str) -> X25519PublicKey:
-        """The endpoint's public key from the service (asked once per endpoint)."""
+        """The endpoint's public key from the service (asked once per endpoint), checked
+        against its pin (:func:`outpost.endpoint_keys.check_endpoint_key`)."""
         with self._lock:
             known = self._endpoints.get(endpoint_id)
         if known is not None:
@@ -64,6 +76,10 @@ class Sealer:
                 "(`outpost-endpoint restart NAME`), or use Executor(encrypt=False)"
             )
         key = public_key_from_text(text, f"the sealing key of endpoint {endpoint_id}")
+        pinned = self._pinned
+        if isinstance(pinned, Mapping):
+            pinned = pinned.get(endpoint_id)
+        check_endpoint_key(endpoint_id, text, pinned)
         with self._lock:
             self._endpoints[endpoint_id] = key
         return key

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def public_key_from_text(text: object, source: str = "public key") -> X25519Publ
     if len(raw) != _KEY:
         raise SealingError(f"{source} must be a {_KEY}-byte X25519 key, got {len(raw)} bytes")
     return X25519PublicKey.from_public_bytes(raw)
+
+
+def key_fingerprint(key: X25519PrivateKey | X25519PublicKey) -> str:
+    """``sha256:<hex>`` of the raw public key: what a user compares out of band (the endpoint
+    logs its own at start) and what the SDK pins per endpoint (:mod:`outpost.endpoint_keys`)."""
+    public = key.public_key() if isinstance(key, X25519PrivateKey) else key
+    return "sha256:" + hashlib.sha256(_raw(public)).hexdigest()
 
 
 def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
