@@ -4,6 +4,11 @@ N no-op tasks from one client (``Executor.submit`` in a loop); the figure is N /
 -> last result) and the time to the last result.  In the same run, the raw-pika physical limit
 (:mod:`benchmarks.raw_pika`) moves N messages of the same sizes as Outpost's task and result
 messages over the same two broker hops; the ratio Outpost / raw is reported per run.
+
+Each run also charges CPU to the stack's processes (``/proc``: user + system seconds before and
+after, divided by N): client, service, RabbitMQ (when it runs on this host), endpoint daemon and
+the engine's managers and workers.  On a shared machine the rate swings with the load; CPU
+milliseconds per task per process are what to compare between versions.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from benchmarks import raw_pika
 from benchmarks.common import AMQP_URL, fmt, ratios, show, summary
-from benchmarks.local_stack import outpost_stack
+from benchmarks.local_stack import cpu_seconds, outpost_stack
 from benchmarks.peer_runner import noop
 from outpost import Executor
 from outpost.protocol import ResultEnvelope, TaskEnvelope, TaskState, serialize
@@ -37,16 +42,22 @@ def measure(runs: int, tasks: int) -> dict[str, Any]:
     rates: list[float] = []
     seconds: list[float] = []
     raw_rates: list[float] = []
+    cpu_ms: dict[str, list[float]] = {}
     with (
         outpost_stack("bench-e2e") as stack,
         Executor(stack.endpoint.endpoint_id, stack.client) as ex,
     ):
         ex.submit(noop).result(timeout=120)  # workers, connections, function registered
         for index in range(runs):
+            processes = stack.processes()
+            before = {role: sum(map(cpu_seconds, pids)) for role, pids in processes.items()}
             start = time.perf_counter()
             futures = [ex.submit(noop) for _ in range(tasks)]
             done, _ = concurrent.futures.wait(futures, timeout=max(600, tasks / 50))
             elapsed = time.perf_counter() - start
+            for role, pids in processes.items():
+                used = sum(map(cpu_seconds, pids)) - before[role]
+                cpu_ms.setdefault(role, []).append(used * 1000 / tasks)
             failed = [f for f in futures if f not in done or f.exception() is not None]
             if failed:
                 raise RuntimeError(f"{len(failed)} of {tasks} tasks failed or timed out")
@@ -62,6 +73,8 @@ def measure(runs: int, tasks: int) -> dict[str, Any]:
         "outpost_seconds_to_last_result": summary(seconds),
         "raw_pika_round_trips_per_s": summary(raw_rates),
         "ratio_outpost_to_raw_pika": ratios(rates, raw_rates),
+        "cpu_ms_per_task": {role: summary(values) for role, values in cpu_ms.items()},
+        "cpu_ms_per_task_total": summary([sum(run) for run in zip(*cpu_ms.values(), strict=True)]),
     }
 
 
@@ -73,5 +86,10 @@ def report(result: dict[str, Any]) -> None:
             ("outpost time to last result", fmt(result["outpost_seconds_to_last_result"], " s", 2)),
             ("raw pika, same sizes + confirms", fmt(result["raw_pika_round_trips_per_s"], " /s")),
             ("ratio outpost / raw pika", fmt(result["ratio_outpost_to_raw_pika"], "x", 3)),
+            *(
+                (f"CPU per task: {role}", fmt(stats, " ms", 3))
+                for role, stats in result.get("cpu_ms_per_task", {}).items()
+            ),
+            ("CPU per task: all of them", fmt(result.get("cpu_ms_per_task_total", {}), " ms", 3)),
         ],
     )

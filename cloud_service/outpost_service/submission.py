@@ -11,7 +11,10 @@ publishes them again once RabbitMQ takes messages.  The client of a failed publi
 whose ``details.task_ids`` names the stored tasks: they *will* run, and can be watched like any
 other task.  A client that retries the same request with the same ``request_id`` gets the same
 task ids back instead of new tasks (the retry also publishes the ones still unpublished, so a
-200 keeps meaning "confirmed by RabbitMQ").
+200 keeps meaning "confirmed by RabbitMQ").  Concurrent attempts of one request take turns in
+the write transaction (:func:`.store.tasks.lock_request`), so exactly one stores the batch; a
+retry that arrives while the first attempt is still publishing publishes the same messages
+again, which the endpoint's journal recognises (delivered twice, run once).
 """
 
 from __future__ import annotations
@@ -44,18 +47,20 @@ def submit(
     with its task ids (after publishing any still unpublished) and nothing new is stored."""
     for task in new:
         task.task_id = str(uuid.uuid4())
-    if request_id is not None:
-        with state.database.read() as conn:
+    stored: list[str] = []
+    with state.database.read() as conn:  # one read transaction for every check
+        if request_id is not None:
             stored = task_store.by_request(conn, owner, request_id)
-        if stored:
-            return _replay(state, request_id, stored)
-    with state.database.read() as conn:
-        check_access(conn, owner, new)
-        payloads = _function_payloads(state, conn, {t.function_id for t in new})
+        if not stored:
+            check_access(conn, owner, new)
+            payloads = _function_payloads(state, conn, {t.function_id for t in new})
+    if stored:
+        return _replay(state, request_id or "", stored)
     now = time.time()
     earlier: list[str] = []
     with state.database.write() as conn:
         if request_id is not None:  # a concurrent retry may have stored it meanwhile
+            task_store.lock_request(conn, owner, request_id)  # ... or be storing it now
             earlier = task_store.by_request(conn, owner, request_id)
         if not earlier:
             task_store.insert_many(conn, owner, new, now, request_id)

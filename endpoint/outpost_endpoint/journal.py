@@ -22,9 +22,11 @@ or of the machine.  One connection is shared by the consumer and publisher threa
 Group commit: the fsync, not the row, is what costs (it was ~60% of the endpoint's busy time
 with one transaction per write).  So the ``*_many`` methods write a whole burst -- every task of
 one delivery burst, every result the engine returned meanwhile, every result of one confirmed
-publish batch -- in ONE transaction, and return only after it is committed.  Callers keep the
-order that makes this safe: ack a task only after ``accept_many`` returned, publish a result
-only after ``finish_many`` returned, ``confirm_many`` only after RabbitMQ confirmed.
+publish batch -- in ONE transaction, and return only after it is committed; and
+``confirm_and_finish`` writes the result publisher's whole turn (the tombstones of the batch
+RabbitMQ confirmed last, the results it publishes next) in one.  Callers keep the order that
+makes this safe: ack a task only after ``accept_many`` returned, publish a result only after
+its finish returned, confirm only after RabbitMQ confirmed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS ix_entries_state ON entries (state, updated_at);
 """
+
+_FINISH = (
+    "INSERT INTO entries (task_id, state, result, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
+    "result = excluded.result, task = NULL, updated_at = excluded.updated_at "
+    "WHERE entries.state != ?"
+)
+_CONFIRM = (
+    "UPDATE entries SET state = ?, task = NULL, result = NULL, updated_at = ? WHERE task_id = ?"
+)
 
 
 class Journal:
@@ -98,14 +110,7 @@ class Journal:
 
     def finish_many(self, results: Sequence[tuple[str, bytes]]) -> None:
         """:meth:`finish` for every ``(task_id, result)`` pair, in one transaction."""
-        now = time.time()
-        self._write_many(
-            "INSERT INTO entries (task_id, state, result, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
-            "result = excluded.result, task = NULL, updated_at = excluded.updated_at "
-            "WHERE entries.state != ?",
-            [(task_id, FINISHED, result, now, CONFIRMED) for task_id, result in results],
-        )
+        self.confirm_and_finish((), results)
 
     def confirm(self, task_id: str) -> None:
         """RabbitMQ confirmed the result: keep only a tombstone."""
@@ -113,11 +118,23 @@ class Journal:
 
     def confirm_many(self, task_ids: Sequence[str]) -> None:
         """:meth:`confirm` for every id, in one transaction."""
+        self.confirm_and_finish(task_ids, ())
+
+    def confirm_and_finish(
+        self, confirmed: Sequence[str], results: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """:meth:`confirm_many` of ``confirmed``, then :meth:`finish_many` of ``results``, in
+        ONE transaction: the result publisher's whole turn (tombstones for the batch RabbitMQ
+        confirmed last, spooled results for the next batch) costs one fsync."""
         now = time.time()
-        self._write_many(
-            "UPDATE entries SET state = ?, task = NULL, result = NULL, updated_at = ? "
-            "WHERE task_id = ?",
-            [(CONFIRMED, now, task_id) for task_id in task_ids],
+        self._transaction(
+            [
+                (_CONFIRM, [(CONFIRMED, now, task_id) for task_id in confirmed]),
+                (
+                    _FINISH,
+                    [(task_id, FINISHED, result, now, CONFIRMED) for task_id, result in results],
+                ),
+            ]
         )
 
     # ------------------------------------------------------------------ reads
@@ -170,13 +187,23 @@ class Journal:
 
     def _write_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> list[int]:
         """Run ``sql`` once per row in one fsynced transaction; the rowcount of each."""
-        if not rows:
-            return []
+        return self._transaction([(sql, rows)])[0]
+
+    def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[tuple[object, ...]]]]
+    ) -> list[list[int]]:
+        """Run each ``(sql, rows)`` once per row, in order, in one fsynced transaction; the
+        rowcounts per statement (nothing is written when every ``rows`` is empty)."""
+        if not any(rows for _, rows in statements):
+            return [[] for _ in statements]
         try:
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    counts = [self._db.execute(sql, row).rowcount for row in rows]
+                    counts = [
+                        [self._db.execute(sql, row).rowcount for row in rows]
+                        for sql, rows in statements
+                    ]
                     self._commit()
                 except BaseException:
                     if self._db.in_transaction:

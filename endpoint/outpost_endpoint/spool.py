@@ -1,14 +1,15 @@
 """``SpooledOutbox``: the result publisher's outbox, kept on disk in the task journal.
 
 A result enters the outbox (``add_many``) only after it is written to the journal, and leaves it
-(``pop_many``) only after RabbitMQ confirmed it and the journal recorded that.  Each call is one
-journal transaction for all its results (group commit: one fsync per batch, not per result).
-So a result survives a broker outage (it waits here, in memory and on disk) and an endpoint
-crash (the next start loads the journal's spooled results back into the outbox and publishes
-them again).
+(``pop_many``) only after RabbitMQ confirmed it.  Its tombstone (the journal's ``confirm``) is
+written with the next ``add_many`` -- one journal transaction per publisher turn for the
+results it spools and the ones RabbitMQ confirmed the turn before (group commit: one fsync per
+turn, not per result) -- or by ``settle`` when no new result comes.  So a result survives a
+broker outage (it waits here, in memory and on disk) and an endpoint crash (the next start
+loads the journal's spooled results back into the outbox and publishes them again).
 
-A crash between RabbitMQ's confirm and the journal's ``confirm`` publishes that result twice;
-the service stores the first result of a task and ignores the rest.
+A crash between RabbitMQ's confirm and the tombstone publishes that result twice; the service
+stores the first result of a task and ignores the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class SpooledOutbox(Outbox):
         super().__init__()
         self.journal = journal
         self._items: collections.deque[Outgoing] = collections.deque()
+        #: Confirmed by RabbitMQ, tombstone not yet written (see the module docstring).
+        self._confirmed: list[str] = []
         for body in journal.spooled():
             try:
                 self._items.append(Outgoing(ResultEnvelope.from_bytes(body)))
@@ -40,7 +43,10 @@ class SpooledOutbox(Outbox):
             log.info("%d spooled result(s) from before the restart to publish", len(self._items))
 
     def add_many(self, items: list[Outgoing]) -> None:
-        self.journal.finish_many([(item.result.task_id, item.body) for item in items])
+        self.journal.confirm_and_finish(
+            self._confirmed, [(item.result.task_id, item.body) for item in items]
+        )
+        self._confirmed = []
         self._items.extend(items)  # publishable only now: the results are durable
 
     def peek_many(self, limit: int) -> list[Outgoing]:
@@ -50,10 +56,15 @@ class SpooledOutbox(Outbox):
         return self._items[0] if self._items else None
 
     def pop_many(self, count: int) -> None:
-        done = list(itertools.islice(self._items, count))
-        self.journal.confirm_many([item.result.task_id for item in done])
-        for _ in done:
-            self._items.popleft()
+        for _ in range(min(count, len(self._items))):
+            self._confirmed.append(self._items.popleft().result.task_id)
+
+    def settle(self) -> bool:
+        if not self._confirmed:
+            return False
+        self.journal.confirm_many(self._confirmed)
+        self._confirmed = []
+        return True
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._confirmed)

@@ -22,7 +22,7 @@ import pytest
 
 from outpost.protocol import ResultEnvelope, TaskEnvelope, TaskState, serialize
 from outpost_endpoint.amqp import AmqpSettings
-from outpost_endpoint.amqp.result_publisher import ResultPublisher
+from outpost_endpoint.amqp.result_publisher import Outgoing, ResultPublisher
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.errors import JournalError
@@ -263,4 +263,30 @@ def test_unroutable_results_stay_spooled_until_the_ingest_binding_is_back(
         publisher.stop()
     assert {journal.state(r.task_id) for r in sent} == {CONFIRMED}
     assert {topology.result(r.task_id).task_id for r in sent} == {r.task_id for r in sent}
+    journal.close()
+
+
+def test_a_publisher_turn_is_one_commit_and_tombstones_only_follow_confirms(
+    tmp_path: Path,
+) -> None:
+    journal = ObservedJournal(tmp_path / "journal.db")
+    outbox = SpooledOutbox(journal)
+    first, second = (
+        [Outgoing(ResultEnvelope(str(uuid.uuid4()), ENDPOINT, TaskState.SUCCESS)) for _ in "ab"]
+        for _ in range(2)
+    )
+    outbox.add_many(first)
+    assert journal.commits == 1
+    outbox.pop_many(len(first))  # RabbitMQ confirmed the first batch
+    assert {journal.state(o.result.task_id) for o in first} == {FINISHED}  # not yet written
+    assert len(outbox) == len(first)  # so drain() still waits for them
+    outbox.add_many(second)  # the next turn: its results and the tombstones, one commit
+    assert journal.commits == 2
+    assert {journal.state(o.result.task_id) for o in first} == {CONFIRMED}
+    assert {journal.state(o.result.task_id) for o in second} == {FINISHED}
+    outbox.pop_many(len(second))
+    assert outbox.settle() and not outbox.settle()  # no new results: written on their own
+    assert journal.commits == 3
+    assert {journal.state(o.result.task_id) for o in second} == {CONFIRMED}
+    assert len(outbox) == 0
     journal.close()

@@ -20,7 +20,7 @@ import json
 import time
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from outpost_service.auth import current_user, protect
 from outpost_service.errors import NotFound, Unprocessable
@@ -40,7 +40,7 @@ MAX_LINGER = 0.5
 
 
 @bp.post("")
-def collect_results() -> dict[str, Any]:
+def collect_results() -> dict[str, Any] | Response:
     state = service_state()
     owner = current_user().user_id
     body = json_body()
@@ -104,10 +104,17 @@ def collect_results() -> dict[str, Any]:
         stored = task_store.results(conn, chosen)
     returned = [t for t in chosen if t in stored]
     done = set(returned)
-    return {
-        "results": [json.loads(stored[t]) for t in returned],
-        "pending": [t for t in task_ids if t not in done],
-    }
+    return _answer([stored[t] for t in returned], [t for t in task_ids if t not in done])
+
+
+def _answer(results: list[bytes], pending: list[str]) -> Response:
+    """``{"results": [...], "pending": [...]}`` with each stored result spliced in as the JSON
+    it already is (the ingest stored ``ResultEnvelope.to_bytes()``), instead of parsing every
+    result only to encode it again -- for a poll of a thousand results that was a tenth of
+    the service's work per task."""
+    body = b'{"results":[' + b",".join(results) + b'],"pending":'
+    body += json.dumps(pending, separators=(",", ":")).encode() + b"}"
+    return Response(body, mimetype="application/json")
 
 
 def _read_news(

@@ -27,7 +27,8 @@ from pika.spec import Basic
 from outpost.errors import ProtocolError
 from outpost.protocol import EndpointStatus, ResultEnvelope, decode_message
 from outpost.protocol.conventions import backoff_delay
-from outpost_service.broker.connection import RECOVERABLE, parameters
+from outpost.protocol.tls import TlsFiles
+from outpost_service.broker.connection import RECOVERABLE, parameters, tls_problem
 from outpost_service.broker.topology import Topology
 from outpost_service.notifier import ResultNotifier
 from outpost_service.store import Database
@@ -58,6 +59,7 @@ class IngestConsumer:
         purge_interval: float = 300.0,
         idle_flush: float = 0.005,
         max_batch_age: float = 0.05,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.database = database
         self.topology = topology
@@ -67,7 +69,7 @@ class IngestConsumer:
         self.purge_interval = purge_interval
         self.idle_flush = idle_flush
         self.max_batch_age = max_batch_age
-        self._params = parameters(amqp_url)
+        self._params = parameters(amqp_url, tls)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Set each time the consumer is connected and consuming (tests wait on it).
@@ -101,7 +103,13 @@ class IngestConsumer:
                 delay = backoff_delay(failures, base=0.2, cap=5.0)
                 failures += 1
                 if isinstance(exc, RECOVERABLE):
-                    log.warning("ingest lost RabbitMQ (%r); reconnecting in %.1fs", exc, delay)
+                    problem = tls_problem(exc)  # retried too: a broker's new certificate
+                    log.warning(
+                        "ingest lost RabbitMQ (%r)%s; reconnecting in %.1fs",
+                        exc,
+                        f": {problem}" if problem else "",
+                        delay,
+                    )
                 else:
                     log.exception("ingest failed; restarting in %.1fs", delay)
                 self._stop.wait(delay)
@@ -250,9 +258,11 @@ class IngestConsumer:
         self._next_purge = now + self.purge_interval
         try:
             with self.database.write() as conn:
-                purged = task_store.purge_expired(conn, now)
+                purged = task_store.purge_expired(conn, now, task_store.PURGE_BATCH)
         except Exception:
             log.exception("retention sweep failed; will retry in %.0fs", self.purge_interval)
             return
         if purged:
             log.info("retention sweep deleted %d expired task(s)", purged)
+        if purged >= task_store.PURGE_BATCH:  # more are due: the next quiet moment goes on
+            self._next_purge = now

@@ -31,7 +31,8 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from outpost.protocol import CancelRequest, TaskEnvelope
 from outpost.protocol.conventions import backoff_delay, redact_url
 from outpost.protocol.signing import Signer
-from outpost_service.broker.connection import RECOVERABLE, parameters
+from outpost.protocol.tls import TlsFiles
+from outpost_service.broker.connection import RECOVERABLE, parameters, tls_problem
 from outpost_service.broker.topology import Topology
 from outpost_service.errors import BrokerError
 
@@ -102,11 +103,13 @@ def _nothing() -> None:
 class Publisher:
     """Publishes envelopes and manages per-endpoint queues on one broker."""
 
-    def __init__(self, url: str, topology: Topology, *, attempts: int = 3) -> None:
+    def __init__(
+        self, url: str, topology: Topology, *, attempts: int = 3, tls: TlsFiles | None = None
+    ) -> None:
         self.url = url
         self.topology = topology
         self.attempts = max(1, attempts)
-        self._params = parameters(url)
+        self._params = parameters(url, tls)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: set[BlockingConnection] = set()
@@ -159,10 +162,13 @@ class Publisher:
                 return
             confirms = link.confirms
             confirms.returned.clear()
+            # The channel's asynchronous side only buffers the frames (BlockingChannel's
+            # basic_publish runs the I/O loop once per message); the wait below writes them.
+            publish = link.channel._impl.basic_publish
             for message in todo:
                 confirms.waiting[confirms.next_tag] = message
                 confirms.next_tag += 1
-                link.channel.basic_publish(
+                publish(
                     self.topology.task_exchange,
                     message.endpoint_id,
                     message.body,
@@ -202,7 +208,8 @@ class Publisher:
                 self._drop()
         raise BrokerError(
             f"could not {what}: RabbitMQ at {redact_url(self.url)} failed {self.attempts} times "
-            f"(last error: {last!r}); check that the broker is running and reachable"
+            f"(last error: {last!r}); "
+            + (tls_problem(last) or "check that the broker is running and reachable")
         )
 
     def _link(self) -> _Link:

@@ -13,7 +13,9 @@ at once (:meth:`Outbox.add_many`: for the spooled outbox, one fsynced journal tr
 only then publishes them -- one ResultEnvelope per AMQP message, as the service's ingest
 expects -- with their confirms pipelined: the whole batch is published, then the thread waits
 until RabbitMQ has confirmed all of it (one broker fsync per batch instead of per result), and
-removes the confirmed ones from the outbox at once (:meth:`Outbox.pop_many`).
+removes the confirmed ones from the outbox at once (:meth:`Outbox.pop_many`; the spooled
+outbox writes their tombstones in the same journal transaction as the next turn's results, or
+in :meth:`Outbox.settle` when no result follows, so a busy turn costs one fsync).
 
 The endpoint uses :class:`outpost_endpoint.spool.SpooledOutbox`, which keeps the outbox in the
 task journal on disk, so results also survive an endpoint crash; the in-memory :class:`Outbox`
@@ -95,7 +97,13 @@ class Outbox:
     def pop(self) -> None:
         self.pop_many(1)
 
+    def settle(self) -> bool:
+        """Finish the bookkeeping of popped items now, if any is deferred (the spooled outbox
+        writes their tombstones with its next ``add_many``); True if there was some."""
+        return False
+
     def __len__(self) -> int:
+        """Items not yet confirmed, or confirmed but not yet settled."""
         return len(self._items)
 
 
@@ -171,6 +179,7 @@ class ResultPublisher:
         if not self._thread.is_alive():
             try:  # results handed over but never spooled: spool them, so they are not rerun
                 self._spool()
+                self._outbox.settle()
             except Exception:
                 log.exception("could not spool the last results; their tasks run again")
         left = self.pending()
@@ -186,7 +195,9 @@ class ResultPublisher:
         return len(self._incoming) + self._moving + len(self._outbox)
 
     def _open(self) -> None:
-        connection = connect(self.settings.url, f"outpost-endpoint {self.endpoint_id} results")
+        connection = connect(
+            self.settings.url, f"outpost-endpoint {self.endpoint_id} results", self.settings.tls
+        )
         self._connection = connection
         self._channel = connection.channel()
         # A due timer ends process_data_events at once: the last confirm needs no extra wait.
@@ -257,6 +268,10 @@ class ResultPublisher:
             self._next_heartbeat = time.monotonic() + self.heartbeat_interval
         batch = self._outbox.peek_many(BATCH)
         if not batch:
+            if self._outbox.settle():  # nothing new to spool them with: tombstones now
+                with self._cond:
+                    self._cond.notify_all()
+                return
             with self._cond:
                 if not self._incoming and not self._stop.is_set():
                     self._cond.wait(timeout=min(1.0, self.heartbeat_interval))
@@ -322,13 +337,19 @@ class ResultPublisher:
         status = EndpointStatus(endpoint_id=self.endpoint_id, state=state, details=details)
         # Not waited on: a heartbeat that is not routed is dropped (heartbeats are not retried).
         self._publish(self.settings.status_routing_key, status.to_bytes(), status.TYPE, False, None)
+        if self._connection is not None:
+            self._connection.process_data_events(0)  # written now, not with the next batch
 
     def _publish(
         self, routing_key: str, body: bytes, kind: str, mandatory: bool, message_id: str | None
     ) -> None:
-        """Publish without waiting; ``message_id`` (None: not waited on) keys its confirm."""
+        """Publish without waiting; ``message_id`` (None: not waited on) keys its confirm.
+
+        Through the channel's asynchronous side: ``BlockingChannel.basic_publish`` runs the
+        I/O loop until each message is written (a poll and a send per message); this only
+        buffers the frames, which the next ``process_data_events`` writes in large sends."""
         self._confirms.expect(message_id)
-        self._channel.basic_publish(
+        self._channel._impl.basic_publish(
             exchange=self.settings.result_exchange,
             routing_key=routing_key,
             body=body,
