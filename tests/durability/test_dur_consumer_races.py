@@ -17,13 +17,12 @@ import pika.exceptions
 import pytest
 
 from outpost.protocol import TaskEnvelope, serialize
-from outpost_endpoint.amqp import AmqpSettings
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.journal import Journal
 
 from ..endpoint import tasks
-from ..endpoint.doubles import ResultCollector
+from ..endpoint.doubles import ResultCollector, offline_settings
 from .campaign import value_of
 
 ENDPOINT = str(uuid.uuid4())
@@ -42,15 +41,7 @@ class Channel:
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
-    settings = AmqpSettings(
-        url="amqp://guest:guest@127.0.0.1:1/",
-        task_exchange="x",
-        task_queue="q",
-        result_exchange="r",
-        result_routing_key="k",
-        status_routing_key="s",
-        heartbeat_interval=1.0,
-    )
+    settings = offline_settings(heartbeat_interval=1.0)
     engine = ProcessPoolEngine(1)
     engine.start()
     publisher = ResultCollector()

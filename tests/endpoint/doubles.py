@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from outpost.protocol import ResultEnvelope
+from outpost_endpoint.amqp import AmqpSettings
 
 
 class ResultCollector:
@@ -24,3 +25,17 @@ class ResultCollector:
         with self.cond:
             assert self.cond.wait_for(lambda: len(self.results) >= count, 60)
             return list(self.results)
+
+
+def offline_settings(**overrides: Any) -> AmqpSettings:
+    """AMQP settings for a task consumer driven by hand (its deliveries called directly): the
+    URL points at a closed port, so nothing ever reaches a broker by accident."""
+    values: dict[str, Any] = {
+        "url": "amqp://guest:guest@127.0.0.1:1/",
+        "task_exchange": "x",
+        "task_queue": "q",
+        "result_exchange": "r",
+        "result_routing_key": "k",
+        "status_routing_key": "s",
+    }
+    return AmqpSettings(**{**values, **overrides})

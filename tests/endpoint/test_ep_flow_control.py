@@ -16,13 +16,13 @@ from typing import Any, cast
 import pytest
 
 from outpost.protocol import TaskEnvelope, serialize
-from outpost_endpoint.amqp import AmqpSettings, task_consumer
+from outpost_endpoint.amqp import task_consumer
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.journal import Journal
 
 from . import tasks
-from .doubles import ResultCollector
+from .doubles import ResultCollector, offline_settings
 
 ENDPOINT = str(uuid.uuid4())
 WINDOW = 4
@@ -44,14 +44,7 @@ class Channel:
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
-    settings = AmqpSettings(
-        url="amqp://guest:guest@127.0.0.1:1/",
-        task_exchange="x",
-        task_queue="q",
-        result_exchange="r",
-        result_routing_key="k",
-        status_routing_key="s",
-    )
+    settings = offline_settings()
     engine = ProcessPoolEngine(WINDOW)
     engine.start()
     journal = Journal(tmp_path / "journal.db")

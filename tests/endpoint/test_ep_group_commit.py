@@ -21,7 +21,6 @@ from typing import Any, cast
 import pytest
 
 from outpost.protocol import ResultEnvelope, TaskEnvelope, TaskState, serialize
-from outpost_endpoint.amqp import AmqpSettings
 from outpost_endpoint.amqp.result_publisher import Outgoing, ResultPublisher
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.engine import ProcessPoolEngine
@@ -31,7 +30,7 @@ from outpost_endpoint.spool import SpooledOutbox
 
 from . import tasks
 from .conftest import Topology
-from .doubles import ResultCollector
+from .doubles import ResultCollector, offline_settings
 
 ENDPOINT = str(uuid.uuid4())
 
@@ -78,14 +77,7 @@ class AckChannel:
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ObservedJournal, ResultCollector]]:
-    settings = AmqpSettings(
-        url="amqp://guest:guest@127.0.0.1:1/",
-        task_exchange="x",
-        task_queue="q",
-        result_exchange="r",
-        result_routing_key="k",
-        status_routing_key="s",
-    )
+    settings = offline_settings()
     engine = ProcessPoolEngine(1)
     engine.start()
     journal = ObservedJournal(tmp_path / "journal.db")
