@@ -34,6 +34,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peers", default=",".join(PEERS), help="peers to compare against")
     parser.add_argument("--engine-tasks", type=int, help="no-op tasks per engine-alone run")
     parser.add_argument("--e2e-tasks", type=int, help="no-op tasks per end-to-end run")
+    parser.add_argument(
+        "--e2e-engine",
+        choices=("high-throughput", "process-pool"),
+        help="the endpoint's engine for `e2e` [default: the configure template's, "
+        "high-throughput]; results of another engine go to end_to_end_<engine>.json",
+    )
+    parser.add_argument(
+        "--e2e-prefetch-capacity",
+        type=int,
+        help="the high-throughput engine's prefetch_capacity for `e2e` [default: the "
+        "template's, 0]; results go to end_to_end_prefetch<N>.json",
+    )
     parser.add_argument("--round-trips", type=int, help="sequential round trips per run")
     parser.add_argument("--scale-tasks", type=int, help="tasks queued for the scale run")
     parser.add_argument("--scale-runs", type=int, default=1, help="runs of the scale benchmark")
@@ -83,9 +95,14 @@ def main(argv: list[str] | None = None) -> None:
         engine_alone.report(engine)
         write("engine_alone", {"machine": results["machine"], **engine})
     if "e2e" in only:
-        e2e = end_to_end.measure(args.runs, sizes["e2e"])
+        prefetch = args.e2e_prefetch_capacity
+        e2e = end_to_end.measure(
+            args.runs, sizes["e2e"], engine=args.e2e_engine, prefetch_capacity=prefetch
+        )
         end_to_end.report(e2e)
-        write("end_to_end", {"machine": results["machine"], **e2e})
+        suffix = f"_{args.e2e_engine.replace('-', '_')}" if args.e2e_engine else ""
+        suffix += f"_prefetch{prefetch}" if prefetch is not None else ""
+        write(f"end_to_end{suffix}", {"machine": results["machine"], **e2e})
     if "latency" in only:
         lat = latency.measure(args.runs, sizes["trips"], args.workers)
         latency.report(lat)

@@ -37,14 +37,18 @@ def message_sizes() -> tuple[int, int]:
     return len(task.to_bytes()), len(result.to_bytes())
 
 
-def measure(runs: int, tasks: int) -> dict[str, Any]:
+def measure(
+    runs: int, tasks: int, *, engine: str | None = None, prefetch_capacity: int | None = None
+) -> dict[str, Any]:
+    """``runs`` runs of ``tasks`` no-ops through a local stack whose endpoint uses ``engine``
+    with ``prefetch_capacity`` (None: the configure template's defaults)."""
     task_size, result_size = message_sizes()
     rates: list[float] = []
     seconds: list[float] = []
     raw_rates: list[float] = []
     cpu_ms: dict[str, list[float]] = {}
     with (
-        outpost_stack("bench-e2e") as stack,
+        outpost_stack("bench-e2e", engine, prefetch_capacity) as stack,
         Executor(stack.endpoint.endpoint_id, stack.client) as ex,
     ):
         ex.submit(noop).result(timeout=120)  # workers, connections, function registered
@@ -68,6 +72,8 @@ def measure(runs: int, tasks: int) -> dict[str, Any]:
     return {
         "tasks": tasks,
         "runs": runs,
+        "engine": engine or "high-throughput (template default)",
+        "prefetch_capacity": prefetch_capacity,
         "message_bytes": {"task": task_size, "result": result_size},
         "outpost_tasks_per_s": summary(rates),
         "outpost_seconds_to_last_result": summary(seconds),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from outpost import Client
@@ -55,9 +56,12 @@ class Stack:
 
 
 @contextmanager
-def outpost_stack(name: str = "bench") -> Iterator[Stack]:
+def outpost_stack(
+    name: str = "bench", engine: str | None = None, prefetch_capacity: int | None = None
+) -> Iterator[Stack]:
     """Service on SQLite (no rate limit) plus one started endpoint (``max_workers`` = CPU
-    count)."""
+    count) with the default config, changed to ``engine.type: engine`` and
+    ``engine.prefetch_capacity`` when given."""
     with tempfile.TemporaryDirectory(prefix="outpost-bench-") as tmp:
         home = Path(tmp)
         # No per-token rate limit: sequential round trips make ~200 requests/s, over the
@@ -67,12 +71,27 @@ def outpost_stack(name: str = "bench") -> Iterator[Stack]:
         )
         endpoint: RunningEndpoint | None = None
         try:
-            endpoint = make_endpoint(service, home / "endpoint", name)
+            endpoint = make_endpoint(
+                service, home / "endpoint", name, edit=_engine_settings(engine, prefetch_capacity)
+            )
             yield Stack(service, endpoint, Client(url=service.url, token=service.token))
         finally:
             if endpoint is not None:
                 endpoint.run("stop", endpoint.name, check=False)
             stop_service(service)
+
+
+def _engine_settings(
+    engine: str | None, prefetch_capacity: int | None
+) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        settings = config.setdefault("engine", {})
+        if engine is not None:
+            config["engine"] = settings = {"type": engine}
+        if prefetch_capacity is not None:
+            settings["prefetch_capacity"] = prefetch_capacity
+
+    return edit
 
 
 def cpu_seconds(pid: int) -> float:

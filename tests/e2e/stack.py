@@ -14,11 +14,14 @@ import secrets
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pika
 import requests
+import yaml
 
 BIN = Path(sys.executable).parent
 AMQP_URL = os.environ.get("OUTPOST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -183,10 +186,25 @@ class RunningEndpoint:
         self.run("stop", self.name)
 
 
-def make_endpoint(service: RunningService, home: Path, name: str) -> RunningEndpoint:
-    """Configure and start an endpoint with the real CLI; returns once it is connected."""
-    env = service.env(home)
-    checked([cli("outpost-endpoint"), "configure", name], env, 60)
+def make_endpoint(
+    service: RunningService,
+    home: Path,
+    name: str,
+    *,
+    template: str | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> RunningEndpoint:
+    """Configure (from ``template``, its config.yaml changed by ``edit``) and start an
+    endpoint with the real CLI; returns once it is connected."""
+    env = {**service.env(home), **(env_extra or {})}
+    configure = [cli("outpost-endpoint"), "configure", name]
+    checked(configure + (["--template", template] if template else []), env, 60)
+    if edit is not None:
+        path = home / "endpoints" / name / "config.yaml"
+        data = yaml.safe_load(path.read_text())
+        edit(data)
+        path.write_text(yaml.safe_dump(data))
     endpoint = RunningEndpoint(name=name, endpoint_id="", home=home, env=env)
     endpoint.endpoint_id = endpoint.start()
     service.endpoint_ids.append(endpoint.endpoint_id)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from outpost import Client, Executor, ShellFunction
 
@@ -26,8 +25,7 @@ from ..recipes import ensure_mpich, ensure_slurm
 from .stack import (
     RunningEndpoint,
     RunningService,
-    checked,
-    cli,
+    make_endpoint,
     start_service,
     stop_service,
 )
@@ -54,16 +52,7 @@ def start_endpoint(
     edit: Callable[[dict[str, Any]], None],
     env_extra: dict[str, str] | None = None,
 ) -> RunningEndpoint:
-    env = {**service.env(home), **(env_extra or {})}
-    checked([cli("outpost-endpoint"), "configure", name, "--template", template], env, 60)
-    path = home / "endpoints" / name / "config.yaml"
-    data = yaml.safe_load(path.read_text())
-    edit(data)
-    path.write_text(yaml.safe_dump(data))
-    endpoint = RunningEndpoint(name=name, endpoint_id="", home=home, env=env)
-    endpoint.endpoint_id = endpoint.start()
-    service.endpoint_ids.append(endpoint.endpoint_id)
-    return endpoint
+    return make_endpoint(service, home, name, template=template, edit=edit, env_extra=env_extra)
 
 
 def stop_endpoint(endpoint: RunningEndpoint) -> str:
