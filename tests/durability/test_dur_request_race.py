@@ -83,7 +83,10 @@ def test_concurrent_submits_with_one_request_id_store_one_batch(
                 thread.start()
             for thread in threads:
                 thread.join()
-            assert [a.status_code for a in answers] == [200] * THREADS, [a.text for a in answers]
+            assert [a.status_code for a in answers] == [200] * THREADS, (
+                [a.text for a in answers],
+                "".join(service.output[-60:]),  # the service's log: why a request failed
+            )
             distinct = {tuple(a.json()["task_ids"]) for a in answers}
             assert len(distinct) == 1, f"{request_id}: {len(distinct)} different answers"
 
