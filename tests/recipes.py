@@ -1,4 +1,4 @@
-"""Real schedulers and MPI for the tests: install and start them from tests/fixtures recipes.
+"""Real schedulers, MPI and private RabbitMQ ports for the tests (tests/fixtures recipes).
 
 Each recipe is idempotent (it does nothing when the thing is already installed and running), so
 every test that needs Slurm or MPICH calls the same function instead of skipping when a
@@ -9,7 +9,9 @@ command that would fix it.
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -48,3 +50,26 @@ def ensure_mpich() -> str:
     path = shutil.which("mpiexec")
     assert path and _hydra(), "the MPI recipe ran but mpiexec is not MPICH's hydra"
     return path
+
+
+def private_broker_port(extra_offsets: tuple[int, ...] = ()) -> int:
+    """An AMQP port for a private RabbitMQ node (tests/fixtures/rabbitmq_private.sh) whose
+    companion ports -- management ``+10000``, Erlang distribution ``+20000``, and
+    ``extra_offsets`` (e.g. a TLS listener) -- are all free on 127.0.0.1 now.  Picking one at
+    random without this check once chose a distribution port (41000-45000) that a client
+    socket held in the ephemeral range, and the node never started."""
+    offsets = (0, 10000, 20000, *extra_offsets)
+    for _ in range(200):
+        port = random.randint(21000, 25000)
+        if all(_free(port + offset) for offset in offsets):
+            return port
+    raise RuntimeError("no free port set for a private RabbitMQ node in 21000-25000")
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
