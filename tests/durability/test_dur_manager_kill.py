@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ..e2e.stack import RunningEndpoint, RunningService, checked, cli
+from ..e2e.stack import RunningEndpoint, RunningService, make_endpoint
 from .campaign import TASKS, Campaign, alive, wait_until
 
 MANAGER_MODULE = "outpost_endpoint.engine.high_throughput.manager"
@@ -47,14 +47,8 @@ engine:
 def hte_endpoint(service: RunningService, tmp_path: Path) -> Iterator[RunningEndpoint]:
     """An endpoint with the high-throughput engine (the durability ``endpoint`` fixture
     starts the default process pool, so this one writes its config before ``start``)."""
-    home = tmp_path / "endpoint"
     name = f"durhte{uuid.uuid4().hex[:6]}"
-    env = service.env(home)
-    checked([cli("outpost-endpoint"), "configure", name], env, 60)
-    (home / "endpoints" / name / "config.yaml").write_text(CONFIG)
-    endpoint = RunningEndpoint(name=name, endpoint_id="", home=home, env=env)
-    endpoint.endpoint_id = endpoint.start()
-    service.endpoint_ids.append(endpoint.endpoint_id)
+    endpoint = make_endpoint(service, tmp_path / "endpoint", name, config=CONFIG)
     yield endpoint
     endpoint.run("stop", name, check=False)
 

@@ -192,16 +192,20 @@ def make_endpoint(
     name: str,
     *,
     template: str | None = None,
+    config: str | None = None,
     edit: Callable[[dict[str, Any]], None] | None = None,
     env_extra: dict[str, str] | None = None,
 ) -> RunningEndpoint:
-    """Configure (from ``template``, its config.yaml changed by ``edit``) and start an
-    endpoint with the real CLI; returns once it is connected."""
+    """Configure (from ``template``; its config.yaml replaced by the text ``config``, then
+    changed by ``edit``) and start an endpoint with the real CLI; returns once it is
+    connected."""
     env = {**service.env(home), **(env_extra or {})}
     configure = [cli("outpost-endpoint"), "configure", name]
     checked(configure + (["--template", template] if template else []), env, 60)
+    path = home / "endpoints" / name / "config.yaml"
+    if config is not None:
+        path.write_text(config)
     if edit is not None:
-        path = home / "endpoints" / name / "config.yaml"
         data = yaml.safe_load(path.read_text())
         edit(data)
         path.write_text(yaml.safe_dump(data))

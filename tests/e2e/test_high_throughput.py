@@ -16,7 +16,7 @@ import pytest
 from outpost import Client, Executor, ShellFunction
 from outpost.errors import TaskTimeout, WorkerLost
 
-from .stack import RunningEndpoint, RunningService, checked, cli
+from .stack import RunningEndpoint, RunningService, make_endpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +41,7 @@ def hte_endpoint(
 ) -> Iterator[RunningEndpoint]:
     home = tmp_path_factory.mktemp("hte-home")
     name = f"hte{uuid.uuid4().hex[:6]}"
-    env = service.env(home)
-    checked([cli("outpost-endpoint"), "configure", name], env, 60)
-    (home / "endpoints" / name / "config.yaml").write_text(CONFIG)
-    endpoint = RunningEndpoint(name=name, endpoint_id="", home=home, env=env)
-    endpoint.endpoint_id = endpoint.start()
-    service.endpoint_ids.append(endpoint.endpoint_id)
+    endpoint = make_endpoint(service, home, name, config=CONFIG)
     yield endpoint
     endpoint.run("stop", name, check=False)
     log = home / "endpoints" / name / "endpoint.log"

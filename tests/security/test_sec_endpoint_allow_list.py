@@ -26,7 +26,7 @@ from outpost_endpoint.errors import ConfigError
 
 from ..durability.campaign import work
 from ..durability.conftest import service, service_home  # noqa: F401
-from ..e2e.stack import RunningEndpoint, RunningService, checked, cli
+from ..e2e.stack import RunningService, make_endpoint
 
 
 def note_run(runs: str) -> str:
@@ -47,13 +47,12 @@ def test_a_function_not_in_allowed_functions_fails_without_running(
     refused = client.register_function(note_run)
     name = f"allow{uuid.uuid4().hex[:6]}"
     home = tmp_path / "endpoint"
-    env = service.env(home)
-    checked([cli("outpost-endpoint"), "configure", name], env, 60)
-    config = home / "endpoints" / name / "config.yaml"
-    config.write_text(config.read_text() + f"\nallowed_functions:\n  - {allowed}\n")
-    endpoint = RunningEndpoint(name=name, endpoint_id="", home=home, env=env)
-    endpoint.endpoint_id = endpoint.start()
-    service.endpoint_ids.append(endpoint.endpoint_id)
+    endpoint = make_endpoint(
+        service,
+        home,
+        name,
+        edit=lambda config: config.update(allowed_functions=[allowed]),
+    )
     runs = tmp_path / "runs"
     runs.mkdir()
     try:

@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pika
@@ -39,6 +40,7 @@ from ..e2e.stack import (
     RunningService,
     checked,
     cli,
+    make_endpoint,
     start_service,
     stop_service,
 )
@@ -80,17 +82,13 @@ def test_sdk_and_endpoint_round_trip_over_https(
     # The endpoint trusts the private CA through its config.yaml key, not the environment.
     monkeypatch.delenv("OUTPOST_CA_BUNDLE", raising=False)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    env = https_service.env(tmp_path)
+
+    def edit(config: dict[str, Any]) -> None:
+        config["engine"] = {"type": "process-pool", "max_workers": 1}
+        config["service_ca_file"] = str(certs.ca_cert)
+
     name = f"tls{uuid.uuid4().hex[:6]}"
-    checked([cli("outpost-endpoint"), "configure", name], env, 60)
-    config_path = tmp_path / "endpoints" / name / "config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    config["engine"] = {"type": "process-pool", "max_workers": 1}
-    config["service_ca_file"] = str(certs.ca_cert)
-    config_path.write_text(yaml.safe_dump(config))
-    endpoint = RunningEndpoint(name=name, endpoint_id="", home=tmp_path, env=env)
-    endpoint.endpoint_id = endpoint.start()
-    https_service.endpoint_ids.append(endpoint.endpoint_id)
+    endpoint = make_endpoint(https_service, tmp_path, name, edit=edit)
     try:
         client = Client(https_service.url, https_service.token, verify=str(certs.ca_cert))
         with Executor(endpoint_id=endpoint.endpoint_id, client=client) as ex:
