@@ -11,18 +11,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
 
 import pika.exceptions
 import pytest
 
-from outpost.protocol import TaskEnvelope, serialize
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
-from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.journal import Journal
 
-from ..endpoint import tasks
-from ..endpoint.doubles import ResultCollector, offline_settings
+from ..endpoint.doubles import ResultCollector, offline_consumer, square_task
 from .campaign import value_of
 
 ENDPOINT = str(uuid.uuid4())
@@ -41,39 +37,16 @@ class Channel:
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
-    settings = offline_settings(heartbeat_interval=1.0)
-    engine = ProcessPoolEngine(1)
-    engine.start()
-    publisher = ResultCollector()
     journal = Journal(tmp_path / "journal.db")
-    made = TaskConsumer(
-        settings,
-        ENDPOINT,
-        engine,
-        cast(Any, publisher),
-        prefetch=4,
-        journal=journal,
-    )
-    yield made, publisher
-    engine.shutdown(wait=False)
-    journal.close()
-
-
-def square_task(x: int) -> TaskEnvelope:
-    return TaskEnvelope(
-        task_id=str(uuid.uuid4()),
-        function_id="f",
-        function=serialize(tasks.square),
-        args=serialize(((x,), {})),
-        endpoint_id=ENDPOINT,
-    )
+    with offline_consumer(journal, ENDPOINT, workers=1, prefetch=4, heartbeat_interval=1.0) as made:
+        yield made
 
 
 def test_a_failed_ack_still_runs_the_journaled_task_once(
     consumer: tuple[TaskConsumer, ResultCollector],
 ) -> None:
     handler, publisher = consumer
-    task = square_task(6)
+    task = square_task(6, ENDPOINT)
     handler._on_task(Channel(ack_fails=True), 1, task, task.to_bytes())
     with pytest.raises(pika.exceptions.StreamLostError):
         handler._flush_burst()
@@ -89,7 +62,7 @@ def test_reconcile_starts_a_journaled_task_missing_from_the_engine(
     consumer: tuple[TaskConsumer, ResultCollector],
 ) -> None:
     handler, publisher = consumer
-    task = square_task(7)
+    task = square_task(7, ENDPOINT)
     handler.journal.accept(task.task_id, task.to_bytes())  # journaled, never started
     handler._next_reconcile = 0.0
     handler._maybe_reconcile()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
 
-from outpost.protocol import ResultEnvelope
+from outpost.protocol import ResultEnvelope, TaskEnvelope, serialize
 from outpost_endpoint.amqp import AmqpSettings
+from outpost_endpoint.amqp.task_consumer import TaskConsumer
+from outpost_endpoint.engine import ProcessPoolEngine
+from outpost_endpoint.journal import Journal
+
+from . import tasks
 
 
 class ResultCollector:
@@ -39,3 +47,39 @@ def offline_settings(**overrides: Any) -> AmqpSettings:
         "status_routing_key": "s",
     }
     return AmqpSettings(**{**values, **overrides})
+
+
+@contextlib.contextmanager
+def offline_consumer(
+    journal: Journal, endpoint_id: str, *, workers: int, prefetch: int, **settings: Any
+) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
+    """A task consumer on a real process-pool engine and ``journal``, handing its results to
+    a :class:`ResultCollector`, for tests that call its delivery handlers by hand; the engine
+    is shut down and the journal closed on exit."""
+    engine = ProcessPoolEngine(workers)
+    engine.start()
+    results = ResultCollector()
+    consumer = TaskConsumer(
+        offline_settings(**settings),
+        endpoint_id,
+        engine,
+        cast(Any, results),
+        prefetch=prefetch,
+        journal=journal,
+    )
+    try:
+        yield consumer, results
+    finally:
+        engine.shutdown(wait=False)
+        journal.close()
+
+
+def square_task(x: int, endpoint_id: str) -> TaskEnvelope:
+    """A task computing ``x * x`` (:func:`tasks.square`) for ``endpoint_id``."""
+    return TaskEnvelope(
+        task_id=str(uuid.uuid4()),
+        function_id="f",
+        function=serialize(tasks.square),
+        args=serialize(((x,), {})),
+        endpoint_id=endpoint_id,
+    )

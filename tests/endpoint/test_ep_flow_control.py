@@ -11,18 +11,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 
 from outpost.protocol import TaskEnvelope, serialize
 from outpost_endpoint.amqp import task_consumer
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
-from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.journal import Journal
 
 from . import tasks
-from .doubles import ResultCollector, offline_settings
+from .doubles import ResultCollector, offline_consumer
 
 ENDPOINT = str(uuid.uuid4())
 WINDOW = 4
@@ -44,17 +42,9 @@ class Channel:
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
-    settings = offline_settings()
-    engine = ProcessPoolEngine(WINDOW)
-    engine.start()
     journal = Journal(tmp_path / "journal.db")
-    results = ResultCollector()
-    made = TaskConsumer(
-        settings, ENDPOINT, engine, cast(Any, results), prefetch=WINDOW, journal=journal
-    )
-    yield made, results
-    engine.shutdown(wait=False)
-    journal.close()
+    with offline_consumer(journal, ENDPOINT, workers=WINDOW, prefetch=WINDOW) as made:
+        yield made
 
 
 def deliver(handler: TaskConsumer, gate: Path, tags: list[int]) -> tuple[Channel, list[str]]:

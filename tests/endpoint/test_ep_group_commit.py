@@ -16,21 +16,19 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from outpost.protocol import ResultEnvelope, TaskEnvelope, TaskState, serialize
 from outpost_endpoint.amqp.result_publisher import Outgoing, ResultPublisher
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
-from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.errors import JournalError
 from outpost_endpoint.journal import CONFIRMED, FINISHED, Journal
 from outpost_endpoint.spool import SpooledOutbox
 
-from . import tasks
 from .conftest import Topology
-from .doubles import ResultCollector, offline_settings
+from .doubles import ResultCollector, offline_consumer, square_task
 
 ENDPOINT = str(uuid.uuid4())
 
@@ -77,33 +75,15 @@ class AckChannel:
 
 @pytest.fixture
 def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ObservedJournal, ResultCollector]]:
-    settings = offline_settings()
-    engine = ProcessPoolEngine(1)
-    engine.start()
     journal = ObservedJournal(tmp_path / "journal.db")
-    results = ResultCollector()
-    made = TaskConsumer(
-        settings, ENDPOINT, engine, cast(Any, results), prefetch=16, journal=journal
-    )
-    yield made, journal, results
-    engine.shutdown(wait=False)
-    journal.close()
-
-
-def square_task(x: int) -> TaskEnvelope:
-    return TaskEnvelope(
-        task_id=str(uuid.uuid4()),
-        function_id="f",
-        function=serialize(tasks.square),
-        args=serialize(((x,), {})),
-        endpoint_id=ENDPOINT,
-    )
+    with offline_consumer(journal, ENDPOINT, workers=1, prefetch=16) as (made, results):
+        yield made, journal, results
 
 
 def deliver(
     handler: TaskConsumer, journal: ObservedJournal, tags: list[int]
 ) -> tuple[AckChannel, dict[int, TaskEnvelope]]:
-    sent = {tag: square_task(tag) for tag in tags}
+    sent = {tag: square_task(tag, ENDPOINT) for tag in tags}
     channel = AckChannel(Path(journal.path), {tag: t.task_id for tag, t in sent.items()})
     for tag, task in sent.items():
         handler._on_task(channel, tag, task, task.to_bytes())
