@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from outpost.errors import ConfigurationError
+from outpost.shell_template import check_template, fill, launcher_options
 
 ENV_RESOURCE_SPECIFICATION = "OUTPOST_RESOURCE_SPECIFICATION"
 ENV_MPI_LAUNCHER = "OUTPOST_MPI_LAUNCHER"
@@ -66,8 +67,13 @@ def _tail(text: str, max_lines: int) -> str:
 class ShellFunction:
     """A shell command run on the endpoint; call it with keyword arguments to fill ``{names}``.
 
-    ``cmd`` is formatted with ``str.format(**kwargs)`` (write ``{{`` and ``}}`` for literal
-    braces), run with ``/bin/sh`` in the worker's environment (so ``$CUDA_VISIBLE_DEVICES`` is
+    ``cmd`` is formatted like ``str.format(**kwargs)`` (write ``{{`` and ``}}`` for literal
+    braces), except that every value is quoted for the shell (:mod:`outpost.shell_template`):
+    ``ShellFunction("ls {path}")(path="my dir; rm x")`` lists the directory literally named
+    ``my dir; rm x``, so on a shared endpoint a submitter's values can never become commands.
+    Write placeholders bare or inside plain quotes; one where no quoting is safe (inside
+    backticks, ``${...}``, a comment, after ``<<``) is refused when the function is made.  The
+    command runs with ``/bin/sh`` in the worker's environment (so ``$CUDA_VISIBLE_DEVICES`` is
     the worker's GPU), and its stdout/stderr are captured, keeping the last ``snippet_lines``
     lines of each.  ``walltime`` (seconds) kills the command's whole process group and reports
     return code 124.
@@ -85,6 +91,7 @@ class ShellFunction:
             raise ValueError(f"ShellFunction needs a non-empty command string, got {cmd!r}")
         if walltime is not None and walltime <= 0:
             raise ValueError(f"walltime must be a positive number of seconds, got {walltime!r}")
+        check_template(cmd)
         self.cmd = cmd
         self.walltime = walltime
         self.snippet_lines = snippet_lines
@@ -95,9 +102,9 @@ class ShellFunction:
         return f"{type(self).__name__}({self.cmd!r}, walltime={self.walltime!r})"
 
     def format_command(self, **kwargs: Any) -> str:
-        """The command with ``{placeholders}`` filled from ``kwargs``."""
+        """The command with ``{placeholders}`` filled from ``kwargs``, each value shell-quoted."""
         try:
-            return self.cmd.format(**kwargs)
+            return fill(self.cmd, kwargs)
         except (KeyError, IndexError) as exc:
             raise ValueError(
                 f"command {self.cmd!r} refers to {{{exc.args[0]}}} but no such keyword argument "
@@ -170,7 +177,11 @@ def _positive_int(spec: dict[str, Any], key: str) -> int | None:
 
 def mpi_launcher(spec: dict[str, Any], template: str | None = None) -> str:
     """The launcher prefix for ``spec`` (``num_nodes``, ``ranks_per_node``, ``num_ranks``,
-    ``launcher_options``), from ``template`` or ``OUTPOST_MPI_LAUNCHER`` or the default."""
+    ``launcher_options``), from ``template`` or ``OUTPOST_MPI_LAUNCHER`` or the default.
+
+    ``launcher_options`` comes from the submitter: it is split into words like a shell would,
+    each word quoted, and refused if it holds shell metacharacters (``;``, ``|``, ``$``...), so
+    it can only ever add arguments to the launcher.  Every other value is quoted too."""
     nodes = _positive_int(spec, "num_nodes")
     per_node = _positive_int(spec, "ranks_per_node")
     ranks = _positive_int(spec, "num_ranks")
@@ -183,11 +194,12 @@ def mpi_launcher(spec: dict[str, Any], template: str | None = None) -> str:
         )
     nodes = nodes or 1
     per_node = per_node or -(-ranks // nodes)
-    options = spec.get("launcher_options") or ""
-    if not isinstance(options, str):
-        raise ConfigurationError(f"'launcher_options' must be a string, got {options!r}")
+    given = spec.get("launcher_options") or ""
+    if not isinstance(given, str):
+        raise ConfigurationError(f"'launcher_options' must be a string, got {given!r}")
+    options = launcher_options(given)  # quoted argv words; shell metacharacters refused
     template = template or os.environ.get(ENV_MPI_LAUNCHER) or DEFAULT_MPI_LAUNCHER
-    values = {
+    values: dict[str, object] = {
         "num_ranks": ranks,
         "ranks_per_node": per_node,
         "num_nodes": nodes,
@@ -195,8 +207,8 @@ def mpi_launcher(spec: dict[str, Any], template: str | None = None) -> str:
         "nodefile": os.environ.get(ENV_MPI_NODEFILE, ""),
     }
     try:
-        launcher = template.format(**values)
-    except (KeyError, IndexError, ValueError) as exc:
+        launcher = fill(template, values)
+    except (KeyError, IndexError, ValueError, ConfigurationError) as exc:
         raise ConfigurationError(
             f"MPI launcher template {template!r} is invalid ({exc}); use placeholders among "
             f"{sorted(values)}"
