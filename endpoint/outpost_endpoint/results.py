@@ -6,13 +6,16 @@ refused tasks) all describe failures the same way, so the wording lives here onc
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
+from collections.abc import Collection
 
-from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope, TaskState
+from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope, TaskState, function_id_for
 
 HOSTNAME = socket.gethostname()
+log = logging.getLogger("outpost_endpoint.amqp.task_consumer")  # where refusals were logged
 
 
 def failed_result(
@@ -134,3 +137,45 @@ def refused_function_result(task: TaskEnvelope) -> ResultEnvelope:
         "function",
         error_type="outpost.errors.FunctionNotAllowed",
     )
+
+
+def function_mismatch_result(task: TaskEnvelope, actual: str) -> ResultEnvelope:
+    """The answer for a task whose function bytes do not hash to its declared ``function_id``
+    (a forged or corrupted message: the id is what allow-lists check, so it must be true)."""
+    return failed_result(
+        task,
+        "function_mismatch",
+        f"task {task.task_id} declares function {task.function_id} but its function payload "
+        f"hashes to {actual} (sha256, as outpost.protocol.function_id_for computes ids); the "
+        f"task was not run by endpoint {task.endpoint_id} on {HOSTNAME}. Submit it through the "
+        "service, which sends the registered function with its own id",
+        error_type="outpost.errors.FunctionMismatch",
+    )
+
+
+def refusal(task: TaskEnvelope, allowed_functions: Collection[str] | None) -> ResultEnvelope | None:
+    """The failed result of a task this endpoint will not run, else None: function bytes that
+    do not hash to its ``function_id`` (checked first: the allow-list trusts the id), a
+    function left out of ``allowed_functions``, or a task delivered past its deadline.
+
+    The hash is the one the service computes ids with (:func:`outpost.protocol.function_id_for`,
+    sha256): about 1 us per KiB of function payload, once per task."""
+    actual = function_id_for(task.function)
+    if actual != task.function_id:
+        log.warning(
+            "task %s: function payload hashes to %s, not its function_id %s; failing it "
+            "without running",
+            task.task_id,
+            actual,
+            task.function_id,
+        )
+        return function_mismatch_result(task, actual)
+    if allowed_functions is not None and task.function_id not in allowed_functions:
+        log.warning(
+            "task %s: function %s is not in allowed_functions; failing it without running",
+            task.task_id,
+            task.function_id,
+        )
+        return refused_function_result(task)
+    deadline = deadline_of(task)
+    return expired_result(task, deadline) if deadline is not None else None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from outpost.protocol import TaskEnvelope, TaskState, serialize
+from outpost.protocol import TaskEnvelope, TaskState, function_id_for, serialize
 from outpost_endpoint.service import EndpointService
 from outpost_service.expiry import expire_due
 
@@ -86,10 +86,11 @@ def test_endpoint_does_not_run_a_task_delivered_after_its_deadline(
     make_service(workers=1)
     runs, gate = tmp_path / "runs", tmp_path / "gate"
     gate.touch()
+    function = serialize(tasks.record_run)
     late = TaskEnvelope(
         task_id=str(uuid.uuid4()),
-        function_id="f",
-        function=serialize(tasks.record_run),
+        function_id=function_id_for(function),
+        function=function,
         args=serialize(((str(runs), str(gate)), {})),
         endpoint_id=topology.endpoint_id,
         resource_specification={"expires_after": 60},

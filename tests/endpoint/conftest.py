@@ -26,6 +26,7 @@ from outpost.protocol import (
     EndpointStatus,
     ResultEnvelope,
     TaskEnvelope,
+    function_id_for,
     serialize,
 )
 from outpost_endpoint.amqp import AmqpSettings
@@ -123,10 +124,11 @@ class Topology:
         **kwargs: Any,
     ) -> TaskEnvelope:
         """Publish a task calling ``fn(*args, **kwargs)``; returns its envelope."""
+        function = serialize(fn)
         envelope = TaskEnvelope(
             task_id=str(uuid.uuid4()),
-            function_id="f",
-            function=serialize(fn),
+            function_id=function_id_for(function),
+            function=function,
             args=serialize((args, kwargs)),
             endpoint_id=endpoint_id or self.endpoint_id,
             resource_specification=spec or {},

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
-from outpost.protocol import ResultEnvelope, TaskEnvelope, serialize
+from outpost.protocol import ResultEnvelope, TaskEnvelope, function_id_for, serialize
 from outpost_endpoint.amqp import AmqpSettings
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.engine import ProcessPoolEngine
@@ -76,10 +76,11 @@ def offline_consumer(
 
 def square_task(x: int, endpoint_id: str) -> TaskEnvelope:
     """A task computing ``x * x`` (:func:`tasks.square`) for ``endpoint_id``."""
+    function = serialize(tasks.square)
     return TaskEnvelope(
         task_id=str(uuid.uuid4()),
-        function_id="f",
-        function=serialize(tasks.square),
+        function_id=function_id_for(function),
+        function=function,
         args=serialize(((x,), {})),
         endpoint_id=endpoint_id,
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from outpost.protocol import TaskEnvelope, serialize
+from outpost.protocol import TaskEnvelope, function_id_for, serialize
 from outpost_endpoint.amqp import task_consumer
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.journal import Journal
@@ -52,10 +52,11 @@ def deliver(handler: TaskConsumer, gate: Path, tags: list[int]) -> tuple[Channel
     channel = Channel()
     ids = []
     for tag in tags:
+        function = serialize(tasks.wait_for_file)
         task = TaskEnvelope(
             task_id=str(uuid.uuid4()),
-            function_id="f",
-            function=serialize(tasks.wait_for_file),
+            function_id=function_id_for(function),
+            function=function,
             args=serialize(((str(gate), tag), {})),
             endpoint_id=ENDPOINT,
         )

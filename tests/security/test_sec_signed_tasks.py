@@ -20,7 +20,7 @@ from typing import Any
 import pika
 import sqlalchemy as sa
 
-from outpost.protocol import TaskEnvelope, serialize, serialize_function
+from outpost.protocol import TaskEnvelope, function_id_for, serialize, serialize_function
 from outpost.protocol.signing import Signer, new_private_key
 from outpost_service.store.schema import meta
 from outpost_service.task_signing import KEY_NAME
@@ -58,7 +58,7 @@ def test_tampered_forged_unsigned_old_and_replayed_tasks(
     def task(i: int) -> dict[str, Any]:
         envelope = TaskEnvelope(
             task_id=str(uuid.uuid4()),
-            function_id="f-attack",
+            function_id=function_id_for(serialize_function(work)),
             function=serialize_function(work),
             args=serialize(((i, str(runs), -1), {})),
             endpoint_id=endpoint_id,

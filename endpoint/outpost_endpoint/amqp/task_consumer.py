@@ -59,12 +59,7 @@ from outpost_endpoint.amqp.result_publisher import ResultPublisher
 from outpost_endpoint.engine.base import Engine
 from outpost_endpoint.errors import BrokerError, EngineError, JournalError
 from outpost_endpoint.journal import RECEIVED, Journal
-from outpost_endpoint.results import (
-    cancelled_result,
-    deadline_of,
-    expired_result,
-    refused_function_result,
-)
+from outpost_endpoint.results import cancelled_result, refusal
 
 log = logging.getLogger(__name__)
 
@@ -461,17 +456,9 @@ class TaskConsumer:
         future.add_done_callback(lambda done: self._on_done(task_id, done))
 
     def _refusal(self, task: TaskEnvelope) -> ResultEnvelope | None:
-        """The failed result of a task this endpoint will not run (a function left out of
-        ``allowed_functions``, or delivered past its deadline), else None."""
-        if self.allowed_functions is not None and task.function_id not in self.allowed_functions:
-            log.warning(
-                "task %s: function %s is not in allowed_functions; failing it without running",
-                task.task_id,
-                task.function_id,
-            )
-            return refused_function_result(task)
-        deadline = deadline_of(task)
-        return expired_result(task, deadline) if deadline is not None else None
+        """The failed result of a task this endpoint will not run, else None
+        (:func:`outpost_endpoint.results.refusal`)."""
+        return refusal(task, self.allowed_functions)
 
     def _on_done(self, task_id: str, future: Future[ResultEnvelope]) -> None:
         """Engine thread: spool and publish the result (an abandoned task -- a cancelled
