@@ -263,7 +263,7 @@ def create_user(
     """
     from outpost_service.validation import NAME_PATTERN
 
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise click.BadParameter(
             "use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit",
             param_hint="NAME",

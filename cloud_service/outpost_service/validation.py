@@ -18,8 +18,8 @@ from flask import request
 
 from outpost_service.errors import BadRequest, PayloadTooLarge, Unprocessable
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-FUNCTION_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+FUNCTION_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -97,7 +97,7 @@ def uuid_text(value: Any, field: str) -> str:
 
 
 def name_text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         shown = value[:80] if isinstance(value, str) else _json_type(value)
         raise invalid(
             field,
@@ -108,7 +108,7 @@ def name_text(value: Any, field: str) -> str:
 
 
 def function_id_text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not FUNCTION_ID_PATTERN.match(value):
+    if not isinstance(value, str) or not FUNCTION_ID_PATTERN.fullmatch(value):
         shown = value[:80] if isinstance(value, str) else _json_type(value)
         raise invalid(
             field,

@@ -36,9 +36,9 @@ SCHEDULER_ONLY_KEYS = {
 PBS_PLACES = ("scatter", "pack", "free", "excl", "scatter:excl", "pack:excl", "free:excl")
 CPU_AFFINITIES = ("none", "block", "alternating", "block-reverse", "list:...")
 ACCELERATOR_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
-_CORE_SET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_WALLTIME = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
-_FUNCTION_ID = re.compile(r"^[0-9a-f]{64}$")
+_CORE_SET = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+_WALLTIME = re.compile(r"\d+:[0-5]\d:[0-5]\d")
+_FUNCTION_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -423,7 +423,7 @@ def _url(schemes: tuple[str, ...]) -> Callable[[Any], str]:
 
 def _walltime(value: Any) -> str:
     """``"0:10:00"`` (as in Parsl configs) is accepted and written back as ``"00:10:00"``."""
-    if not isinstance(value, str) or not _WALLTIME.match(value):
+    if not isinstance(value, str) or not _WALLTIME.fullmatch(value):
         raise ValueError('is not a walltime; write it as a quoted "HH:MM:SS", e.g. "01:00:00"')
     hours, minutes, seconds = value.split(":")
     return f"{int(hours):02d}:{minutes}:{seconds}"
@@ -446,7 +446,7 @@ def _affinity(value: Any) -> str:
         return value
     if isinstance(value, str) and value.startswith("list:"):
         cores = value[len("list:") :]
-        if cores and all(_CORE_SET.match(part) for part in cores.split(":")):
+        if cores and all(_CORE_SET.fullmatch(part) for part in cores.split(":")):
             return value
         raise ValueError(
             "is not a core list; write list:CORES[:CORES...] with ':' between workers and ',' "
@@ -464,7 +464,7 @@ def _function_ids(value: Any) -> list[str]:
             "is empty, which would refuse every task; list the function ids to run, or remove "
             "the key to run any function"
         )
-    bad = [v for v in value if not isinstance(v, str) or not _FUNCTION_ID.match(v)]
+    bad = [v for v in value if not isinstance(v, str) or not _FUNCTION_ID.fullmatch(v)]
     if bad:
         raise ValueError(
             f"has entries that are not function ids: {', '.join(repr(b) for b in bad[:3])}; a "

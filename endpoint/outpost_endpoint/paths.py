@@ -16,7 +16,7 @@ from typing import Any
 from outpost.protocol.conventions import outpost_home
 from outpost_endpoint.errors import ConfigError, EndpointNotFound
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def endpoints_dir() -> Path:
@@ -30,7 +30,7 @@ def global_credentials_path() -> Path:
 
 def check_name(name: str) -> str:
     """Endpoint names become directory names: keep them to a safe alphabet."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(
             f"endpoint name {name!r} is not allowed; use letters, digits, '.', '_' and '-' "
             "(starting with a letter or digit, at most 64 characters)"

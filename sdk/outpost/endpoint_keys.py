@@ -32,7 +32,7 @@ from outpost.protocol.sealing import key_fingerprint, public_key_from_text
 log = logging.getLogger(__name__)
 
 KNOWN_ENDPOINTS_FILE = "known_endpoints"
-_FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
+_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 _LOCK = threading.Lock()  # one read-modify-write of the file at a time in this process
 
 
@@ -43,7 +43,7 @@ def known_endpoints_path() -> Path:
 def fingerprint_of(key: str) -> str:
     """The fingerprint of ``key``: a base64 public key, or already a ``sha256:<hex>``
     fingerprint (returned as is)."""
-    if _FINGERPRINT.match(key.strip().lower()):
+    if _FINGERPRINT.fullmatch(key.strip().lower()):
         return key.strip().lower()
     return key_fingerprint(public_key_from_text(key, "the endpoint key"))
 
@@ -62,7 +62,7 @@ def read_pins(path: Path | None = None) -> dict[str, str]:
         fields = line.split("#", 1)[0].split()
         if not fields:
             continue
-        if len(fields) != 2 or not _FINGERPRINT.match(fields[1]):
+        if len(fields) != 2 or not _FINGERPRINT.fullmatch(fields[1]):
             raise ConfigurationError(
                 f"{path} line {number} is not '<endpoint_id> sha256:<64 hex digits>': "
                 f"{line!r}; fix or delete that line"

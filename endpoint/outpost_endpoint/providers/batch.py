@@ -31,13 +31,13 @@ from outpost_endpoint.providers.scheduler_command import SchedulerCommands
 
 log = logging.getLogger(__name__)
 
-_WALLTIME = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
+_WALLTIME = re.compile(r"(\d+):([0-5]\d):([0-5]\d)")
 _JOB_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def walltime_seconds(walltime: str) -> int:
     """``"HH:MM:SS"`` (hours may exceed 24) as seconds."""
-    match = _WALLTIME.match(walltime.strip())
+    match = _WALLTIME.fullmatch(walltime.strip())
     if not match:
         raise ProviderError(f'walltime {walltime!r} is not HH:MM:SS, e.g. "01:00:00"')
     hours, minutes, seconds = (int(g) for g in match.groups())

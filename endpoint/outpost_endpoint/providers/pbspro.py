@@ -52,7 +52,7 @@ PBS_EXEC_CODES = {
     -29: "job was killed for exceeding its walltime",
 }
 _UNKNOWN_JOB = re.compile(r"Unknown Job Id:?\s+(\S+)", re.IGNORECASE)
-_JOB_ID = re.compile(r"^\d+(\[\d*\])?(\.\S+)?$")
+_JOB_ID = re.compile(r"\d+(\[\d*\])?(\.\S+)?")
 
 
 def block_status_from_pbs(job: dict[str, Any]) -> BlockStatus | None:
@@ -214,7 +214,7 @@ class PBSProProvider(BatchProvider):
             raise ProviderError(f"qsub refused block script {script_path}: {result.describe()}")
         lines = result.stdout.strip().splitlines()
         job_id = lines[-1].strip() if lines else ""
-        if not _JOB_ID.match(job_id):
+        if not _JOB_ID.fullmatch(job_id):
             raise SubmissionUncertain(
                 f"qsub printed no job id for {script_path}: {result.describe()}; "
                 "check `qstat -u $USER` for a job that may have been created"
@@ -272,7 +272,9 @@ class PBSProProvider(BatchProvider):
         result = self.commands.run_with_retries(["qselect", "-N", job_name])
         if not result.ok:
             return None
-        return [line.strip() for line in result.stdout.splitlines() if _JOB_ID.match(line.strip())]
+        return [
+            line.strip() for line in result.stdout.splitlines() if _JOB_ID.fullmatch(line.strip())
+        ]
 
     def _cancel(self, job_ids: Sequence[str]) -> None:
         result = self.commands.run_with_retries(

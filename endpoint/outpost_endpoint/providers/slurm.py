@@ -53,7 +53,7 @@ SLURM_STATES: dict[str, BlockState] = {
     "SPECIAL_EXIT": BlockState.FAILED,
 }
 _INVALID_ID = "invalid job id"
-_JOB_ID = re.compile(r"^(\d+)(?:;\S+)?$")
+_JOB_ID = re.compile(r"(\d+)(?:;\S+)?")
 
 
 def slurm_state(text: str) -> BlockState | None:
@@ -145,7 +145,7 @@ class SlurmProvider(BatchProvider):
             raise SubmissionUncertain(f"sbatch of {script_path}: {result.describe()}")
         if not result.ok:
             raise ProviderError(f"sbatch refused block script {script_path}: {result.describe()}")
-        match = _JOB_ID.match(result.stdout.strip().splitlines()[-1] if result.stdout else "")
+        match = _JOB_ID.fullmatch(result.stdout.strip().splitlines()[-1] if result.stdout else "")
         if not match:
             raise SubmissionUncertain(
                 f"sbatch printed no job id for {script_path}: {result.describe()}; "
