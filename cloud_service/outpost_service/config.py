@@ -19,6 +19,8 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024 * 1024
 #: Most tasks accepted in one ``POST /v1/tasks`` (and task ids in one ``POST /v1/results``).
 DEFAULT_MAX_BATCH = 10_000
+#: Largest endpoint metadata (registration) or heartbeat details, as compact JSON: 64 KiB.
+DEFAULT_MAX_METADATA_BYTES = 64 * 1024
 
 _ENV = {
     "database_url": "OUTPOST_DATABASE_URL",
@@ -32,6 +34,7 @@ _ENV = {
     "task_max_age": "OUTPOST_TASK_MAX_AGE",
     "rate_limit": "OUTPOST_RATE_LIMIT",
     "rate_burst": "OUTPOST_RATE_BURST",
+    "max_metadata_bytes": "OUTPOST_MAX_METADATA_BYTES",
     "queue_type": "OUTPOST_QUEUE_TYPE",
     "tls_cert": "OUTPOST_TLS_CERT",
     "tls_key": "OUTPOST_TLS_KEY",
@@ -72,6 +75,10 @@ class ServiceConfig:
     #: Largest HTTP request body, in bytes; also the size budget of one results answer.
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
     max_batch: int = DEFAULT_MAX_BATCH
+    #: Largest endpoint ``metadata`` accepted at registration (413 over it) and heartbeat
+    #: ``details`` stored by ingest (replaced by a note over it), in bytes of compact JSON.
+    #: Every endpoint's metadata is returned by ``GET /v1/endpoints``: keep lists cheap.
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     #: Messages the ingest consumer may hold unacknowledged (and stores per transaction).
     ingest_prefetch: int = 200
     #: Seconds between retention sweeps run by the ingest consumer.
@@ -138,6 +145,13 @@ class ServiceConfig:
         self.task_max_age = float(self.task_max_age)
         self.rate_limit = float(self.rate_limit)
         self.rate_burst = int(self.rate_burst)
+        try:
+            self.max_metadata_bytes = int(self.max_metadata_bytes)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                "max_metadata_bytes (OUTPOST_MAX_METADATA_BYTES) must be a whole number of "
+                f"bytes, got {self.max_metadata_bytes!r}"
+            ) from None
         if self.rate_limit < 0:
             raise ConfigurationError(
                 f"rate_limit must be 0 (no limit) or positive requests per second, got "
@@ -160,6 +174,7 @@ class ServiceConfig:
             "payload_limit",
             "max_content_length",
             "max_batch",
+            "max_metadata_bytes",
             "ingest_prefetch",
             "rate_burst",
         ):

@@ -225,7 +225,11 @@ def openapi_document() -> dict[str, Any]:
                                 "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                             },
                             "endpoint_id": _UUID,
-                            "metadata": obj,
+                            "metadata": {
+                                **obj,
+                                "description": "at most max_metadata_bytes (64 KiB) of compact "
+                                "JSON; over it: 413",
+                            },
                         },
                     },
                     extra={**_409, **_503},

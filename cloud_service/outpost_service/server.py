@@ -41,6 +41,7 @@ def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> Ing
         prefetch=config.ingest_prefetch,
         purge_interval=config.purge_interval,
         tls=config.amqp_tls,
+        max_details_bytes=config.max_metadata_bytes,
     )
 
 

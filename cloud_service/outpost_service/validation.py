@@ -133,6 +133,19 @@ def payload_bytes(value: Any, field: str, limit: int) -> bytes:
     return data
 
 
+def json_size_within(value: Any, field: str, limit: int) -> None:
+    """Refuse (413) a free-form JSON ``value`` whose compact encoding is over ``limit`` bytes:
+    it is stored and returned in every listing, so it must stay small."""
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > limit:
+        raise PayloadTooLarge(
+            f"field {field!r} is {size:,} bytes of JSON, over the limit of {limit:,} bytes; "
+            "keep it to a few facts (host, versions, settings), or ask the operator to raise "
+            "max_metadata_bytes (OUTPOST_MAX_METADATA_BYTES)",
+            details={"field": field, "size": size, "limit": limit},
+        )
+
+
 def _too_large(field: str, size: int, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"field {field!r} holds a payload of {size:,} bytes, over the limit of {limit:,} bytes; "

@@ -31,6 +31,7 @@ from outpost_service.validation import (
     get_field,
     invalid,
     json_body,
+    json_size_within,
     name_text,
     small_object,
     uuid_text,
@@ -54,6 +55,8 @@ def register_endpoint() -> dict[str, Any]:
     given = body.get("endpoint_id")
     endpoint_id = None if given is None else uuid_text(given, "endpoint_id")
     metadata = small_object(body, "metadata")
+    if metadata is not None:
+        json_size_within(metadata, "metadata", state.config.max_metadata_bytes)
 
     with state.database.read() as conn:
         by_name = endpoint_store.find_by_name(conn, user.user_id, name)

@@ -14,6 +14,7 @@ results for longer than that anyway).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -60,8 +61,11 @@ class IngestConsumer:
         idle_flush: float = 0.005,
         max_batch_age: float = 0.05,
         tls: TlsFiles | None = None,
+        max_details_bytes: int | None = None,
     ) -> None:
         self.database = database
+        #: heartbeat ``details`` over this many bytes are stored as a note instead (None: any)
+        self.max_details_bytes = max_details_bytes
         self.topology = topology
         self.notifier = notifier
         self.retention = retention
@@ -205,9 +209,28 @@ class IngestConsumer:
                     body,
                 )
                 return
+            if isinstance(message, EndpointStatus):
+                message = self._bounded(message, len(body))
             batch.append(_Entry(tag, message))
         else:
             self._reject(channel, tag, f"a {message.TYPE!r} message does not belong here", body)
+
+    def _bounded(self, status: EndpointStatus, size: int) -> EndpointStatus:
+        """``status`` with its details replaced by a note when the message is over
+        ``max_details_bytes``: the heartbeat still counts (the endpoint stays online), but a
+        huge blob is not stored and served by every ``GET /v1/endpoints``."""
+        limit = self.max_details_bytes
+        if limit is None or size <= limit:
+            return status
+        log.warning(
+            "endpoint %s sent a heartbeat of %d bytes, over max_metadata_bytes (%d); its "
+            "details are not stored",
+            status.endpoint_id,
+            size,
+            limit,
+        )
+        note = f"heartbeat details of {size:,} bytes dropped: over the limit of {limit:,} bytes"
+        return dataclasses.replace(status, details={"error": note})
 
     @staticmethod
     def _reject(channel: BlockingChannel, tag: int, reason: str, body: bytes) -> None:
