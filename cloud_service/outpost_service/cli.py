@@ -125,7 +125,32 @@ def main(verbose: bool) -> None:
     default=32,
     show_default=True,
     type=click.IntRange(1, 1024),
-    help="request threads; each waiting long-poll holds one",
+    help="request threads; each waiting long-poll holds one, and long-polls may hold at "
+    "most --longpoll-slots of them",
+)
+@click.option(
+    "--longpoll-slots",
+    type=click.IntRange(0),
+    help="result long-polls that may wait at once; must be below --threads "
+    "[env OUTPOST_LONGPOLL_SLOTS; default 0: --threads less a quarter, at least 4 kept free]",
+)
+@click.option(
+    "--longpoll-per-user",
+    type=click.IntRange(1),
+    help="waiting long-polls one user may hold; more get 429 with Retry-After "
+    "[env OUTPOST_LONGPOLL_PER_USER; default 16]",
+)
+@click.option(
+    "--connection-limit",
+    type=click.IntRange(1),
+    help="client connections open at once (plain HTTP server) "
+    "[env OUTPOST_CONNECTION_LIMIT; default 1000]",
+)
+@click.option(
+    "--channel-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds a connection may stay silent (mid-request or between requests) before it "
+    "is closed [env OUTPOST_CHANNEL_TIMEOUT; default 30]",
 )
 @click.option(
     "--broker-auth",
@@ -175,6 +200,10 @@ def serve(
     amqp_key_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    longpoll_slots: int | None,
+    longpoll_per_user: int | None,
+    connection_limit: int | None,
+    channel_timeout: float | None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-ingest, the result ingest).
 
@@ -196,6 +225,10 @@ def serve(
         amqp_key_file=amqp_key_file,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        longpoll_slots=longpoll_slots,
+        longpoll_per_user=longpoll_per_user,
+        connection_limit=connection_limit,
+        channel_timeout=channel_timeout,
     )
     run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
 

@@ -19,6 +19,8 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024 * 1024
 #: Most tasks accepted in one ``POST /v1/tasks`` (and task ids in one ``POST /v1/results``).
 DEFAULT_MAX_BATCH = 10_000
+#: Request threads of ``serve`` (``--threads``).
+DEFAULT_THREADS = 32
 
 _ENV = {
     "database_url": "OUTPOST_DATABASE_URL",
@@ -38,6 +40,10 @@ _ENV = {
     "amqp_ca_file": "OUTPOST_AMQP_CA_FILE",
     "amqp_cert_file": "OUTPOST_AMQP_CERT_FILE",
     "amqp_key_file": "OUTPOST_AMQP_KEY_FILE",
+    "longpoll_slots": "OUTPOST_LONGPOLL_SLOTS",
+    "longpoll_per_user": "OUTPOST_LONGPOLL_PER_USER",
+    "connection_limit": "OUTPOST_CONNECTION_LIMIT",
+    "channel_timeout": "OUTPOST_CHANNEL_TIMEOUT",
 }
 
 #: ``broker_auth`` values: one RabbitMQ user per endpoint (made through the management API), or
@@ -110,6 +116,18 @@ class ServiceConfig:
     amqp_ca_file: str = ""
     amqp_cert_file: str = ""
     amqp_key_file: str = ""
+    #: Result long-polls that may wait at once in one service process; 0 (the default) sizes
+    #: the pool from ``serve --threads``, keeping a quarter of the threads (at least 4) for
+    #: ordinary requests (see longpoll.py).  Set, it must be smaller than ``--threads``.
+    longpoll_slots: int = 0
+    #: ... and how many of them one user may hold (a poll over either limit gets 429).
+    longpoll_per_user: int = 16
+    #: Open client connections the HTTP server accepts at once (waitress' connection_limit;
+    #: each costs a file descriptor, not a thread, while it sends its request).
+    connection_limit: int = 1000
+    #: Seconds a client connection may stay silent, mid-request or between keep-alive
+    #: requests, before the server closes it (bounds half-sent "slowloris" requests).
+    channel_timeout: float = 30.0
 
     @property
     def amqp_tls(self) -> TlsFiles:
@@ -138,6 +156,15 @@ class ServiceConfig:
         self.task_max_age = float(self.task_max_age)
         self.rate_limit = float(self.rate_limit)
         self.rate_burst = int(self.rate_burst)
+        self.longpoll_slots = int(self.longpoll_slots)
+        self.longpoll_per_user = int(self.longpoll_per_user)
+        self.connection_limit = int(self.connection_limit)
+        self.channel_timeout = float(self.channel_timeout)
+        if self.longpoll_slots < 0:
+            raise ConfigurationError(
+                f"longpoll_slots must be 0 (sized from the request threads) or a positive "
+                f"number of long-polls, got {self.longpoll_slots!r}"
+            )
         if self.rate_limit < 0:
             raise ConfigurationError(
                 f"rate_limit must be 0 (no limit) or positive requests per second, got "
@@ -153,6 +180,7 @@ class ServiceConfig:
             "purge_interval",
             "republish_after",
             "task_max_age",
+            "channel_timeout",
         ):
             if float(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -162,6 +190,8 @@ class ServiceConfig:
             "max_batch",
             "ingest_prefetch",
             "rate_burst",
+            "longpoll_per_user",
+            "connection_limit",
         ):
             if int(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")

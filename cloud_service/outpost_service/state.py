@@ -11,7 +11,8 @@ from outpost_service.broker.admin import BrokerAdmin, default_management_url
 from outpost_service.broker.publisher import Publisher
 from outpost_service.broker.topology import Topology
 from outpost_service.cache import FunctionCache
-from outpost_service.config import ServiceConfig
+from outpost_service.config import DEFAULT_THREADS, ServiceConfig
+from outpost_service.longpoll import LongPollGate, resolve_slots
 from outpost_service.notifier import ResultNotifier
 from outpost_service.ratelimit import RateLimiter
 from outpost_service.store import Database
@@ -33,6 +34,8 @@ class ServiceState:
     admin: BrokerAdmin | None = None
     #: Per-token request rate limits; None when ``rate_limit`` is 0.
     limiter: RateLimiter | None = None
+    #: Admission of waiting result long-polls (see longpoll.py).
+    longpolls: LongPollGate = field(default_factory=lambda: LongPollGate(24, 16))
 
     @classmethod
     def build(cls, config: ServiceConfig) -> ServiceState:
@@ -58,6 +61,10 @@ class ServiceState:
             limiter=RateLimiter(config.rate_limit, config.rate_burst)
             if config.rate_limit
             else None,
+            longpolls=LongPollGate(
+                config.longpoll_slots or resolve_slots(0, DEFAULT_THREADS),
+                config.longpoll_per_user,
+            ),
         )
 
     def close(self) -> None:
