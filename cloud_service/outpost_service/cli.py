@@ -335,6 +335,72 @@ def revoke(token: str, database_url: str | None) -> None:
     click.echo("token revoked")
 
 
+@main.command("revoke-user")
+@click.argument("name")
+@_database_option
+@_amqp_options
+@click.option(
+    "--management-url",
+    metavar="URL",
+    help="RabbitMQ management API, as for serve [env OUTPOST_AMQP_MANAGEMENT_URL]",
+)
+@click.option(
+    "--broker-auth",
+    type=click.Choice(["per-endpoint", "shared"]),
+    help="as for serve [env OUTPOST_BROKER_AUTH; default per-endpoint]",
+)
+@_friendly
+def revoke_user_command(
+    name: str,
+    database_url: str | None,
+    amqp_url: str | None,
+    public_amqp_url: str | None,
+    amqp_prefix: str | None,
+    amqp_ca_file: str | None,
+    amqp_cert_file: str | None,
+    amqp_key_file: str | None,
+    management_url: str | None,
+    broker_auth: str | None,
+) -> None:
+    """Revoke user NAME: every token of theirs, and their endpoints' broker access.
+
+    Their API requests get 401 from now on; their endpoints' RabbitMQ users are deleted and
+    open connections closed, so a running endpoint of theirs takes no more tasks (queued
+    tasks stay queued). Safe to run again (e.g. after a broker error).
+    """
+    from outpost_service.revocation import revoke_user
+
+    config = ServiceConfig.from_env(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        public_amqp_url=public_amqp_url,
+        amqp_prefix=amqp_prefix,
+        amqp_ca_file=amqp_ca_file,
+        amqp_cert_file=amqp_cert_file,
+        amqp_key_file=amqp_key_file,
+        management_url=management_url,
+        broker_auth=broker_auth,
+    )
+    database = Database(config.database_url)
+    database.ensure_schema()
+    try:
+        outcome = revoke_user(config, database, name)
+    finally:
+        database.dispose()
+    click.echo(f"user {name}: {outcome.tokens_revoked} active token(s) revoked")
+    if outcome.shared_broker_login:
+        click.echo(
+            "warning: broker_auth is 'shared': endpoints use the service's own broker login, "
+            "which cannot be cut off for one user; rotate it to stop their running endpoints",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"user {name}: {len(outcome.endpoints)} endpoint(s) cut off the broker (broker "
+            "users deleted, connections closed)"
+        )
+
+
 @main.command("init-db")
 @_database_option
 @_friendly

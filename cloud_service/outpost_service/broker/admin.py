@@ -131,8 +131,13 @@ class BrokerAdmin:
         }
 
     def _close_connections(self, user: str) -> None:
-        """Close the open connections of ``user`` (after a rotation or deletion)."""
-        listing = self._call("GET", "/connections?columns=name,user", None)
+        """Close the open connections of ``user`` (after a rotation or deletion).
+
+        They are listed from RabbitMQ's connection tracking (``/connections/username/U``),
+        which knows a connection the moment it opens; the plain ``/connections`` listing comes
+        from the statistics database and misses connections younger than its ~5 s interval.
+        """
+        listing = self._call("GET", f"/connections/username/{quote(user, safe='')}", None)
         for connection in listing if isinstance(listing, list) else []:
             if isinstance(connection, dict) and connection.get("user") == user:
                 name = quote(str(connection.get("name", "")), safe="")
