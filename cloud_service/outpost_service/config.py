@@ -44,6 +44,11 @@ _ENV = {
     "longpoll_per_user": "OUTPOST_LONGPOLL_PER_USER",
     "connection_limit": "OUTPOST_CONNECTION_LIMIT",
     "channel_timeout": "OUTPOST_CHANNEL_TIMEOUT",
+    "dead_letter_max_length": "OUTPOST_DEAD_LETTER_MAX_LENGTH",
+    "dead_letter_max_bytes": "OUTPOST_DEAD_LETTER_MAX_BYTES",
+    "dead_letter_ttl": "OUTPOST_DEAD_LETTER_TTL",
+    "endpoint_max_connections": "OUTPOST_ENDPOINT_MAX_CONNECTIONS",
+    "endpoint_max_channels": "OUTPOST_ENDPOINT_MAX_CHANNELS",
 }
 
 #: ``broker_auth`` values: one RabbitMQ user per endpoint (made through the management API), or
@@ -128,6 +133,15 @@ class ServiceConfig:
     #: Seconds a client connection may stay silent, mid-request or between keep-alive
     #: requests, before the server closes it (bounds half-sent "slowloris" requests).
     channel_timeout: float = 30.0
+    #: Caps of the dead-letter queue ``P.dead`` (an operator policy; the oldest messages are
+    #: dropped first) and how long a dead letter is kept, in seconds (7 days).
+    dead_letter_max_length: int = 100_000
+    dead_letter_max_bytes: int = 256 * 1024 * 1024
+    dead_letter_ttl: float = 7 * 24 * 3600.0
+    #: RabbitMQ user limits of each per-endpoint broker user (an endpoint uses 2 connections
+    #: with one channel each).
+    endpoint_max_connections: int = 8
+    endpoint_max_channels: int = 16
 
     @property
     def amqp_tls(self) -> TlsFiles:
@@ -160,6 +174,14 @@ class ServiceConfig:
         self.longpoll_per_user = int(self.longpoll_per_user)
         self.connection_limit = int(self.connection_limit)
         self.channel_timeout = float(self.channel_timeout)
+        self.dead_letter_ttl = float(self.dead_letter_ttl)
+        for name in (
+            "dead_letter_max_length",
+            "dead_letter_max_bytes",
+            "endpoint_max_connections",
+            "endpoint_max_channels",
+        ):
+            setattr(self, name, int(getattr(self, name)))
         if self.longpoll_slots < 0:
             raise ConfigurationError(
                 f"longpoll_slots must be 0 (sized from the request threads) or a positive "
@@ -181,6 +203,7 @@ class ServiceConfig:
             "republish_after",
             "task_max_age",
             "channel_timeout",
+            "dead_letter_ttl",
         ):
             if float(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -192,6 +215,10 @@ class ServiceConfig:
             "rate_burst",
             "longpoll_per_user",
             "connection_limit",
+            "dead_letter_max_length",
+            "dead_letter_max_bytes",
+            "endpoint_max_connections",
+            "endpoint_max_channels",
         ):
             if int(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
