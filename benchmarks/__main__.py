@@ -4,10 +4,11 @@ Sections (see each module): ``engine`` (engine alone vs Parsl/Dask/Ray), ``e2e``
 raw pika), ``latency`` (sequential round trips, Parsl engine-only as reference), ``cold``
 (``outpost-endpoint start`` to first result), ``scale`` (N tasks queued while the endpoint is
 stopped) and ``store`` (submit/status latency with N task rows in the store, SQLite and
-PostgreSQL).  Defaults are sized for a few minutes on a shared 2-core machine; ``--full`` uses
-the issue's sizes (20,000 no-ops, 100,000 queued, 1,000,000 task rows).  Every figure is
-printed and written to ``benchmarks/results/<section>.json``.  Peers come from
-``benchmarks/setup_peers.sh``; a peer without a venv is skipped (and said so).
+PostgreSQL) and ``fair`` (one user's ordinary requests while another holds 100 long-polls and
+100 half-sent requests open).  Defaults are sized for a few minutes on a shared 2-core
+machine; ``--full`` uses the issue's sizes (20,000 no-ops, 100,000 queued, 1,000,000 task
+rows).  Every figure is printed and written to ``benchmarks/results/<section>.json``.  Peers
+come from ``benchmarks/setup_peers.sh``; a peer without a venv is skipped (and said so).
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ import argparse
 import sys
 from typing import Any
 
-from benchmarks import cold_start, end_to_end, engine_alone, latency, scale, store_scale
+from benchmarks import (
+    cold_start,
+    end_to_end,
+    engine_alone,
+    fairness,
+    latency,
+    scale,
+    store_scale,
+)
 from benchmarks.common import PEERS, machine, peer_python, write
 
-SECTIONS = ("engine", "e2e", "latency", "cold", "scale", "store")
+SECTIONS = ("engine", "e2e", "latency", "cold", "scale", "store", "fair")
 QUICK = {"noop": 2000, "sleep": 200, "arg": 20, "e2e": 1000, "trips": 500, "scale": 5000}
 FULL = {"noop": 20000, "sleep": 1000, "arg": 200, "e2e": 20000, "trips": 500, "scale": 100000}
 QUICK["store"], FULL["store"] = 100_000, 1_000_000  # task rows in the store
@@ -55,6 +64,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--store-backends",
         default=",".join(store_scale.BACKENDS),
         help="comma-separated store backends for `store`",
+    )
+    parser.add_argument(
+        "--fair-requests", type=int, default=400, help="B's requests per phase, `fair`"
     )
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SECTIONS)
@@ -120,6 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         store = store_scale.measure(sizes["store"], args.store_calls, backends)
         store_scale.report(store)
         write("store_scale", {"machine": results["machine"], **store})
+    if "fair" in only:
+        fair = fairness.measure(args.fair_requests)
+        fairness.report(fair)
+        write("fairness", {"machine": results["machine"], **fair})
 
 
 if __name__ == "__main__":

@@ -101,6 +101,19 @@ def rows() -> list[tuple[str, str, str]]:
             )
         )
     out += _store_rows(_load("store_scale"))
+    fair = _load("fairness")
+    if fair:
+        quiet, loaded = fair["quiet_ms"], fair["under_load_ms"]
+        out.append(
+            (
+                f"fairness: user B's GET /v1/endpoints + /health while A holds "
+                f"{fair['hostile_long_polls']} long-polls + {fair['hostile_half_sent']} "
+                "half-sent requests",
+                f"p50 {loaded['p50']:.1f} / p99 {loaded['p99']:.1f} ms "
+                f"({fair['under_load_failed']} failed)",
+                f"quiet service p50 {quiet['p50']:.1f} / p99 {quiet['p99']:.1f} ms",
+            )
+        )
     return out
 
 

@@ -13,7 +13,7 @@ from flask import Blueprint, g, request
 
 from outpost_service.errors import Forbidden, TooManyRequests, Unauthorized
 from outpost_service.state import service_state
-from outpost_service.store.users import User, find_token, hash_token
+from outpost_service.store.users import TokenRecord, User, find_token, hash_token
 
 HOW_TO_GET_A_TOKEN = (
     "ask the service operator for a token (`outpost-service create-user NAME` prints one) and "
@@ -34,14 +34,7 @@ def authenticate() -> None:
             f"{HOW_TO_GET_A_TOKEN}"
         )
     digest = hash_token(token)
-    with service_state().database.read() as conn:
-        record = find_token(conn, digest)
-    if record is None or not hmac.compare_digest(record.token_hash, digest):
-        raise Unauthorized(f"unknown token; {HOW_TO_GET_A_TOKEN}", code="invalid_token")
-    if record.revoked_at is not None:
-        raise Unauthorized(f"this token was revoked; {HOW_TO_GET_A_TOKEN}", code="token_revoked")
-    if record.expires_at is not None and record.expires_at <= time.time():
-        raise Unauthorized(f"this token has expired; {HOW_TO_GET_A_TOKEN}", code="token_expired")
+    record = _valid_record(digest)
     needed = required_scope(request.method, request.path)
     if record.scopes is not None and needed not in record.scopes:
         raise Forbidden(
@@ -62,6 +55,27 @@ def authenticate() -> None:
                 retry_after=wait,
             )
     g.user = record.user
+    g.token_hash = digest
+
+
+def recheck_token() -> None:
+    """Raise :class:`Unauthorized` if this request's token was revoked (or expired) since
+    :func:`authenticate` let the request in: a long-poll calls this after waiting, so a
+    token revoked meanwhile gets no results."""
+    _valid_record(g.token_hash)
+
+
+def _valid_record(digest: str) -> TokenRecord:
+    """The stored token with hash ``digest``, if it is usable; else :class:`Unauthorized`."""
+    with service_state().database.read() as conn:
+        record = find_token(conn, digest)
+    if record is None or not hmac.compare_digest(record.token_hash, digest):
+        raise Unauthorized(f"unknown token; {HOW_TO_GET_A_TOKEN}", code="invalid_token")
+    if record.revoked_at is not None:
+        raise Unauthorized(f"this token was revoked; {HOW_TO_GET_A_TOKEN}", code="token_revoked")
+    if record.expires_at is not None and record.expires_at <= time.time():
+        raise Unauthorized(f"this token has expired; {HOW_TO_GET_A_TOKEN}", code="token_expired")
+    return record
 
 
 def required_scope(method: str, path: str) -> str:

@@ -125,7 +125,32 @@ def main(verbose: bool) -> None:
     default=32,
     show_default=True,
     type=click.IntRange(1, 1024),
-    help="request threads; each waiting long-poll holds one",
+    help="request threads; each waiting long-poll holds one, and long-polls may hold at "
+    "most --longpoll-slots of them",
+)
+@click.option(
+    "--longpoll-slots",
+    type=click.IntRange(0),
+    help="result long-polls that may wait at once; must be below --threads "
+    "[env OUTPOST_LONGPOLL_SLOTS; default 0: --threads less a quarter, at least 4 kept free]",
+)
+@click.option(
+    "--longpoll-per-user",
+    type=click.IntRange(1),
+    help="waiting long-polls one user may hold; more get 429 with Retry-After "
+    "[env OUTPOST_LONGPOLL_PER_USER; default 16]",
+)
+@click.option(
+    "--connection-limit",
+    type=click.IntRange(1),
+    help="client connections open at once (plain HTTP server) "
+    "[env OUTPOST_CONNECTION_LIMIT; default 1000]",
+)
+@click.option(
+    "--channel-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds a connection may stay silent (mid-request or between requests) before it "
+    "is closed [env OUTPOST_CHANNEL_TIMEOUT; default 30]",
 )
 @click.option(
     "--broker-auth",
@@ -175,6 +200,10 @@ def serve(
     amqp_key_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    longpoll_slots: int | None,
+    longpoll_per_user: int | None,
+    connection_limit: int | None,
+    channel_timeout: float | None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-ingest, the result ingest).
 
@@ -196,6 +225,10 @@ def serve(
         amqp_key_file=amqp_key_file,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        longpoll_slots=longpoll_slots,
+        longpoll_per_user=longpoll_per_user,
+        connection_limit=connection_limit,
+        channel_timeout=channel_timeout,
     )
     run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
 
@@ -300,6 +333,72 @@ def revoke(token: str, database_url: str | None) -> None:
     if not revoked:
         raise click.ClickException("no such active token (unknown, or already revoked)")
     click.echo("token revoked")
+
+
+@main.command("revoke-user")
+@click.argument("name")
+@_database_option
+@_amqp_options
+@click.option(
+    "--management-url",
+    metavar="URL",
+    help="RabbitMQ management API, as for serve [env OUTPOST_AMQP_MANAGEMENT_URL]",
+)
+@click.option(
+    "--broker-auth",
+    type=click.Choice(["per-endpoint", "shared"]),
+    help="as for serve [env OUTPOST_BROKER_AUTH; default per-endpoint]",
+)
+@_friendly
+def revoke_user_command(
+    name: str,
+    database_url: str | None,
+    amqp_url: str | None,
+    public_amqp_url: str | None,
+    amqp_prefix: str | None,
+    amqp_ca_file: str | None,
+    amqp_cert_file: str | None,
+    amqp_key_file: str | None,
+    management_url: str | None,
+    broker_auth: str | None,
+) -> None:
+    """Revoke user NAME: every token of theirs, and their endpoints' broker access.
+
+    Their API requests get 401 from now on; their endpoints' RabbitMQ users are deleted and
+    open connections closed, so a running endpoint of theirs takes no more tasks (queued
+    tasks stay queued). Safe to run again (e.g. after a broker error).
+    """
+    from outpost_service.revocation import revoke_user
+
+    config = ServiceConfig.from_env(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        public_amqp_url=public_amqp_url,
+        amqp_prefix=amqp_prefix,
+        amqp_ca_file=amqp_ca_file,
+        amqp_cert_file=amqp_cert_file,
+        amqp_key_file=amqp_key_file,
+        management_url=management_url,
+        broker_auth=broker_auth,
+    )
+    database = Database(config.database_url)
+    database.ensure_schema()
+    try:
+        outcome = revoke_user(config, database, name)
+    finally:
+        database.dispose()
+    click.echo(f"user {name}: {outcome.tokens_revoked} active token(s) revoked")
+    if outcome.shared_broker_login:
+        click.echo(
+            "warning: broker_auth is 'shared': endpoints use the service's own broker login, "
+            "which cannot be cut off for one user; rotate it to stop their running endpoints",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"user {name}: {len(outcome.endpoints)} endpoint(s) cut off the broker (broker "
+            "users deleted, connections closed)"
+        )
 
 
 @main.command("init-db")

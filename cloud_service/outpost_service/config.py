@@ -21,6 +21,8 @@ DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024 * 1024
 DEFAULT_MAX_BATCH = 10_000
 #: Largest endpoint metadata (registration) or heartbeat details, as compact JSON: 64 KiB.
 DEFAULT_MAX_METADATA_BYTES = 64 * 1024
+#: Request threads of ``serve`` (``--threads``).
+DEFAULT_THREADS = 32
 
 _ENV = {
     "database_url": "OUTPOST_DATABASE_URL",
@@ -41,6 +43,15 @@ _ENV = {
     "amqp_ca_file": "OUTPOST_AMQP_CA_FILE",
     "amqp_cert_file": "OUTPOST_AMQP_CERT_FILE",
     "amqp_key_file": "OUTPOST_AMQP_KEY_FILE",
+    "longpoll_slots": "OUTPOST_LONGPOLL_SLOTS",
+    "longpoll_per_user": "OUTPOST_LONGPOLL_PER_USER",
+    "connection_limit": "OUTPOST_CONNECTION_LIMIT",
+    "channel_timeout": "OUTPOST_CHANNEL_TIMEOUT",
+    "dead_letter_max_length": "OUTPOST_DEAD_LETTER_MAX_LENGTH",
+    "dead_letter_max_bytes": "OUTPOST_DEAD_LETTER_MAX_BYTES",
+    "dead_letter_ttl": "OUTPOST_DEAD_LETTER_TTL",
+    "endpoint_max_connections": "OUTPOST_ENDPOINT_MAX_CONNECTIONS",
+    "endpoint_max_channels": "OUTPOST_ENDPOINT_MAX_CHANNELS",
 }
 
 #: ``broker_auth`` values: one RabbitMQ user per endpoint (made through the management API), or
@@ -117,6 +128,27 @@ class ServiceConfig:
     amqp_ca_file: str = ""
     amqp_cert_file: str = ""
     amqp_key_file: str = ""
+    #: Result long-polls that may wait at once in one service process; 0 (the default) sizes
+    #: the pool from ``serve --threads``, keeping a quarter of the threads (at least 4) for
+    #: ordinary requests (see longpoll.py).  Set, it must be smaller than ``--threads``.
+    longpoll_slots: int = 0
+    #: ... and how many of them one user may hold (a poll over either limit gets 429).
+    longpoll_per_user: int = 16
+    #: Open client connections the HTTP server accepts at once (waitress' connection_limit;
+    #: each costs a file descriptor, not a thread, while it sends its request).
+    connection_limit: int = 1000
+    #: Seconds a client connection may stay silent, mid-request or between keep-alive
+    #: requests, before the server closes it (bounds half-sent "slowloris" requests).
+    channel_timeout: float = 30.0
+    #: Caps of the dead-letter queue ``P.dead`` (an operator policy; the oldest messages are
+    #: dropped first) and how long a dead letter is kept, in seconds (7 days).
+    dead_letter_max_length: int = 100_000
+    dead_letter_max_bytes: int = 256 * 1024 * 1024
+    dead_letter_ttl: float = 7 * 24 * 3600.0
+    #: RabbitMQ user limits of each per-endpoint broker user (an endpoint uses 2 connections
+    #: with one channel each).
+    endpoint_max_connections: int = 8
+    endpoint_max_channels: int = 16
 
     @property
     def amqp_tls(self) -> TlsFiles:
@@ -152,6 +184,23 @@ class ServiceConfig:
                 "max_metadata_bytes (OUTPOST_MAX_METADATA_BYTES) must be a whole number of "
                 f"bytes, got {self.max_metadata_bytes!r}"
             ) from None
+        self.longpoll_slots = int(self.longpoll_slots)
+        self.longpoll_per_user = int(self.longpoll_per_user)
+        self.connection_limit = int(self.connection_limit)
+        self.channel_timeout = float(self.channel_timeout)
+        self.dead_letter_ttl = float(self.dead_letter_ttl)
+        for name in (
+            "dead_letter_max_length",
+            "dead_letter_max_bytes",
+            "endpoint_max_connections",
+            "endpoint_max_channels",
+        ):
+            setattr(self, name, int(getattr(self, name)))
+        if self.longpoll_slots < 0:
+            raise ConfigurationError(
+                f"longpoll_slots must be 0 (sized from the request threads) or a positive "
+                f"number of long-polls, got {self.longpoll_slots!r}"
+            )
         if self.rate_limit < 0:
             raise ConfigurationError(
                 f"rate_limit must be 0 (no limit) or positive requests per second, got "
@@ -167,6 +216,8 @@ class ServiceConfig:
             "purge_interval",
             "republish_after",
             "task_max_age",
+            "channel_timeout",
+            "dead_letter_ttl",
         ):
             if float(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -177,6 +228,12 @@ class ServiceConfig:
             "max_metadata_bytes",
             "ingest_prefetch",
             "rate_burst",
+            "longpoll_per_user",
+            "connection_limit",
+            "dead_letter_max_length",
+            "dead_letter_max_bytes",
+            "endpoint_max_connections",
+            "endpoint_max_channels",
         ):
             if int(getattr(self, name)) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")

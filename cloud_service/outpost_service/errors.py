@@ -100,14 +100,22 @@ class Unprocessable(ApiError):
 
 
 class TooManyRequests(ApiError):
-    """The token's request rate is over its limit; ``Retry-After`` says when to come back."""
+    """Over a limit (the token's request rate, or waiting long-polls); ``Retry-After`` says
+    when to come back."""
 
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         seconds = max(1, int(retry_after + 0.999))
-        super().__init__(message, details={"retry_after": seconds})
+        super().__init__(message, code=code, details={**(details or {}), "retry_after": seconds})
         self.headers = {"Retry-After": str(seconds)}
 
 

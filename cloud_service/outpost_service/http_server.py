@@ -13,6 +13,13 @@ Why two servers behind one small interface:
   and sends nothing delays other new connections; :data:`HANDSHAKE_TIMEOUT` bounds that.  An
   internet-facing service with hostile clients is better behind a proxy (docs/SECURITY.md).
 
+Neither may be starved by one client (docs/SECURITY.md, "fair service"): waiting long-polls
+take at most the slots of longpoll.py, a pool smaller than the thread pool; waitress accepts up
+to ``connection_limit`` connections (each a file descriptor, no thread, while it trickles in its
+request) and closes any silent for ``channel_timeout`` seconds; cheroot uses the same timeout
+for each read, but reads a request on a request thread, so half-sent requests over TLS can each
+hold a thread that long -- another reason for a proxy in front of a hostile network.
+
 gunicorn is not an option: its forked workers would each need their own ingest consumer and
 long-poll notifier, which ``serve`` runs in-process.
 """
@@ -30,8 +37,9 @@ from outpost.protocol.tls import server_context
 
 #: Seconds a new HTTPS connection may take to finish its TLS handshake (see module docstring).
 HANDSHAKE_TIMEOUT = 5.0
-#: Seconds a connection may stay idle (between keep-alive requests, or inside one request).
-IDLE_TIMEOUT = 60
+#: Seconds a connection may stay idle (between keep-alive requests, or inside one request),
+#: unless ``channel_timeout`` says otherwise (config ``channel_timeout``).
+IDLE_TIMEOUT = 30.0
 
 
 class HttpServer(Protocol):
@@ -47,19 +55,59 @@ class HttpServer(Protocol):
 
 
 def build_server(
-    app: Any, *, host: str, port: int, threads: int, tls_cert: str = "", tls_key: str = ""
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    threads: int,
+    tls_cert: str = "",
+    tls_key: str = "",
+    connection_limit: int = 1000,
+    channel_timeout: float = IDLE_TIMEOUT,
 ) -> HttpServer:
     """Bind ``host:port`` and return the server for ``app``: HTTPS with ``tls_cert`` and
     ``tls_key`` (unreadable or mismatched files raise ConfigurationError), else HTTP."""
+    _allow_descriptors(connection_limit + threads + 64)
     if tls_cert or tls_key:
-        return _CherootServer(app, host, port, threads, tls_cert, tls_key)
-    return _WaitressServer(app, host, port, threads)
+        return _CherootServer(app, host, port, threads, tls_cert, tls_key, channel_timeout)
+    return _WaitressServer(app, host, port, threads, connection_limit, channel_timeout)
+
+
+def _allow_descriptors(needed: int) -> None:
+    """Raise this process' soft limit on open files towards ``needed`` (up to the hard limit),
+    so ``connection_limit`` connections can really be open at once."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 class _WaitressServer:
-    def __init__(self, app: Any, host: str, port: int, threads: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        threads: int,
+        connection_limit: int,
+        channel_timeout: float,
+    ) -> None:
         self._server: Any = create_server(
-            app, host=host, port=port, threads=threads, channel_timeout=300, ident="outpost-service"
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            connection_limit=connection_limit,
+            channel_timeout=channel_timeout,
+            # How often silent connections are looked for: often enough that one is closed
+            # within about 1.5 x channel_timeout.
+            cleanup_interval=max(1.0, min(30.0, channel_timeout / 2)),
+            ident="outpost-service",
         )
         self.url = f"http://{_host(self._server.effective_host)}:{self._server.effective_port}"
 
@@ -81,7 +129,14 @@ class _HandshakeBounded(BuiltinSSLAdapter):
 
 class _CherootServer:
     def __init__(
-        self, app: Any, host: str, port: int, threads: int, tls_cert: str, tls_key: str
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        threads: int,
+        tls_cert: str,
+        tls_key: str,
+        channel_timeout: float,
     ) -> None:
         context = server_context(tls_cert, tls_key)  # clear errors before cheroot's own
         self._server = wsgi.Server(
@@ -90,7 +145,7 @@ class _CherootServer:
             numthreads=threads,
             max=threads,
             server_name="outpost-service",
-            timeout=IDLE_TIMEOUT,
+            timeout=int(max(1.0, channel_timeout)),
             request_queue_size=128,
         )
         adapter = _HandshakeBounded(tls_cert, tls_key)

@@ -334,7 +334,10 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/results": {
                 "post": _op(
-                    "Long-poll for results: blocks up to `wait` seconds until one is finished",
+                    "Long-poll for results: blocks up to `wait` seconds until one is finished "
+                    "(a poll that would wait while its user already has `longpoll_per_user` "
+                    "waiting, or the service its `longpoll_slots`, gets 429 with Retry-After; "
+                    "a token revoked while the poll waited gets 401)",
                     {
                         "type": "object",
                         "properties": {
@@ -448,7 +451,9 @@ def openapi_document() -> dict[str, Any]:
                 "PayloadTooLarge": _error_response("Body or payload over its limit"),
                 "Unprocessable": _error_response("Missing or wrongly typed field"),
                 "TooManyRequests": _error_response(
-                    "The token is over its request rate; retry after `Retry-After` seconds"
+                    "The token is over its request rate (`rate_limited`), or a long-poll "
+                    "found no waiting slot (`too_many_long_polls`, `long_polls_busy`); retry "
+                    "after `Retry-After` seconds"
                 ),
                 "BrokerUnavailable": _error_response("RabbitMQ did not confirm; retry later"),
             },

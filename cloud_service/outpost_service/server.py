@@ -7,6 +7,7 @@ finishes its requests, ingest stops after acknowledging what it stored, connecti
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -17,9 +18,10 @@ from typing import Any
 from outpost_service.app import create_app
 from outpost_service.broker.ingest import IngestConsumer
 from outpost_service.broker.sweeper import Sweeper, standalone_sweeper
-from outpost_service.config import ServiceConfig
+from outpost_service.config import DEFAULT_THREADS, ServiceConfig
 from outpost_service.http_server import build_server
-from outpost_service.state import EXTENSION, ServiceState
+from outpost_service.longpoll import resolve_slots
+from outpost_service.state import EXTENSION, ServiceState, limit_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +57,18 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    threads: int = 32,
+    threads: int = DEFAULT_THREADS,
     ingest: bool = True,
 ) -> None:
     """Serve until SIGTERM/SIGINT; prints ``outpost-service listening on http(s)://HOST:PORT``
     (https when ``config`` has ``tls_cert`` and ``tls_key``)."""
+    # Waiting long-polls hold a thread each for up to a minute: they get a pool smaller than
+    # the threads, so ordinary requests always find one (longpoll.py).
+    slots = resolve_slots(config.longpoll_slots, threads)
+    config = dataclasses.replace(config, longpoll_slots=slots)
     app = create_app(config)
     state: ServiceState = app.extensions[EXTENSION]
     try:  # binds the port and loads the certificate: errors before any thread starts
-        # Long-polls hold a thread each for up to a minute: more than a server's usual 4.
         server = build_server(
             app,
             host=host,
@@ -71,10 +76,13 @@ def serve(
             threads=threads,
             tls_cert=config.tls_cert,
             tls_key=config.tls_key,
+            connection_limit=config.connection_limit,
+            channel_timeout=config.channel_timeout,
         )
     except BaseException:
         state.close()
         raise
+    limit_dead_letters(config, state.admin)
     consumer = make_ingest(config, state) if ingest else None
     sweeper = Sweeper(state, republish_after=config.republish_after)
 
@@ -87,6 +95,15 @@ def serve(
     if consumer is not None:
         consumer.start()
     sweeper.start()
+    log.info(
+        "%d request threads, at most %d of them held by waiting long-polls (%d per user); up "
+        "to %d connections, closed after %gs of silence",
+        threads,
+        slots,
+        config.longpoll_per_user,
+        config.connection_limit,
+        config.channel_timeout,
+    )
     print(f"outpost-service listening on {server.url}")
     sys.stdout.flush()
     try:
@@ -103,6 +120,7 @@ def serve(
 def run_ingest(config: ServiceConfig) -> None:
     """Run only the ingest consumer (``outpost-service ingest``) until SIGTERM/SIGINT, with
     a sweeper beside it (one sweeps per deployment at a time: broker/sweeper.py)."""
+    limit_dead_letters(config)
     consumer = make_ingest(config)
     sweeper = standalone_sweeper(config)
     _on_signals(lambda _signum, _frame: consumer.stop(timeout=0))

@@ -11,7 +11,9 @@ from outpost_service.broker.admin import BrokerAdmin, default_management_url
 from outpost_service.broker.publisher import Publisher
 from outpost_service.broker.topology import Topology
 from outpost_service.cache import FunctionCache
-from outpost_service.config import ServiceConfig
+from outpost_service.config import DEFAULT_THREADS, ServiceConfig
+from outpost_service.errors import BrokerError
+from outpost_service.longpoll import LongPollGate, resolve_slots
 from outpost_service.notifier import ResultNotifier
 from outpost_service.ratelimit import RateLimiter
 from outpost_service.store import Database
@@ -33,6 +35,8 @@ class ServiceState:
     admin: BrokerAdmin | None = None
     #: Per-token request rate limits; None when ``rate_limit`` is 0.
     limiter: RateLimiter | None = None
+    #: Admission of waiting result long-polls (see longpoll.py).
+    longpolls: LongPollGate = field(default_factory=lambda: LongPollGate(24, 16))
 
     @classmethod
     def build(cls, config: ServiceConfig) -> ServiceState:
@@ -40,7 +44,13 @@ class ServiceState:
         admin = None
         if config.broker_auth == "per-endpoint":
             management = config.management_url or default_management_url(config.amqp_url)
-            admin = BrokerAdmin(management, config.amqp_url, topology, ca_file=config.amqp_ca_file)
+            admin = BrokerAdmin(
+                management,
+                config.amqp_url,
+                topology,
+                ca_file=config.amqp_ca_file,
+                user_limits=endpoint_user_limits(config),
+            )
         else:
             log.warning(
                 "broker_auth is 'shared': every endpoint gets the service's own RabbitMQ "
@@ -58,6 +68,10 @@ class ServiceState:
             limiter=RateLimiter(config.rate_limit, config.rate_burst)
             if config.rate_limit
             else None,
+            longpolls=LongPollGate(
+                config.longpoll_slots or resolve_slots(0, DEFAULT_THREADS),
+                config.longpoll_per_user,
+            ),
         )
 
     def close(self) -> None:
@@ -67,6 +81,46 @@ class ServiceState:
         if self.admin is not None:
             self.admin.close()
         self.database.dispose()
+
+
+def endpoint_user_limits(config: ServiceConfig) -> dict[str, int]:
+    """The RabbitMQ user limits of every per-endpoint broker user, from ``config``."""
+    return {
+        "max-connections": config.endpoint_max_connections,
+        "max-channels": config.endpoint_max_channels,
+    }
+
+
+def limit_dead_letters(config: ServiceConfig, admin: BrokerAdmin | None = None) -> bool:
+    """Cap the dead-letter queue by operator policy (broker/admin.py); True when done.  A
+    failure is logged, not raised: the service works without the cap, and says so."""
+    if config.broker_auth != "per-endpoint":
+        log.warning(
+            "broker_auth is 'shared': the dead-letter queue %s.dead is not capped by the service "
+            "(no management API); set a policy with max-length / max-length-bytes / message-ttl "
+            "on it (docs/SECURITY.md)",
+            config.amqp_prefix,
+        )
+        return False
+    own = admin is None
+    if admin is None:
+        admin = BrokerAdmin(
+            config.management_url or default_management_url(config.amqp_url),
+            config.amqp_url,
+            Topology(config.amqp_prefix, config.queue_type),
+            ca_file=config.amqp_ca_file,
+        )
+    try:
+        admin.limit_dead_letters(
+            config.dead_letter_max_length, config.dead_letter_max_bytes, config.dead_letter_ttl
+        )
+        return True
+    except BrokerError as exc:
+        log.warning("the dead-letter queue is not capped: %s", exc)
+        return False
+    finally:
+        if own:
+            admin.close()
 
 
 def service_state() -> ServiceState:

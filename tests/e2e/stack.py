@@ -147,6 +147,11 @@ def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
             auth=("guest", "guest"),
             timeout=10,
         )
+    requests.delete(  # the operator policy capping P.dead (broker/admin.py)
+        f"http://127.0.0.1:15672/api/operator-policies/%2F/{prefix}.dead-letter-limits",
+        auth=("guest", "guest"),
+        timeout=10,
+    )
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()

@@ -9,6 +9,11 @@ for other tasks' results is recognised from the notifier's record and costs no q
 results; a poll for one task, or one whose every task is finished, is answered at once.  Results
 stay readable after being read, until retention ends.
 
+A poll about to wait takes a slot of the bounded long-poll pool (longpoll.py): over the pool or
+the per-user cap it is answered 429 with ``Retry-After`` so request threads stay free for
+ordinary requests.  After waiting, the token is checked again: a token revoked meanwhile gets
+401, not results.
+
 ``pending`` lists every requested task whose result is not in this answer: unfinished ones, and
 finished ones held back because the answer reached its size budget (``max_content_length``,
 64 MiB by default), which the next poll returns.
@@ -16,14 +21,15 @@ finished ones held back because the answer reached its size budget (``max_conten
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
 
 from flask import Blueprint, Response
 
-from outpost_service.auth import current_user, protect
-from outpost_service.errors import NotFound, Unprocessable
+from outpost_service.auth import current_user, protect, recheck_token
+from outpost_service.errors import NotFound, TooManyRequests, Unprocessable
 from outpost_service.state import service_state
 from outpost_service.store import tasks as task_store
 from outpost_service.store.endpoints import TERMINAL_STATES
@@ -62,11 +68,12 @@ def collect_results() -> dict[str, Any] | Response:
     deadline = time.monotonic() + float(wait)
     notifier = state.notifier
     wanted = frozenset(task_ids)
-    with notifier.awaiting(wanted):
+    with notifier.awaiting(wanted), contextlib.ExitStack() as waiting:
         generation = notifier.generation  # read before the query, so no later wake-up is missed
         rows, finished = _states(state, task_ids, owner)
         linger_until: float | None = None
         news: set[str] = set()  # ours that the notifier says finished, not yet read
+        waited = False
         while not notifier.closed:
             if finished and len(finished) < len(task_ids) and linger_until is None:
                 # A partial answer for many ids: gather what finishes in the next moments too,
@@ -82,6 +89,14 @@ def collect_results() -> dict[str, Any] | Response:
             remaining = (linger_until or deadline) - time.monotonic()
             if remaining <= 0:
                 break
+            if not waited:  # a slot of the bounded pool, or 429 (longpoll.py)
+                try:
+                    waiting.enter_context(state.longpolls.slot(owner))
+                except TooManyRequests:
+                    if finished:  # only lingering for more: answer what is here instead
+                        break
+                    raise
+                waited = True
             current = notifier.wait(generation, remaining)
             if current == generation:
                 # No wake-up: re-read (results ingested by another process are seen only so).
@@ -99,6 +114,8 @@ def collect_results() -> dict[str, Any] | Response:
                 news |= found - set(finished)
         if news:
             rows, finished = _read_news(state, task_ids, owner, rows, finished, news)
+        if waited:  # the token may have been revoked while this poll waited
+            recheck_token()
     chosen = _within_budget(finished, rows, state.config.max_content_length)
     with state.database.read() as conn:
         stored = task_store.results(conn, chosen)

@@ -12,6 +12,15 @@ its own user ``outpost-ep-<endpoint_id>`` whose permissions (in the service's vh
 The password is random, handed out once in the registration answer and never stored by the
 service; registering again sets a new password and closes the user's open connections (so a
 stolen old password stops working).  Deleting the endpoint deletes the user.
+
+Each endpoint user also gets RabbitMQ *user limits* (``max-connections``, ``max-channels``;
+an endpoint needs 2 connections of 1 channel each), so stolen credentials cannot open
+thousands of connections.  And the dead-letter queue ``P.dead``, which anyone able to make a
+queue reject messages fills, is capped by an *operator policy*
+(:meth:`BrokerAdmin.limit_dead_letters`): a policy rather than queue arguments because an
+existing queue cannot be redeclared with new arguments (PRECONDITION_FAILED), while a policy
+applies to queues made by any earlier version, and an operator policy merges with the
+deployment's own policies (the lower limit wins) instead of replacing them.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ log = logging.getLogger(__name__)
 USER_PREFIX = "outpost-ep-"
 #: Seconds for one management API call.
 TIMEOUT = 10.0
+#: RabbitMQ user limits of an endpoint user: its daemon needs 2 connections (tasks, results)
+#: of one channel each; the rest is room for reconnects that overlap a dying connection.
+DEFAULT_USER_LIMITS = {"max-connections": 8, "max-channels": 16}
 
 
 def endpoint_user(endpoint_id: str) -> str:
@@ -71,7 +83,13 @@ class BrokerAdmin:
     """Creates, rotates and deletes the RabbitMQ users of endpoints (see the module docstring)."""
 
     def __init__(
-        self, management_url: str, amqp_url: str, topology: Topology, *, ca_file: str = ""
+        self,
+        management_url: str,
+        amqp_url: str,
+        topology: Topology,
+        *,
+        ca_file: str = "",
+        user_limits: dict[str, int] | None = None,
     ) -> None:
         parts = urlsplit(management_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -94,6 +112,8 @@ class BrokerAdmin:
         #: requests' default; given per request, where REQUESTS_CA_BUNDLE cannot override it.
         self._verify: str | bool = ca_file or True
         self._session = requests.Session()
+        #: RabbitMQ user limits given to every endpoint user (name -> value).
+        self.user_limits = dict(DEFAULT_USER_LIMITS if user_limits is None else user_limits)
 
     def grant(self, endpoint_id: str) -> tuple[str, str]:
         """Create (or rotate) the endpoint's user; returns ``(user, new password)``."""
@@ -107,8 +127,35 @@ class BrokerAdmin:
             f"/topic-permissions/{vhost}/{quote(user)}",
             self.topic_permissions(endpoint_id),
         )
+        for limit, value in self.user_limits.items():
+            self._call("PUT", f"/user-limits/{quote(user, safe='')}/{limit}", {"value": value})
         self._close_connections(user)
         return user, password
+
+    def limit_dead_letters(self, max_length: int, max_bytes: int, ttl: float) -> None:
+        """Cap the dead-letter queue: at most ``max_length`` messages and ``max_bytes`` bytes
+        (the oldest are dropped first), each kept at most ``ttl`` seconds.  Idempotent."""
+        vhost = quote(self.vhost, safe="")
+        name = quote(self.dead_letter_policy, safe="")
+        self._call(
+            "PUT",
+            f"/operator-policies/{vhost}/{name}",
+            {
+                "pattern": f"^{re.escape(self.topology.dead_queue)}$",
+                "apply-to": "queues",
+                "priority": 10,
+                "definition": {
+                    "max-length": int(max_length),
+                    "max-length-bytes": int(max_bytes),
+                    "message-ttl": int(ttl * 1000),
+                },
+            },
+        )
+
+    @property
+    def dead_letter_policy(self) -> str:
+        """The name of the operator policy that caps ``P.dead``."""
+        return f"{self.topology.prefix}.dead-letter-limits"
 
     def revoke(self, endpoint_id: str) -> None:
         """Delete the endpoint's user (and so its access); an absent user is fine."""
@@ -131,8 +178,13 @@ class BrokerAdmin:
         }
 
     def _close_connections(self, user: str) -> None:
-        """Close the open connections of ``user`` (after a rotation or deletion)."""
-        listing = self._call("GET", "/connections?columns=name,user", None)
+        """Close the open connections of ``user`` (after a rotation or deletion).
+
+        They are listed from RabbitMQ's connection tracking (``/connections/username/U``),
+        which knows a connection the moment it opens; the plain ``/connections`` listing comes
+        from the statistics database and misses connections younger than its ~5 s interval.
+        """
+        listing = self._call("GET", f"/connections/username/{quote(user, safe='')}", None)
         for connection in listing if isinstance(listing, list) else []:
             if isinstance(connection, dict) and connection.get("user") == user:
                 name = quote(str(connection.get("name", "")), safe="")

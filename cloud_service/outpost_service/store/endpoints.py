@@ -35,6 +35,17 @@ def get_owned(conn: Connection, endpoint_id: str, owner: int) -> Row[Any] | None
     ).first()
 
 
+def owned_ids(conn: Connection, owner: int) -> list[str]:
+    """The ids of every endpoint ``owner`` ever registered (deleted ones included)."""
+    return list(
+        conn.execute(
+            sa.select(endpoints.c.endpoint_id)
+            .where(endpoints.c.owner == owner)
+            .order_by(endpoints.c.endpoint_id)
+        ).scalars()
+    )
+
+
 def find_by_name(conn: Connection, owner: int, name: str) -> Row[Any] | None:
     return conn.execute(
         sa.select(endpoints).where(

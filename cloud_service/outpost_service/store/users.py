@@ -56,6 +56,22 @@ def get_or_create_user(conn: Connection, name: str) -> User:
     return User(int(key[0]), name)
 
 
+def find_user(conn: Connection, name: str) -> User | None:
+    """The user called ``name``, or None."""
+    row = conn.execute(sa.select(users).where(users.c.name == name)).first()
+    return None if row is None else User(row.user_id, row.name)
+
+
+def revoke_user_tokens(conn: Connection, user: User) -> int:
+    """Revoke every active token of ``user``; how many were active."""
+    result = conn.execute(
+        tokens.update()
+        .where(tokens.c.user_id == user.user_id, tokens.c.revoked_at.is_(None))
+        .values(revoked_at=time.time())
+    )
+    return int(result.rowcount)
+
+
 def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
     """``scopes`` as a set, or ValueError naming an unknown one and the known ones."""
     given = frozenset(s.strip() for s in scopes if s.strip())
