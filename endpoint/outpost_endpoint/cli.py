@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from outpost.credentials import normalize_url
+from outpost.errors import ConfigurationError
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
 from outpost_endpoint.daemon import start_daemon
@@ -106,19 +108,29 @@ def configure(
             "overwrite it, or edit the file"
         )
     url = service_url or os.environ.get("OUTPOST_URL") or read_json(user_credentials()).get("url")
+    token = token or os.environ.get("OUTPOST_TOKEN")
+    # The token is stored with the URL it is for: `start` never sends it elsewhere, even when
+    # service_url is edited later (outpost.credentials.stored_token).
+    stored = {"url": _service_url(url), "token": token} if url else {"token": token}
     text = resources.files("outpost_endpoint").joinpath(f"config_templates/{template}.yaml")
     content = text.read_text()
     if url:
         content = content.replace("# service_url: http://127.0.0.1:8000", f"service_url: {url}")
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(content)
-    token = token or os.environ.get("OUTPOST_TOKEN")
     if token:
-        write_json(paths.credentials, {"token": token}, mode=0o600)
+        write_json(paths.credentials, stored, mode=0o600)
     click.echo(f"configured endpoint {name} in {paths.config}")
     if not url:
         click.echo("no service URL known yet: set service_url in config.yaml or OUTPOST_URL")
     click.echo(f"start it with: outpost-endpoint start {name}")
+
+
+def _service_url(url: str) -> str:
+    try:
+        return normalize_url(url)
+    except ConfigurationError as exc:
+        raise ConfigError(f"--service-url / OUTPOST_URL: {exc}") from exc
 
 
 @main.command()

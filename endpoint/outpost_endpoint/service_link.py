@@ -7,7 +7,6 @@ service down, bad token).
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import socket
@@ -18,12 +17,13 @@ from typing import Any
 import requests
 
 import outpost
+from outpost.credentials import resolve_credentials
 from outpost.errors import ConfigurationError
 from outpost.protocol import PROTOCOL_VERSION
 from outpost.protocol.tls import http_verify, tls_failure
 from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.errors import ConfigError, RegistrationError, ServiceRequestError
-from outpost_endpoint.paths import EndpointPaths, global_credentials_path, read_json
+from outpost_endpoint.paths import EndpointPaths
 
 _TIMEOUT = 30.0
 
@@ -44,26 +44,30 @@ def resolve_access(
     """URL: config.yaml, then ``OUTPOST_URL``, then ``~/.outpost/credentials.json``.
     Token: the endpoint's credentials.json, then ``OUTPOST_TOKEN``, then the user's file.
     CA bundle: ``ca_file`` (config.yaml ``service_ca_file``), then ``OUTPOST_CA_BUNDLE``, then
-    requests' default (``REQUESTS_CA_BUNDLE``, its bundled CAs)."""
+    requests' default (``REQUESTS_CA_BUNDLE``, its bundled CAs).
+
+    URL and token come from the SDK's resolver (:func:`outpost.credentials.resolve_credentials`),
+    the one place that decides which token may go where: a token stored for another URL than the
+    one config.yaml names is refused here, before any request, instead of being sent to it."""
     try:
         verify = http_verify(ca_file)
     except ConfigurationError as exc:
         raise ConfigError(
             f"{exc} (service_ca_file in {paths.config}, or OUTPOST_CA_BUNDLE)"
         ) from exc
-    user = read_json(global_credentials_path())
-    url = configured_url or os.environ.get("OUTPOST_URL") or user.get("url")
-    if not url:
-        raise ConfigError(
-            f"no service URL for endpoint {paths.name!r}: set service_url in {paths.config}, or "
-            "OUTPOST_URL, or log in with `outpost login`"
-        )
-    token = (
-        read_json(paths.credentials).get("token")
-        or os.environ.get("OUTPOST_TOKEN")
-        or user.get("token")
+    how_to_fix = (
+        f"set service_url in {paths.config} to the service that issued the token, or give "
+        f"endpoint {paths.name!r} a token for its service: `outpost-endpoint configure "
+        f"{paths.name} --service-url URL --token TOKEN --force`, OUTPOST_TOKEN, or "
+        "`outpost login --url URL --token TOKEN`"
     )
-    return ServiceAccess(str(url).rstrip("/"), str(token) if token else None, verify)
+    try:
+        credentials = resolve_credentials(
+            configured_url, token_file=paths.credentials, how_to_fix=how_to_fix
+        )
+    except ConfigurationError as exc:
+        raise ConfigError(str(exc)) from exc
+    return ServiceAccess(credentials.url, credentials.token, verify)
 
 
 def host_metadata() -> dict[str, Any]:

@@ -4,12 +4,17 @@ Resolution order, per field: explicit arguments → ``OUTPOST_URL``/``OUTPOST_TO
 ``credentials.json`` that ``outpost login`` writes under ``OUTPOST_HOME`` (default
 ``~/.outpost``).  The file's token is only used for the URL it was written for, so a token is
 never sent to a service it was not issued by.
+
+This is the one resolver of Outpost: the endpoint (``outpost_endpoint.service_link``) calls
+:func:`resolve_credentials` too, with its own ``credentials.json`` as ``token_file``, so a token
+stored for one URL cannot reach another because the endpoint's config.yaml names it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,24 +88,67 @@ def write_credentials(url: str, token: str, path: Path | None = None) -> Path:
     return path
 
 
-def resolve_credentials(url: str | None = None, token: str | None = None) -> Credentials:
-    """Find the URL and token (see the module docstring for the order)."""
-    url = url or os.environ.get(ENV_URL) or None
-    token = token or os.environ.get(ENV_TOKEN) or None
-    if url is None or token is None:
-        stored = read_credentials_file()
-        stored_url = stored.get("url")
-        if url is None:
-            url = stored_url
-        if token is None and stored.get("token"):
-            if stored_url and url and normalize_url(stored_url) != normalize_url(url):
-                raise ConfigurationError(
-                    f"no token for {url}: {credentials_path()} holds a token for {stored_url}; "
-                    f"{_HOW_TO_FIX}"
-                )
-            token = stored["token"]
-    if not url:
-        raise ConfigurationError(f"no Outpost service URL configured; {_HOW_TO_FIX}")
+def stored_token(stored: Mapping[str, str], url: str | None, path: Path) -> str | None:
+    """The token of a credentials file's contents ``stored`` if it may be sent to ``url``.
+
+    A file that names the URL its token was issued for (``outpost login`` and
+    ``outpost-endpoint configure`` write one) lends it to that URL only: for any other URL
+    this raises, naming both, rather than handing a token to a service that did not issue it.
+    A file without a URL (written by an older ``outpost-endpoint configure``) lends its token
+    to the URL configured beside it."""
+    token = stored.get("token")
     if not token:
-        raise ConfigurationError(f"no Outpost API token configured for {url}; {_HOW_TO_FIX}")
+        return None
+    stored_url = stored.get("url")
+    if stored_url and url and normalize_url(stored_url) != normalize_url(url):
+        raise ConfigurationError(
+            f"no token for {normalize_url(url)}: {path} holds a token for "
+            f"{normalize_url(stored_url)}, which is never sent to another service"
+        )
+    return token
+
+
+def resolve_credentials(
+    url: str | None = None,
+    token: str | None = None,
+    *,
+    token_file: Path | None = None,
+    how_to_fix: str = _HOW_TO_FIX,
+) -> Credentials:
+    """Find the URL and token (see the module docstring for the order).
+
+    ``token_file`` is a further credentials file (an endpoint's own ``credentials.json``)
+    consulted after ``token`` and before ``OUTPOST_TOKEN``; its token too goes only to the URL
+    it names.  A file's token stored for another URL is passed over; when no other token is
+    found the error says which file holds a token for which URL.  ``how_to_fix`` ends every
+    error message (the endpoint's tells an operator what to edit)."""
+    url = url or os.environ.get(ENV_URL) or None
+    user_file = read_credentials_file() if url is None or token is None else {}
+    url = url or user_file.get("url") or None
+    refusals: list[str] = []
+    files = []
+    if token_file is not None and token is None:
+        files.append((token_file, read_credentials_file(token_file)))
+    sources: list[tuple[Path, dict[str, str]] | str | None] = [
+        token,
+        *files,
+        os.environ.get(ENV_TOKEN),
+        (credentials_path(), user_file),
+    ]
+    token = None
+    for source in sources:
+        if source is None or isinstance(source, str):
+            token = source or None
+        else:
+            try:
+                token = stored_token(source[1], url, source[0])
+            except ConfigurationError as exc:
+                refusals.append(str(exc))
+        if token:
+            break
+    if not url:
+        raise ConfigurationError(f"no Outpost service URL configured; {how_to_fix}")
+    if not token:
+        reason = "; ".join(refusals) or f"no Outpost API token configured for {url}"
+        raise ConfigurationError(f"{reason}; {how_to_fix}")
     return Credentials(url=normalize_url(url), token=token)

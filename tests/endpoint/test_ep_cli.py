@@ -37,7 +37,8 @@ def test_configure_writes_a_valid_config_and_private_token(home: Path) -> None:
     config = load_config(paths.config)
     assert config.service_url == "http://svc:8000" and config.engine.type == "high-throughput"
     assert config.engine.provider.type == "local"  # DESIGN.md: the template uses local blocks
-    assert json.loads(paths.credentials.read_text()) == {"token": "tok"}
+    # The token is stored with its URL, so `start` never sends it to another service.
+    assert json.loads(paths.credentials.read_text()) == {"url": "http://svc:8000", "token": "tok"}
     assert stat.S_IMODE(paths.credentials.stat().st_mode) == 0o600
     assert "outpost-endpoint start ep1" in result.output
 

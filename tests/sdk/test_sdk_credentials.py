@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,21 @@ def test_corrupt_file(monkeypatch: pytest.MonkeyPatch) -> None:
     path.write_text("{nope")
     with pytest.raises(ConfigurationError, match="cannot read credentials file"):
         resolve_credentials()
+
+
+def test_a_token_file_lends_its_token_to_its_own_url_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint's own credentials.json goes through the same rule (issue 12, item 6a)."""
+    own = tmp_path / "endpoint-credentials.json"
+    write_credentials("https://a.example.org", "endpoint-token", own)
+    creds = resolve_credentials("https://a.example.org/v1", token_file=own)
+    assert creds.token == "endpoint-token"
+    with pytest.raises(ConfigurationError, match=r"holds a token for https://a\.example\.org.*FIX"):
+        resolve_credentials("https://b.example.org", token_file=own, how_to_fix="FIX")
+    # A token meant for the URL (here OUTPOST_TOKEN) is used instead of the other URL's.
+    monkeypatch.setenv("OUTPOST_TOKEN", "env-token")
+    assert resolve_credentials("https://b.example.org", token_file=own).token == "env-token"
+    # A file without a URL (older endpoints) lends its token to the URL configured beside it.
+    own.write_text('{"token": "legacy"}')
+    assert resolve_credentials("https://b.example.org", token_file=own).token == "legacy"
