@@ -226,6 +226,11 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "endpoint_id": _UUID,
                             "metadata": obj,
+                            "force": {
+                                "type": "boolean",
+                                "description": "register even while the endpoint heartbeats "
+                                "(else 409); the running endpoint is cut off",
+                            },
                         },
                     },
                     extra={**_409, **_503},

@@ -128,16 +128,22 @@ def configure(
     is_flag=True,
     help="Stay attached; log to the terminal; Ctrl-C stops the endpoint gracefully.",
 )
-def start(name: str, foreground: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Register even while the service sees another instance of this endpoint connected "
+    "(e.g. on another login node sharing this home); that instance is cut off and stops.",
+)
+def start(name: str, foreground: bool, force: bool) -> None:
     """Register endpoint NAME with the service and serve tasks.
 
     Daemonizes and exits 0 once the endpoint is registered and connected to RabbitMQ,
     printing `endpoint NAME started: <endpoint-id>`; otherwise prints why it could not start.
     """
-    _start(EndpointPaths.for_name(name).require(), foreground)
+    _start(EndpointPaths.for_name(name).require(), foreground, force)
 
 
-def _start(paths: EndpointPaths, foreground: bool) -> None:
+def _start(paths: EndpointPaths, foreground: bool, force: bool = False) -> None:
     running = pidfile.read_pid(paths.pidfile)
     if running is not None:
         raise AlreadyRunning(
@@ -146,7 +152,7 @@ def _start(paths: EndpointPaths, foreground: bool) -> None:
         )
     load_config(paths.config)  # report config errors here, before detaching
     if not foreground:
-        endpoint_id = start_daemon(paths)
+        endpoint_id = start_daemon(paths, force=force)
         click.echo(f"endpoint {paths.name} started: {endpoint_id}")
         return
     setup_logging()
@@ -156,7 +162,7 @@ def _start(paths: EndpointPaths, foreground: bool) -> None:
         click.echo(f"endpoint {paths.name} started: {endpoint_id}")
         sys.stdout.flush()
 
-    status = run_endpoint(paths, on_ready=ready, on_error=errors.append)
+    status = run_endpoint(paths, on_ready=ready, on_error=errors.append, force=force)
     if status != 0:
         raise EndpointError(errors[0] if errors else f"endpoint {paths.name} failed")
 
@@ -223,7 +229,7 @@ def status(name: str, as_json: bool) -> None:
     info = paths.read_info()
     pid = pidfile.read_pid(paths.pidfile)
     rows = [
-        ("state", f"running (pid {pid})" if pid else "stopped"),
+        ("state", _state(paths, pid, f"running (pid {pid})")),
         ("endpoint id", info.get("endpoint_id") or "- (never registered)"),
         ("service url", info.get("service_url") or _configured_url(paths) or "-"),
         ("config", str(paths.config)),
@@ -232,6 +238,7 @@ def status(name: str, as_json: bool) -> None:
     engine = status_view.read(paths.root / "run")
     if as_json:
         click.echo(json.dumps({"name": name, "running": pid is not None, "pid": pid,
+                               "failed": None if pid else paths.read_failure(),
                                **{k.replace(" ", "_"): v for k, v in rows[1:]},
                                "engine": engine}, indent=1))  # fmt: skip
         return
@@ -241,6 +248,14 @@ def status(name: str, as_json: bool) -> None:
     if engine is not None:
         for line in status_view.render(engine):
             click.echo(f"  {line}")
+
+
+def _state(paths: EndpointPaths, pid: int | None, running: str) -> str:
+    """``running...``, ``failed: <why the last run stopped by itself>`` or ``stopped``."""
+    if pid is not None:
+        return running
+    reason = paths.read_failure()
+    return f"failed: {reason}" if reason else "stopped"
 
 
 def _configured_url(paths: EndpointPaths) -> str | None:
@@ -257,7 +272,7 @@ def list_() -> None:
         (
             paths.name,
             _safe_info(paths).get("endpoint_id") or "-",
-            "running" if pidfile.read_pid(paths.pidfile) else "stopped",
+            _state(paths, pidfile.read_pid(paths.pidfile), "running"),
         )
         for paths in list_endpoints()
     ]

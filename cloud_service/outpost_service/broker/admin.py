@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
+import time
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 USER_PREFIX = "outpost-ep-"
 #: Seconds for one management API call.
 TIMEOUT = 10.0
+#: How late the management API may list a new connection: it shows connections from its
+#: statistics, emitted every ``collect_statistics_interval`` (5 s by default).  A rotation
+#: sweeps the user's connections again after this long, so one opened just before the
+#: rotation (a daemon that had just started) is not left serving with the old password.
+STATS_LAG = 6.0
 
 
 def endpoint_user(endpoint_id: str) -> str:
@@ -107,8 +114,18 @@ class BrokerAdmin:
             f"/topic-permissions/{vhost}/{quote(user)}",
             self.topic_permissions(endpoint_id),
         )
-        self._close_connections(user)
+        rotated = time.time()
+        self._close_connections(user, before=rotated)
+        sweep = threading.Timer(STATS_LAG, self._sweep_late, (user, rotated))
+        sweep.daemon = True
+        sweep.start()
         return user, password
+
+    def _sweep_late(self, user: str, rotated: float) -> None:
+        try:
+            self._close_connections(user, before=rotated)
+        except BrokerError as exc:
+            log.warning("could not sweep the old connections of %s: %s", user, exc)
 
     def revoke(self, endpoint_id: str) -> None:
         """Delete the endpoint's user (and so its access); an absent user is fine."""
@@ -130,11 +147,15 @@ class BrokerAdmin:
             "read": "^$",
         }
 
-    def _close_connections(self, user: str) -> None:
-        """Close the open connections of ``user`` (after a rotation or deletion)."""
-        listing = self._call("GET", "/connections?columns=name,user", None)
+    def _close_connections(self, user: str, before: float | None = None) -> None:
+        """Close the open connections of ``user`` (after a rotation or deletion); with
+        ``before``, only those opened before that time (the old password's)."""
+        listing = self._call("GET", "/connections?columns=name,user,connected_at", None)
         for connection in listing if isinstance(listing, list) else []:
-            if isinstance(connection, dict) and connection.get("user") == user:
+            if not isinstance(connection, dict) or connection.get("user") != user:
+                continue
+            opened = connection.get("connected_at")
+            if before is None or not isinstance(opened, (int, float)) or opened / 1000 < before:
                 name = quote(str(connection.get("name", "")), safe="")
                 self._call("DELETE", f"/connections/{name}", None, missing_ok=True)
 
