@@ -22,6 +22,7 @@ from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
 from outpost_endpoint.daemon import start_daemon
 from outpost_endpoint.engine.high_throughput import status_view
+from outpost_endpoint.engine.high_throughput.block_records import end_leftovers_of
 from outpost_endpoint.errors import (
     AlreadyRunning,
     ConfigError,
@@ -190,10 +191,26 @@ def _stop(paths: EndpointPaths, timeout: float | None = None) -> None:
     pid = pidfile.read_pid(paths.pidfile)
     if pid is None:
         pidfile.remove_pid(paths.pidfile, pid=-1)  # drop a stale file
+        if _end_leftovers(paths):  # a killed daemon's blocks: stop ends them all the same
+            return
         raise NotRunning(f"endpoint {paths.name!r} is not running")
     if not pidfile.terminate(pid, timeout):
         click.echo(f"endpoint {paths.name} did not stop within {timeout:g} s; killed it", err=True)
     pidfile.remove_pid(paths.pidfile, pid)
+    _end_leftovers(paths)
+
+
+def _end_leftovers(paths: EndpointPaths) -> list[str]:
+    """End the blocks (and local block processes) a daemon that is gone left running: after
+    ``stop`` nothing of the endpoint may remain, even if the daemon was killed."""
+    try:
+        ended = end_leftovers_of(load_config(paths.config).engine, paths.root / "run")
+    except EndpointError as exc:
+        click.echo(f"could not check for blocks left running: {exc}", err=True)
+        return []
+    if ended:
+        click.echo(f"ended block(s) {', '.join(ended)} left by a daemon that did not release them")
+    return ended
 
 
 def _shutdown_grace(paths: EndpointPaths) -> float:
