@@ -230,6 +230,11 @@ def openapi_document() -> dict[str, Any]:
                                 "description": "at most max_metadata_bytes (64 KiB) of compact "
                                 "JSON; over it: 413",
                             },
+                            "force": {
+                                "type": "boolean",
+                                "description": "register even while the endpoint heartbeats "
+                                "(else 409); the running endpoint is cut off",
+                            },
                         },
                     },
                     extra={**_409, **_503},

@@ -24,6 +24,7 @@ from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
 from outpost_endpoint.daemon import start_daemon
 from outpost_endpoint.engine.high_throughput import status_view
+from outpost_endpoint.engine.high_throughput.block_records import end_leftovers_of
 from outpost_endpoint.errors import (
     AlreadyRunning,
     ConfigError,
@@ -140,16 +141,22 @@ def _service_url(url: str) -> str:
     is_flag=True,
     help="Stay attached; log to the terminal; Ctrl-C stops the endpoint gracefully.",
 )
-def start(name: str, foreground: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Register even while the service sees another instance of this endpoint connected "
+    "(e.g. on another login node sharing this home); that instance is cut off and stops.",
+)
+def start(name: str, foreground: bool, force: bool) -> None:
     """Register endpoint NAME with the service and serve tasks.
 
     Daemonizes and exits 0 once the endpoint is registered and connected to RabbitMQ,
     printing `endpoint NAME started: <endpoint-id>`; otherwise prints why it could not start.
     """
-    _start(EndpointPaths.for_name(name).require(), foreground)
+    _start(EndpointPaths.for_name(name).require(), foreground, force)
 
 
-def _start(paths: EndpointPaths, foreground: bool) -> None:
+def _start(paths: EndpointPaths, foreground: bool, force: bool = False) -> None:
     running = pidfile.read_pid(paths.pidfile)
     if running is not None:
         raise AlreadyRunning(
@@ -158,7 +165,7 @@ def _start(paths: EndpointPaths, foreground: bool) -> None:
         )
     load_config(paths.config)  # report config errors here, before detaching
     if not foreground:
-        endpoint_id = start_daemon(paths)
+        endpoint_id = start_daemon(paths, force=force)
         click.echo(f"endpoint {paths.name} started: {endpoint_id}")
         return
     setup_logging()
@@ -168,7 +175,7 @@ def _start(paths: EndpointPaths, foreground: bool) -> None:
         click.echo(f"endpoint {paths.name} started: {endpoint_id}")
         sys.stdout.flush()
 
-    status = run_endpoint(paths, on_ready=ready, on_error=errors.append)
+    status = run_endpoint(paths, on_ready=ready, on_error=errors.append, force=force)
     if status != 0:
         raise EndpointError(errors[0] if errors else f"endpoint {paths.name} failed")
 
@@ -196,10 +203,26 @@ def _stop(paths: EndpointPaths, timeout: float | None = None) -> None:
     pid = pidfile.read_pid(paths.pidfile)
     if pid is None:
         pidfile.remove_pid(paths.pidfile, pid=-1)  # drop a stale file
+        if _end_leftovers(paths):  # a killed daemon's blocks: stop ends them all the same
+            return
         raise NotRunning(f"endpoint {paths.name!r} is not running")
     if not pidfile.terminate(pid, timeout):
         click.echo(f"endpoint {paths.name} did not stop within {timeout:g} s; killed it", err=True)
     pidfile.remove_pid(paths.pidfile, pid)
+    _end_leftovers(paths)
+
+
+def _end_leftovers(paths: EndpointPaths) -> list[str]:
+    """End the blocks (and local block processes) a daemon that is gone left running: after
+    ``stop`` nothing of the endpoint may remain, even if the daemon was killed."""
+    try:
+        ended = end_leftovers_of(load_config(paths.config).engine, paths.root / "run")
+    except EndpointError as exc:
+        click.echo(f"could not check for blocks left running: {exc}", err=True)
+        return []
+    if ended:
+        click.echo(f"ended block(s) {', '.join(ended)} left by a daemon that did not release them")
+    return ended
 
 
 def _shutdown_grace(paths: EndpointPaths) -> float:
@@ -235,7 +258,7 @@ def status(name: str, as_json: bool) -> None:
     info = paths.read_info()
     pid = pidfile.read_pid(paths.pidfile)
     rows = [
-        ("state", f"running (pid {pid})" if pid else "stopped"),
+        ("state", _state(paths, pid, f"running (pid {pid})")),
         ("endpoint id", info.get("endpoint_id") or "- (never registered)"),
         ("service url", info.get("service_url") or _configured_url(paths) or "-"),
         ("config", str(paths.config)),
@@ -244,6 +267,7 @@ def status(name: str, as_json: bool) -> None:
     engine = status_view.read(paths.root / "run")
     if as_json:
         click.echo(json.dumps({"name": name, "running": pid is not None, "pid": pid,
+                               "failed": None if pid else paths.read_failure(),
                                **{k.replace(" ", "_"): v for k, v in rows[1:]},
                                "engine": engine}, indent=1))  # fmt: skip
         return
@@ -253,6 +277,14 @@ def status(name: str, as_json: bool) -> None:
     if engine is not None:
         for line in status_view.render(engine):
             click.echo(f"  {line}")
+
+
+def _state(paths: EndpointPaths, pid: int | None, running: str) -> str:
+    """``running...``, ``failed: <why the last run stopped by itself>`` or ``stopped``."""
+    if pid is not None:
+        return running
+    reason = paths.read_failure()
+    return f"failed: {reason}" if reason else "stopped"
 
 
 def _configured_url(paths: EndpointPaths) -> str | None:
@@ -269,7 +301,7 @@ def list_() -> None:
         (
             paths.name,
             _safe_info(paths).get("endpoint_id") or "-",
-            "running" if pidfile.read_pid(paths.pidfile) else "stopped",
+            _state(paths, pidfile.read_pid(paths.pidfile), "running"),
         )
         for paths in list_endpoints()
     ]

@@ -27,7 +27,9 @@ from outpost_endpoint.runner import run_endpoint, setup_logging
 READY_TIMEOUT = 120.0
 
 
-def start_daemon(paths: EndpointPaths, timeout: float = READY_TIMEOUT) -> str:
+def start_daemon(
+    paths: EndpointPaths, timeout: float = READY_TIMEOUT, *, force: bool = False
+) -> str:
     """Detach a daemon serving ``paths``; return its endpoint id once it is ready."""
     read_end, write_end = os.pipe()
     sys.stdout.flush()
@@ -35,7 +37,7 @@ def start_daemon(paths: EndpointPaths, timeout: float = READY_TIMEOUT) -> str:
     first = os.fork()
     if first == 0:  # pragma: no cover - runs in the child processes
         os.close(read_end)
-        _become_daemon(paths, write_end)
+        _become_daemon(paths, write_end, force)
     os.close(write_end)
     os.waitpid(first, 0)  # the intermediate child exits at once
     try:
@@ -52,7 +54,7 @@ def start_daemon(paths: EndpointPaths, timeout: float = READY_TIMEOUT) -> str:
     return str(message["endpoint_id"])
 
 
-def _become_daemon(paths: EndpointPaths, write_end: int) -> None:  # pragma: no cover
+def _become_daemon(paths: EndpointPaths, write_end: int, force: bool) -> None:  # pragma: no cover
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
@@ -76,6 +78,7 @@ def _become_daemon(paths: EndpointPaths, write_end: int) -> None:  # pragma: no 
             paths,
             on_ready=lambda endpoint_id: reporter.send({"ready": True, "endpoint_id": endpoint_id}),
             on_error=lambda error: reporter.send({"ready": False, "error": error}),
+            force=force,
         )
     except BaseException as exc:
         reporter.send({"ready": False, "error": f"the daemon crashed: {exc!r}; see {paths.log}"})

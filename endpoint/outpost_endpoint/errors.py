@@ -28,12 +28,28 @@ class RegistrationError(EndpointError):
         self.status = status
 
 
+class EndpointConnected(RegistrationError):
+    """The service refused to register: another instance of this endpoint heartbeats.
+
+    ``details`` is the service's ``error.details`` (``hostname``, ``pid``, ``last_heartbeat``).
+    """
+
+    def __init__(self, message: str, *, details: dict[str, object]) -> None:
+        super().__init__(message, status=409)
+        self.details = details
+
+
 class ServiceRequestError(RegistrationError):
     """A request to the service (other than registration) failed."""
 
 
 class BrokerError(EndpointError):
     """RabbitMQ could not be reached at start-up or refused our credentials."""
+
+
+class CredentialsRefused(BrokerError):
+    """RabbitMQ refused this endpoint's credentials while it ran: it was registered again
+    elsewhere (its password rotated) or deleted.  Retrying cannot help, so the daemon stops."""
 
 
 class DaemonError(EndpointError):

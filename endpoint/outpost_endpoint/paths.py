@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,25 @@ class EndpointPaths:
     def sealing_key(self) -> Path:
         """The endpoint's X25519 private key (0600) for end-to-end encrypted tasks."""
         return self.root / "sealing_key"
+
+    @property
+    def failure(self) -> Path:
+        """``failed.json`` (``{"reason", "at"}``): why the last run stopped by itself, shown by
+        ``status`` and ``list`` until the next successful start removes it."""
+        return self.root / "failed.json"
+
+    def record_failure(self, reason: str) -> None:
+        write_json(self.failure, {"reason": reason, "at": time.time()})
+
+    def read_failure(self) -> str | None:
+        try:
+            reason = read_json(self.failure).get("reason")
+        except ConfigError:
+            return "unreadable failed.json"
+        return str(reason) if reason else None
+
+    def clear_failure(self) -> None:
+        self.failure.unlink(missing_ok=True)
 
     def exists(self) -> bool:
         return self.config.is_file()

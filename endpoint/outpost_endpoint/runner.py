@@ -24,8 +24,9 @@ from outpost_endpoint import pidfile
 from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.config import EndpointConfig, EngineConfig, load_config
 from outpost_endpoint.engine.registry import build_engine
-from outpost_endpoint.errors import AlreadyRunning, EndpointError
+from outpost_endpoint.errors import AlreadyRunning, EndpointConnected, EndpointError
 from outpost_endpoint.paths import EndpointPaths
+from outpost_endpoint.results import HOSTNAME
 from outpost_endpoint.sealed import SEALING_KEY_ENV
 from outpost_endpoint.service import EndpointService
 from outpost_endpoint.service_link import ServiceLink, pin_signing_key, resolve_access
@@ -43,8 +44,16 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("pika").setLevel(logging.WARNING)
 
 
-def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSettings]:
-    """Register with the service (re-attaching to the id in endpoint.json) and keep the id."""
+def register(
+    paths: EndpointPaths, config: EndpointConfig, *, force: bool = False
+) -> tuple[str, AmqpSettings]:
+    """Register with the service (re-attaching to the id in endpoint.json) and keep the id.
+
+    The service refuses (409) while another instance of the endpoint heartbeats, since
+    registering rotates the broker password and so cuts that instance off.  If the instance
+    it names ran on this host and its process is gone (a daemon killed with -9 a moment ago),
+    it is our dead predecessor and we register with force; anything else is refused unless
+    ``force`` (``start --force``)."""
     access = resolve_access(paths, config.service_url, config.service_ca_file)
     known = paths.read_info()
     sealing_key = load_or_create_key(paths.sealing_key)
@@ -53,7 +62,23 @@ def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSet
     metadata: dict[str, Any] = {"sealing_public_key": public_key_text(sealing_key)}
     if config.allowed_functions is not None:  # shown to users; the daemon enforces it
         metadata["allowed_functions"] = config.allowed_functions
-    answer = ServiceLink(access).register(paths.name, known.get("endpoint_id"), metadata)
+    link = ServiceLink(access)
+    try:
+        answer = link.register(paths.name, known.get("endpoint_id"), metadata, force=force)
+    except EndpointConnected as exc:
+        if not _predecessor_gone(exc.details):
+            raise EndpointConnected(
+                f"{exc}. Not starting a second instance of endpoint {paths.name!r}: pass "
+                "--force to `outpost-endpoint start` to take over anyway",
+                details=exc.details,
+            ) from None
+        log.warning(
+            "the service still sees endpoint %s heartbeating from pid %s on this host, which is "
+            "gone (killed?); registering with force",
+            paths.name,
+            exc.details.get("pid"),
+        )
+        answer = link.register(paths.name, known.get("endpoint_id"), metadata, force=True)
     endpoint_id = answer["endpoint_id"]
     settings = AmqpSettings.from_registration(
         answer["amqp"],
@@ -79,13 +104,35 @@ def register(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, AmqpSet
     return endpoint_id, settings
 
 
+def _predecessor_gone(details: dict[str, Any]) -> bool:
+    """Whether the heartbeating instance the service named ran here and its process is gone."""
+    pid = details.get("pid")
+    return (
+        details.get("hostname") == HOSTNAME
+        and isinstance(pid, int)
+        and pid != os.getpid()
+        and not pidfile.is_alive(pid)
+    )
+
+
 def run_endpoint(
     paths: EndpointPaths,
     on_ready: Callable[[str], None],
     on_error: Callable[[str], None],
+    *,
+    force: bool = False,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    """Serve until SIGTERM/SIGINT, or until the endpoint cannot go on (RabbitMQ refuses its
+    credentials: see :func:`~outpost_endpoint.amqp.connection.credentials_refused`); then
+    the reason goes to ``failed.json`` for ``status``.  Returns the process exit status."""
     stop = threading.Event()
+    fatal: list[str] = []
+
+    def on_fatal(reason: str) -> None:
+        if not fatal:
+            fatal.append(reason)
+        stop.set()
+
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _SIGNALS}
     try:
         running = pidfile.read_pid(paths.pidfile)
@@ -97,7 +144,7 @@ def run_endpoint(
         load_or_create_key(paths.sealing_key)
         os.environ[SEALING_KEY_ENV] = str(paths.sealing_key)
         engine = build_engine(config.engine, paths.root / "run")  # config errors first
-        endpoint_id, settings = register(paths, config)
+        endpoint_id, settings = register(paths, config, force=force)
         service = EndpointService(
             endpoint_id,
             settings,
@@ -106,6 +153,7 @@ def run_endpoint(
             heartbeat_interval=config.heartbeat_interval,
             journal_path=paths.root / "journal.db",
             allowed_functions=config.allowed_functions,
+            on_fatal=on_fatal,
         )
         log.info(
             "endpoint %s (%s): engine %s, prefetch %d; service %s; RabbitMQ %s",
@@ -120,16 +168,21 @@ def run_endpoint(
         _restore(previous)
         return 1
     log.info("endpoint %s started: %s (pid %d)", paths.name, endpoint_id, os.getpid())
+    paths.clear_failure()
     on_ready(endpoint_id)
     try:
         while not stop.wait(1.0):
             pass
-        log.info("signal received; shutting down")
+        if fatal:
+            log.error("endpoint %s stops: %s", paths.name, fatal[0])
+            paths.record_failure(fatal[0])
+        else:
+            log.info("signal received; shutting down")
         service.stop(grace=config.shutdown_grace)
     finally:
         pidfile.remove_pid(paths.pidfile)
         _restore(previous)
-    return 0
+    return 1 if fatal else 0
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -12,8 +12,9 @@ in-memory journal is used, which does not survive the process (tests only).
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class EndpointService:
         heartbeat_interval: float | None = None,
         journal_path: Path | str | None = None,
         allowed_functions: Collection[str] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id
         self.settings = settings
@@ -52,6 +54,7 @@ class EndpointService:
             status_details=self.details,
             heartbeat_interval=heartbeat_interval,
             outbox=SpooledOutbox(self.journal),
+            on_fatal=on_fatal,
         )
         self.consumer = TaskConsumer(
             settings,
@@ -61,6 +64,7 @@ class EndpointService:
             prefetch=prefetch,
             journal=self.journal,
             allowed_functions=allowed_functions,
+            on_fatal=on_fatal,
         )
         self._stopped = threading.Event()
 
@@ -69,6 +73,9 @@ class EndpointService:
         status = self.engine.status()
         return {
             "hostname": HOSTNAME,
+            # with the hostname: lets a new start on this host tell its dead predecessor
+            # (force past the service's 409) from a live instance (see runner.register)
+            "pid": os.getpid(),
             "workers": status.get("workers"),
             "idle": status.get("idle"),
             "outstanding_tasks": status.get("outstanding"),

@@ -22,7 +22,12 @@ from outpost.errors import ConfigurationError
 from outpost.protocol import PROTOCOL_VERSION
 from outpost.protocol.tls import http_verify, tls_failure
 from outpost_endpoint.amqp.connection import AmqpSettings
-from outpost_endpoint.errors import ConfigError, RegistrationError, ServiceRequestError
+from outpost_endpoint.errors import (
+    ConfigError,
+    EndpointConnected,
+    RegistrationError,
+    ServiceRequestError,
+)
 from outpost_endpoint.paths import EndpointPaths
 
 _TIMEOUT = 30.0
@@ -113,13 +118,21 @@ class ServiceLink:
             self._session.headers["Authorization"] = f"Bearer {access.token}"
 
     def register(
-        self, name: str, endpoint_id: str | None, metadata: dict[str, Any] | None = None
+        self,
+        name: str,
+        endpoint_id: str | None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        force: bool = False,
     ) -> dict[str, Any]:
         """``POST /v1/endpoints``; the answer holds ``endpoint_id`` and the ``amqp`` settings.
-        ``metadata`` is added to the host description (e.g. the sealing public key)."""
+        ``metadata`` is added to the host description (e.g. the sealing public key).  Raises
+        :class:`EndpointConnected` while another instance heartbeats, unless ``force``."""
         body: dict[str, Any] = {"name": name, "metadata": {**host_metadata(), **(metadata or {})}}
         if endpoint_id:
             body["endpoint_id"] = endpoint_id
+        if force:
+            body["force"] = True
         answer = self._request("POST", "/v1/endpoints", body, RegistrationError)
         if not isinstance(answer.get("endpoint_id"), str) or not isinstance(
             answer.get("amqp"), dict
@@ -183,6 +196,14 @@ def _short(exc: requests.RequestException) -> str:
     return str(exc)[:300]
 
 
+def _error_details(response: Any) -> dict[str, Any]:
+    try:
+        details = response.json()["error"]["details"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
 def _http_error(
     error: type[RegistrationError], method: str, path: str, base: str, response: Any
 ) -> RegistrationError:
@@ -191,6 +212,11 @@ def _http_error(
     except (ValueError, KeyError, TypeError):
         detail = response.text[:200]
     status = response.status_code
+    details = _error_details(response)
+    if status == 409 and details.get("connected"):
+        return EndpointConnected(
+            f"the service at {base} refused {method} {path}: {detail}", details=details
+        )
     if status == 401:
         hint = (
             "the token is missing or not accepted; pass one with `outpost-endpoint configure "

@@ -58,6 +58,8 @@ def register_endpoint() -> dict[str, Any]:
     if metadata is not None:
         json_size_within(metadata, "metadata", state.config.max_metadata_bytes)
 
+    force = get_field(body, "force", bool, required=False) or False
+
     with state.database.read() as conn:
         by_name = endpoint_store.find_by_name(conn, user.user_id, name)
         existing = endpoint_store.get(conn, endpoint_id) if endpoint_id else None
@@ -75,6 +77,8 @@ def register_endpoint() -> dict[str, Any]:
             "another name or register with that endpoint_id",
             details={"name": name, "endpoint_id": by_name.endpoint_id},
         )
+    if existing is not None and not force:
+        _refuse_if_connected(state, existing)
 
     _broker(lambda: state.publisher.declare_endpoint_queue(endpoint_id))
     broker_url = _endpoint_broker_url(state, endpoint_id)
@@ -220,6 +224,40 @@ def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
     return {"deleted": endpoint_id}
 
 
+def _refuse_if_connected(state: ServiceState, row: Row[Any]) -> None:
+    """409 while the endpoint heartbeats: registering again gives its RabbitMQ user a new
+    password and closes its connections, so a second daemon (another login node sharing the
+    home directory, a copied OUTPOST_HOME) would silently cut off the one that serves."""
+    if row.deleted or not _heartbeating(state, row):
+        return
+    details = row.details or {}
+    host, pid = details.get("hostname"), details.get("pid")
+    seen = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row.last_heartbeat))
+    raise Conflict(
+        f"endpoint {row.endpoint_id} ({row.name}) is connected: last heartbeat at {seen} from "
+        f"host {host or 'unknown'}" + (f" (pid {pid})" if pid else "") + "; stop it first "
+        "(`outpost-endpoint stop NAME` there) or register with force (`outpost-endpoint start "
+        '--force`, or "force": true), which cuts the running endpoint off',
+        details={
+            "endpoint_id": row.endpoint_id,
+            "connected": True,
+            "last_heartbeat": row.last_heartbeat,
+            "hostname": host,
+            "pid": pid,
+        },
+    )
+
+
+def _heartbeating(state: ServiceState, row: Row[Any]) -> bool:
+    """Whether the endpoint's last heartbeat is recent and did not say ``offline``."""
+    horizon = MISSED_HEARTBEATS * state.config.heartbeat_interval
+    return (
+        row.last_heartbeat is not None
+        and time.time() - row.last_heartbeat <= horizon
+        and row.reported_state != "offline"
+    )
+
+
 def _owned(conn: sa.Connection, endpoint_id: str) -> Row[Any]:
     endpoint_id = uuid_text(endpoint_id, "endpoint_id")
     row = endpoint_store.get_owned(conn, endpoint_id, current_user().user_id)
@@ -232,9 +270,7 @@ def _owned(conn: sa.Connection, endpoint_id: str) -> Row[Any]:
 
 def _describe(state: ServiceState, row: Row[Any], outstanding: int) -> dict[str, Any]:
     """An endpoint as listed; ``row`` comes from :mod:`..store.access` (it has ``owner_name``)."""
-    horizon = MISSED_HEARTBEATS * state.config.heartbeat_interval
-    alive = row.last_heartbeat is not None and time.time() - row.last_heartbeat <= horizon
-    online = alive and row.reported_state != "offline"
+    online = _heartbeating(state, row)
     return {
         "endpoint_id": row.endpoint_id,
         "name": row.name,

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pika
+import pika.exceptions
 
 from outpost.errors import ConfigurationError
 from outpost.protocol.conventions import redact_url
@@ -101,6 +102,32 @@ def _override(override: str, given: Any) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+#: What pika raises when RabbitMQ refuses the login (ACCESS_REFUSED) or the vhost.
+AUTH_ERRORS = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.AuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+)
+
+
+def credentials_refused(exc: BaseException, url: str) -> str | None:
+    """The reason to stop for good if ``exc`` is RabbitMQ refusing our credentials, else None.
+
+    A running endpoint only meets this after its password was rotated (the endpoint was
+    registered again: ``outpost-endpoint start`` elsewhere, or ``POST /v1/endpoints`` with
+    force) or its user deleted (the endpoint was deleted); reconnecting forever with a dead
+    password would look alive to ``status`` while serving nothing."""
+    if not isinstance(exc, AUTH_ERRORS):
+        return None
+    return (
+        f"RabbitMQ at {redact_url(url)} refused this endpoint's credentials (ACCESS_REFUSED): "
+        "the endpoint was registered again elsewhere (another `outpost-endpoint start` of it, "
+        "e.g. from a copied OUTPOST_HOME, or a forced registration) or deleted on the service; "
+        "this instance stopped. Start it again with `outpost-endpoint start NAME` once the "
+        "other instance is stopped"
+    )
 
 
 def connect(url: str, name: str, tls: TlsFiles | None = None) -> pika.BlockingConnection:

@@ -42,7 +42,7 @@ from outpost.protocol import EndpointStatus, ResultEnvelope
 from outpost.protocol.conventions import Backoff
 from outpost.protocol.conventions import redact_url as redact
 from outpost_endpoint.amqp.confirms import Confirms
-from outpost_endpoint.amqp.connection import AmqpSettings, connect
+from outpost_endpoint.amqp.connection import AmqpSettings, connect, credentials_refused
 from outpost_endpoint.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,12 @@ class ResultPublisher:
         status_details: Callable[[], dict[str, Any]] = dict,
         heartbeat_interval: float | None = None,
         outbox: Outbox | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
+        #: Called (with the reason) instead of reconnecting when RabbitMQ refuses our
+        #: credentials (see TaskConsumer.on_fatal); results stay spooled for the next start.
+        self.on_fatal = on_fatal
         self.endpoint_id = endpoint_id
         self.status_details = status_details
         self.heartbeat_interval = heartbeat_interval or settings.heartbeat_interval
@@ -231,6 +235,12 @@ class ResultPublisher:
                     return
                 self._step()
             except Exception as exc:  # a bug must not silently end publishing: reconnect instead
+                reason = credentials_refused(exc, self.settings.url)
+                if reason is not None and self.on_fatal is not None:
+                    log.error("result publisher stops: %s", reason)
+                    self._close()
+                    self.on_fatal(reason)
+                    return
                 if isinstance(exc, _RETRYABLE):
                     log.warning(
                         "result publisher lost RabbitMQ (%r); %d result(s) kept for re-publishing",

@@ -54,7 +54,7 @@ from outpost.protocol.conventions import Backoff
 from outpost.protocol.conventions import redact_url as redact
 from outpost.protocol.envelopes import json_object
 from outpost.protocol.signing import SignatureError, Verifier
-from outpost_endpoint.amqp.connection import AmqpSettings, connect
+from outpost_endpoint.amqp.connection import AmqpSettings, connect, credentials_refused
 from outpost_endpoint.amqp.result_publisher import ResultPublisher
 from outpost_endpoint.engine.base import Engine
 from outpost_endpoint.errors import BrokerError, EngineError, JournalError
@@ -111,8 +111,12 @@ class TaskConsumer:
         prefetch: int,
         journal: Journal,
         allowed_functions: Collection[str] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
+        #: Called (with the reason) instead of reconnecting when RabbitMQ refuses our
+        #: credentials: the endpoint was registered again elsewhere; the daemon stops.
+        self.on_fatal = on_fatal
         #: The function ids this endpoint runs (None: any); others fail without running.
         self.allowed_functions = None if allowed_functions is None else frozenset(allowed_functions)
         self.endpoint_id = endpoint_id
@@ -285,6 +289,13 @@ class TaskConsumer:
                 assert connection is not None
                 connection.process_data_events(time_limit=0.5)
             except Exception as exc:  # a bug must not silently end consuming: reconnect instead
+                reason = credentials_refused(exc, self.settings.url)
+                if reason is not None and self.on_fatal is not None:
+                    log.error("task consumer stops: %s", reason)
+                    self._close()
+                    self._stopped_consuming.set()
+                    self.on_fatal(reason)
+                    return
                 if isinstance(exc, _RETRYABLE):
                     log.warning("task consumer lost RabbitMQ (%r); reconnecting", exc)
                 else:

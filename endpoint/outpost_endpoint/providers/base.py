@@ -89,5 +89,11 @@ class Provider(abc.ABC):
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Ask the scheduler to end these jobs; returns once the request was accepted."""
 
+    def cancel_leftovers(self, job_ids: Sequence[str]) -> None:
+        """End jobs a previous run of this endpoint submitted and could not release (its
+        daemon was killed); see :mod:`~outpost_endpoint.engine.high_throughput.block_records`.
+        Jobs that already ended are fine."""
+        self.cancel(job_ids)
+
     def close(self) -> None:  # noqa: B027 -- optional hook
         """Release what the provider holds (threads, temporary files)."""

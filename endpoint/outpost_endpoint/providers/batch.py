@@ -236,6 +236,19 @@ class BatchProvider(Provider, abc.ABC):
         """Interrupt any backoff wait between scheduler retries (endpoint shutdown)."""
         self.commands.stop.set()
 
+    def cancel_leftovers(self, job_ids: Sequence[str]) -> None:
+        """``qdel``/``scancel`` the previous run's jobs, one at a time (a job that has finished
+        must not keep the others alive), without adding them to this run's books."""
+        failures: list[str] = []
+        for job_id in dict.fromkeys(job_ids):
+            try:
+                self._cancel([job_id])
+                log.info("%s: cancelled job %s of the previous run", self.label, job_id)
+            except ProviderError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise ProviderError("; ".join(failures))
+
     def cancel(self, job_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(job_ids))
         if not ids:

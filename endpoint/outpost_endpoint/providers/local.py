@@ -11,6 +11,7 @@ block that outlived its walltime); ``cancel`` kills the group (SIGTERM, then SIG
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,9 @@ from pathlib import Path
 
 from outpost_endpoint.errors import ProviderError
 from outpost_endpoint.providers.base import BlockState, BlockStatus, Provider
+from outpost_endpoint.providers.local_processes import RUN_DIR_VARIABLE, end_marked
+
+log = logging.getLogger(__name__)
 
 
 class LocalProvider(Provider):
@@ -64,7 +68,11 @@ class LocalProvider(Provider):
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, "OUTPOST_BLOCK_ID": block_id},
+                    env={
+                        **os.environ,
+                        "OUTPOST_BLOCK_ID": block_id,
+                        RUN_DIR_VARIABLE: str(self.run_dir),  # see local_processes
+                    },
                 )
         except OSError as exc:
             raise ProviderError(f"could not start local block {block_id}: {exc}") from exc
@@ -135,6 +143,20 @@ class LocalProvider(Provider):
         with self._lock:
             running = [j for j, p in self._jobs.items() if p.poll() is None]
         self.cancel(running)
+        # Processes that left their block's group (a task's own setsid) carry the mark too.
+        end_marked(self.run_dir, self.kill_grace)
+
+    def cancel_leftovers(self, job_ids: Sequence[str]) -> None:
+        """A previous run's blocks are process groups of this run directory: end every group
+        holding a process marked with it (see local_processes), not just the recorded ids,
+        which a crash between starting a block and recording it would miss."""
+        groups = end_marked(self.run_dir, self.kill_grace)
+        if groups:
+            log.warning(
+                "local: ended process group(s) %s of the previous run (recorded blocks: %s)",
+                ", ".join(map(str, groups)),
+                ", ".join(job_ids) or "none",
+            )
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

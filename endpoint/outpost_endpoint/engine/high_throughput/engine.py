@@ -26,6 +26,7 @@ from outpost.protocol import DEFAULT_PAYLOAD_LIMIT, ResultEnvelope, TaskEnvelope
 from outpost_endpoint.config import EngineConfig
 from outpost_endpoint.engine.base import Engine
 from outpost_endpoint.engine.high_throughput import packing, security, strategy
+from outpost_endpoint.engine.high_throughput.block_records import BlockRecords, end_leftovers
 from outpost_endpoint.engine.high_throughput.blocks import BlockBook
 from outpost_endpoint.engine.high_throughput.interchange import Interchange, TaskRecord
 from outpost_endpoint.engine.high_throughput.layout import worker_count
@@ -71,6 +72,7 @@ class HighThroughputEngine(Engine):
         self.payload_limit = payload_limit
         self.strategy_period = strategy_period
         self.book = BlockBook()
+        self.records = BlockRecords(self.run_dir, self.provider.label)
         #: scaling steps done so far (diagnostics, and for tests to wait on)
         self.scale_rounds = 0
         self._failed_starts = 0
@@ -105,6 +107,7 @@ class HighThroughputEngine(Engine):
                 "a task; lower engine.drain_period or raise engine.provider.walltime"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        end_leftovers(self.run_dir, self.provider)  # a killed previous run's blocks
         keys = security.generate()
         security.write_client_files(keys, self.run_dir / "curve")
         local = self.provider.label == "local"
@@ -201,8 +204,11 @@ class HighThroughputEngine(Engine):
         if live:
             try:
                 self.provider.cancel(live)
-            except ProviderError as exc:
+            except ProviderError as exc:  # they stay recorded: the next start ends them
                 log.error("could not cancel blocks %s: %s", live, exc)
+            else:
+                for job_id in live:
+                    self.records.ended(job_id)
         self.provider.close()
 
     # ----------------------------------------------------------------- checks
@@ -271,6 +277,7 @@ class HighThroughputEngine(Engine):
             for block in live:
                 status = statuses.get(block.job_id)
                 if status is not None and self.book.update(block, status):
+                    self.records.ended(block.job_id)
                     log.warning("block %s (job %s) ended: %s %s", block.block_id, block.job_id,
                                 status.state.value, status.message)  # fmt: skip
                     self.interchange.lose_block(
@@ -314,6 +321,7 @@ class HighThroughputEngine(Engine):
                 log.error("could not submit block %s: %s", block_id, exc)
                 break
             self.book.added(block_id, job_id)
+            self.records.added(block_id, job_id)
             log.info("submitted block %s (job %s)", block_id, job_id)
         release = strategy.blocks_to_release(
             loads,

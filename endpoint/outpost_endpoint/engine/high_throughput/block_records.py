@@ -1,0 +1,128 @@
+"""``<run dir>/blocks.json``: the blocks a run submitted, kept on disk so the next run can end
+them.
+
+A daemon killed with ``-9`` (or by the OOM killer, or a rebooted VM) cannot cancel its blocks:
+local managers and workers live in their own session and survive it; a PBS or Slurm job keeps
+its nodes until its walltime.  The engine therefore records each block's job id as soon as the
+provider returns it (and forgets it once the block ended), and the next start of the same
+endpoint cancels whatever the previous run left -- reconnecting is impossible, since the
+interchange's keys are new at every start.  ``qdel``/``scancel`` do it for batch jobs; the
+local provider kills the block's process group (see
+:meth:`~outpost_endpoint.providers.base.Provider.cancel_leftovers`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from outpost_endpoint.config import EngineConfig
+from outpost_endpoint.errors import ProviderError
+from outpost_endpoint.providers.base import Provider
+from outpost_endpoint.providers.registry import provider_from_config
+
+log = logging.getLogger(__name__)
+
+#: The file, in the engine's run directory.
+RECORDS_FILE = "blocks.json"
+
+
+class BlockRecords:
+    """The live blocks of this run, rewritten atomically at every change (thread-safe)."""
+
+    def __init__(self, run_dir: Path, provider: str) -> None:
+        self.path = run_dir / RECORDS_FILE
+        self.provider = provider
+        self._lock = threading.Lock()
+        self._blocks: dict[str, dict[str, Any]] = {}
+
+    def added(self, block_id: str, job_id: str) -> None:
+        with self._lock:
+            self._blocks[job_id] = {
+                "block_id": block_id,
+                "job_id": job_id,
+                "submitted_at": time.time(),
+            }
+            self._write()
+
+    def ended(self, job_id: str) -> None:
+        with self._lock:
+            if self._blocks.pop(job_id, None) is not None:
+                self._write()
+
+    def _write(self) -> None:
+        blocks = list(self._blocks.values())
+        data = {"provider": self.provider, "pid": os.getpid(), "blocks": blocks}
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with open(temporary, "w") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())  # the record must survive the crash it is for
+        temporary.replace(self.path)
+
+
+def read_leftovers(run_dir: Path) -> tuple[str | None, list[dict[str, Any]]]:
+    """The provider and blocks a previous run recorded; ``(None, [])`` if none or unreadable."""
+    try:
+        data = json.loads((run_dir / RECORDS_FILE).read_text())
+    except FileNotFoundError:
+        return None, []
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", run_dir / RECORDS_FILE, exc)
+        return None, []
+    blocks = data.get("blocks") if isinstance(data, dict) else None
+    if not isinstance(blocks, list):
+        return None, []
+    good = [b for b in blocks if isinstance(b, dict) and isinstance(b.get("job_id"), str)]
+    return str(data.get("provider")), good
+
+
+def end_leftovers(run_dir: Path, provider: Provider) -> list[str]:
+    """Cancel the blocks a previous run of this endpoint left behind; returns their job ids.
+
+    Called by the engine before it submits anything, and by ``outpost-endpoint stop`` after
+    the daemon is gone (it may have been killed before it released its blocks).  The local
+    provider also ends unrecorded processes marked with the run directory.  A previous run
+    with another provider type (the config changed) is named in the log but not touched: its
+    jobs belong to another scheduler, which this provider cannot ask."""
+    label, blocks = read_leftovers(run_dir)
+    job_ids = [str(b["job_id"]) for b in blocks]
+    if job_ids and label != provider.label:
+        log.warning(
+            "the previous run used provider %s and left blocks %s; this run uses %s and "
+            "cannot end them: check them with that scheduler",
+            label,
+            ", ".join(job_ids),
+            provider.label,
+        )
+        job_ids = []
+    if job_ids:
+        log.warning(
+            "the previous run of this endpoint ended without releasing its blocks (killed?); "
+            "ending %s job(s) %s",
+            provider.label,
+            ", ".join(job_ids),
+        )
+    try:
+        provider.cancel_leftovers(job_ids)
+    except ProviderError as exc:  # kept in the file: the next start tries again
+        log.error("could not end the previous run's blocks %s: %s", ", ".join(job_ids), exc)
+        return job_ids
+    (run_dir / RECORDS_FILE).unlink(missing_ok=True)
+    return job_ids
+
+
+def end_leftovers_of(engine: EngineConfig, run_dir: Path) -> list[str]:
+    """:func:`end_leftovers` with the provider ``engine`` configures (for ``stop``)."""
+    if engine.type != "high-throughput":
+        return []
+    provider = provider_from_config(engine.provider, run_dir)
+    try:
+        return end_leftovers(run_dir, provider)
+    finally:
+        provider.close()
