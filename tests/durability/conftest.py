@@ -3,7 +3,6 @@ private throwaway RabbitMQ node, all as separate processes that the tests kill w
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from ..e2e.stack import (
     make_endpoint,
     start_service,
 )
-from ..recipes import private_broker_port
+from ..recipes import ensure_private_rabbitmq, private_broker_port
 from .campaign import Campaign
 
 RABBITMQ_PRIVATE = Path(__file__).parent.parent / "fixtures" / "rabbitmq_private.sh"
@@ -44,8 +43,7 @@ class PrivateBroker:
 
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    if shutil.which("/usr/lib/rabbitmq/bin/rabbitmq-server") is None:
-        pytest.skip("rabbitmq-server is not installed: no private node for broker faults")
+    ensure_private_rabbitmq()
     broker = PrivateBroker(tmp_path / "rabbitmq", private_broker_port())
     broker.do("start")
     yield broker
