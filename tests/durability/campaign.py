@@ -191,7 +191,8 @@ _DATABASES: dict[str, sa.Engine] = {}
 def database(service: RunningService) -> sa.Engine:
     engine = _DATABASES.get(service.database_url)
     if engine is None:
-        engine = _DATABASES[service.database_url] = sa.create_engine(service.database_url)
+        url = service.database_url  # pre-ping: a restarted database leaves stale connections
+        engine = _DATABASES[url] = sa.create_engine(url, pool_pre_ping=True)
     return engine
 
 
