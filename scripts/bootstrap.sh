@@ -2,7 +2,10 @@
 # bootstrap.sh — make this checkout runnable: a .venv with Outpost installed, and the services its
 # demo and tests need (RabbitMQ always, PostgreSQL for the test suite) running on this machine.
 # Sourced by demo.sh and test.sh; safe to run repeatedly (it only does what is missing).
-# Env: OUTPOST_VENV (default ./.venv), OUTPOST_NEED_POSTGRES=1 to also ensure PostgreSQL.
+# Env: OUTPOST_VENV (default ./.venv), OUTPOST_NEED_POSTGRES=1 to also ensure PostgreSQL,
+# OUTPOST_NEED_TEST_INFRA=1 to also install what the tests use and never install themselves
+# (tests/recipes.py only checks and starts): Slurm (one-node cluster, started), MPICH, and the
+# PostgreSQL server binaries for private clusters.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -94,6 +97,16 @@ ensure_postgres() {
   done
 }
 
+# Slurm (installed and started by its recipe, which does nothing when it already runs) and MPICH
+# (hydra mpiexec as the default mpiexec); root only, like apt_install.
+ensure_test_infra() {
+  is_root || die "the test infrastructure (Slurm, MPICH) needs root: sudo OUTPOST_NEED_TEST_INFRA=1 bash scripts/bootstrap.sh"
+  command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+  bash "$ROOT/tests/fixtures/mpi/mpi.sh" --no-check | sed 's/^/[outpost] /' || die "MPICH recipe failed"
+  bash "$ROOT/tests/fixtures/slurm/slurm-one-node.sh" --no-check | sed 's/^/[outpost] /' || die "Slurm recipe failed"
+}
+
 ensure_venv
 ensure_rabbitmq
 if [ "${OUTPOST_NEED_POSTGRES:-0}" = 1 ]; then ensure_postgres; fi
+if [ "${OUTPOST_NEED_TEST_INFRA:-0}" = 1 ]; then ensure_test_infra; fi

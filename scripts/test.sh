@@ -4,7 +4,10 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-OUTPOST_NEED_POSTGRES=1 source "$ROOT/scripts/bootstrap.sh"
+# Every component the tests need is installed and started here (not by the tests), and a test
+# that finds one missing fails instead of skipping (tests/recipes.py: missing()).
+export OUTPOST_REQUIRE_INFRA=${OUTPOST_REQUIRE_INFRA:-1}
+OUTPOST_NEED_POSTGRES=1 OUTPOST_NEED_TEST_INFRA=1 source "$ROOT/scripts/bootstrap.sh"
 BIN=${OUTPOST_VENV:-$ROOT/.venv}/bin
 say "ruff check";  "$BIN/ruff" check sdk endpoint cloud_service tests benchmarks
 say "ruff format --check"; "$BIN/ruff" format --check sdk endpoint cloud_service tests benchmarks

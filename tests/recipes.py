@@ -1,9 +1,14 @@
-"""Real schedulers, MPI and private RabbitMQ ports for the tests (tests/fixtures recipes).
+"""Real schedulers, MPI, private RabbitMQ/PostgreSQL and the rule for missing infrastructure.
 
-Each recipe is idempotent (it does nothing when the thing is already installed and running), so
-every test that needs Slurm or MPICH calls the same function instead of skipping when a
-previous test has not yet installed it.  Without root or apt-get the test is skipped with the
-command that would fix it.
+Installing is the bootstrap's job (``scripts/bootstrap.sh`` with ``OUTPOST_NEED_TEST_INFRA=1``,
+as ``scripts/test.sh`` runs it: Slurm, MPICH, RabbitMQ, PostgreSQL).  Here the recipes only
+check and start: Slurm's daemons are started by its idempotent recipe when Slurm is installed
+but not running; a component that is not installed goes through :func:`missing`.
+
+:func:`missing` is the one way a test gives up for lack of a component: a skip naming what is
+missing and how to get it -- or, with ``OUTPOST_REQUIRE_INFRA=1`` (set by ``scripts/test.sh``
+and so by ``.ci/run``), a failure, so a CI machine that lost RabbitMQ, PostgreSQL, Slurm or MPICH
+cannot pass by skipping the tests that need them.
 """
 
 from __future__ import annotations
@@ -14,25 +19,44 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SLURM_RECIPE = FIXTURES / "slurm" / "slurm-one-node.sh"
 MPI_RECIPE = FIXTURES / "mpi" / "mpi.sh"
+BOOTSTRAP = "OUTPOST_NEED_TEST_INFRA=1 bash scripts/bootstrap.sh"
 
 
-def _run_recipe(recipe: Path, *args: str, needs: str) -> None:
-    if os.geteuid() != 0 or not (shutil.which(needs) or shutil.which("apt-get")):
-        pytest.skip(f"{recipe.name} needs root and {needs} or apt-get; run `bash {recipe}`")
+def require_infra() -> bool:
+    """True when missing infrastructure must fail tests (``OUTPOST_REQUIRE_INFRA=1``)."""
+    return os.environ.get("OUTPOST_REQUIRE_INFRA", "") not in ("", "0")
+
+
+def missing(component: str, how_to_fix: str) -> NoReturn:
+    """Give up on this test because ``component`` is missing: skip, or fail under
+    ``OUTPOST_REQUIRE_INFRA=1``.  ``how_to_fix`` says the command that provides it."""
+    message = f"{component} is missing: {how_to_fix}"
+    if require_infra():
+        pytest.fail(f"OUTPOST_REQUIRE_INFRA=1 and {message}", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def _run_recipe(recipe: Path, *args: str) -> None:
     proc = subprocess.run(["bash", str(recipe), *args], capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         pytest.fail(f"{recipe} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
 def ensure_slurm() -> None:
-    """Start the one-node Slurm cluster of tests/fixtures/slurm (installing it if missing)."""
-    _run_recipe(SLURM_RECIPE, "--no-check", needs="sbatch")
+    """Start the one-node Slurm cluster of tests/fixtures/slurm if it is not running (the
+    recipe is idempotent); Slurm not installed is :func:`missing`."""
+    if shutil.which("sbatch") is None or shutil.which("slurmctld") is None:
+        missing("Slurm (sbatch, slurmctld)", f"install it with `{BOOTSTRAP}`")
+    if os.geteuid() != 0:
+        missing("root (to start the Slurm daemons)", f"run as root, or `sudo bash {SLURM_RECIPE}`")
+    _run_recipe(SLURM_RECIPE, "--no-check")
 
 
 def _hydra() -> bool:
@@ -43,13 +67,24 @@ def _hydra() -> bool:
 
 
 def ensure_mpich() -> str:
-    """MPICH's hydra ``mpiexec`` (the recipe installs it and makes it the default ``mpiexec``
-    if missing: Open MPI's does not take ``-ppn``/``-f``); returns its path."""
+    """MPICH's hydra ``mpiexec`` (Open MPI's does not take ``-ppn``/``-f``); returns its path.
+    When MPICH is installed but another ``mpiexec`` is the default, the recipe makes MPICH's
+    the default (no install); MPICH not installed is :func:`missing`."""
     if not _hydra():
-        _run_recipe(MPI_RECIPE, needs="mpiexec.mpich")
+        if shutil.which("mpiexec.mpich") is None:
+            missing("MPICH (mpiexec.mpich)", f"install it with `{BOOTSTRAP}`")
+        if os.geteuid() != 0:
+            missing("root (to make MPICH's mpiexec the default)", f"`sudo bash {MPI_RECIPE}`")
+        _run_recipe(MPI_RECIPE, "--no-check")
     path = shutil.which("mpiexec")
     assert path and _hydra(), "the MPI recipe ran but mpiexec is not MPICH's hydra"
     return path
+
+
+def ensure_private_rabbitmq() -> None:
+    """A private RabbitMQ node can start here (tests/fixtures/rabbitmq_private.sh)."""
+    if shutil.which("/usr/lib/rabbitmq/bin/rabbitmq-server") is None:
+        missing("rabbitmq-server (for a private node)", f"install it with `{BOOTSTRAP}`")
 
 
 def private_broker_port(extra_offsets: tuple[int, ...] = ()) -> int:

@@ -17,8 +17,9 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTo
 
 from outpost_service.api import BLUEPRINTS
 from outpost_service.config import ServiceConfig
-from outpost_service.errors import ApiError, Unauthorized
+from outpost_service.errors import ApiError, DatabaseUnavailable, Unauthorized
 from outpost_service.state import EXTENSION, ServiceState
+from outpost_service.store.database import database_away
 from outpost_service.task_signing import load_or_create_signer
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,26 @@ def _handle_error(error: Exception) -> tuple[Response, int] | Response:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response, status
+    if database_away(error):
+        log.warning("database unavailable while serving a request: %s", _first_line(error))
+        error = DatabaseUnavailable(
+            "the service's database is unavailable (restarting, overloaded or unreachable; "
+            "the service log has the cause); retry in a few seconds -- a task submit retried "
+            "with the same request_id never stores its tasks twice"
+        )
+        response = jsonify(error.to_dict())
+        response.headers.update(error.headers)
+        return response, error.status
     if isinstance(error, RecursionError):  # pathological input somewhere past json_body()
         return jsonify(_error("bad_request", "request is nested too deeply")), 400
     log.exception("unhandled error while serving a request")
     return jsonify(_error("internal_error", "internal server error; see the service log")), 500
+
+
+def _first_line(error: Exception) -> str:
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()
+    return text[0] if text else type(original).__name__
 
 
 #: Our codes for werkzeug's errors, where its name differs from the code we use ourselves.

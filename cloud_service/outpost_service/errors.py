@@ -124,3 +124,16 @@ class BrokerUnavailable(ApiError):
 
     status = 503
     code = "broker_unavailable"
+
+
+class DatabaseUnavailable(ApiError):
+    """The database could not be reached (restarting, refusing connections, a lost
+    connection, a deadlock it broke): nothing of the request was committed unless
+    ``details`` says so, and the client may retry -- ``Retry-After`` says when."""
+
+    status = 503
+    code = "database_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 2) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.headers = {"Retry-After": str(retry_after)}

@@ -191,7 +191,8 @@ _DATABASES: dict[str, sa.Engine] = {}
 def database(service: RunningService) -> sa.Engine:
     engine = _DATABASES.get(service.database_url)
     if engine is None:
-        engine = _DATABASES[service.database_url] = sa.create_engine(service.database_url)
+        url = service.database_url  # pre-ping: a restarted database leaves stale connections
+        engine = _DATABASES[url] = sa.create_engine(url, pool_pre_ping=True)
     return engine
 
 
@@ -208,13 +209,18 @@ def endpoint_pid(endpoint: RunningEndpoint) -> int:
     return int((endpoint.home / "endpoints" / endpoint.name / "endpoint.pid").read_text())
 
 
-def kill_endpoint(endpoint: RunningEndpoint) -> int:
-    """``kill -9`` the endpoint daemon and its workers (its process group), as a crashed login
-    node would lose them; returns the daemon's pid once it is gone."""
+def kill_endpoint(endpoint: RunningEndpoint) -> dict[int, int]:
+    """``kill -9`` the endpoint daemon and every process it started -- process-pool workers,
+    high-throughput blocks (their own sessions), managers, workers -- as a crashed login node
+    would lose them (:mod:`.processes`); returns their pids and session ids once all are
+    gone."""
+    from .processes import kill_tree
+
     pid = endpoint_pid(endpoint)
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    wait_until(lambda: not alive(pid), 30, f"endpoint pid {pid} to die")
-    return pid
+    killed = kill_tree(pid)
+    assert pid in killed, f"endpoint daemon {pid} was not running"
+    wait_until(lambda: not any(alive(p) for p in killed), 30, f"{len(killed)} pids to die")
+    return killed
 
 
 def kill_process(process: subprocess.Popen[str]) -> None:

@@ -3,7 +3,6 @@ private throwaway RabbitMQ node, all as separate processes that the tests kill w
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ..e2e.conftest import new_postgres_database  # noqa: F401  (a fixture)
 from ..e2e.stack import (
     AMQP_URL,
     RunningEndpoint,
@@ -19,7 +19,8 @@ from ..e2e.stack import (
     make_endpoint,
     start_service,
 )
-from ..recipes import private_broker_port
+from ..fixtures.postgres_private import PrivatePostgres, can_run_private_postgres, postgres_bin
+from ..recipes import ensure_private_rabbitmq, missing, private_broker_port
 from .campaign import Campaign
 
 RABBITMQ_PRIVATE = Path(__file__).parent.parent / "fixtures" / "rabbitmq_private.sh"
@@ -44,8 +45,7 @@ class PrivateBroker:
 
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    if shutil.which("/usr/lib/rabbitmq/bin/rabbitmq-server") is None:
-        pytest.skip("rabbitmq-server is not installed: no private node for broker faults")
+    ensure_private_rabbitmq()
     broker = PrivateBroker(tmp_path / "rabbitmq", private_broker_port())
     broker.do("start")
     yield broker
@@ -53,8 +53,43 @@ def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
 
 
 @pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this test only, which it may stop, kill and restart (never the
+    shared server on 5432); database ``outpost`` created."""
+    problem = can_run_private_postgres()
+    if problem is not None:
+        missing("a private PostgreSQL cluster", problem)
+    bin_dir = postgres_bin()
+    assert bin_dir is not None
+    cluster = PrivatePostgres(bin_dir)
+    try:
+        cluster.start()
+        cluster.create_database("outpost")
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
 def service_home(tmp_path: Path) -> Path:
     return tmp_path / "service"
+
+
+@pytest.fixture
+def service_database(request: pytest.FixtureRequest, service_home: Path) -> str:
+    """The service's database URL: SQLite, unless a test module parametrizes it
+    (``indirect``) with ``"postgresql"`` -- then a fresh database on the shared server."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        return f"sqlite:///{service_home}/outpost.db"
+    assert kind == "postgresql", kind
+    return str(request.getfixturevalue("new_postgres_database")())
+
+
+#: ``pytestmark`` of the service-side crash tests: each runs on SQLite and on PostgreSQL.
+BOTH_DATABASES = pytest.mark.parametrize(
+    "service_database", ["sqlite", "postgresql"], indirect=True
+)
 
 
 def stop(service: RunningService, *, shared_broker: bool) -> None:
@@ -70,9 +105,10 @@ def stop(service: RunningService, *, shared_broker: bool) -> None:
 
 
 @pytest.fixture
-def service(service_home: Path) -> Iterator[RunningService]:
-    """A service on SQLite and the shared broker (a test may replace its process)."""
-    running = start_service(service_home, f"sqlite:///{service_home}/outpost.db")
+def service(service_home: Path, service_database: str) -> Iterator[RunningService]:
+    """A service on ``service_database`` and the shared broker (a test may replace its
+    process)."""
+    running = start_service(service_home, service_database)
     holder = [running]
     yield running
     stop(holder[-1], shared_broker=True)
@@ -93,4 +129,4 @@ def campaign(service: RunningService, endpoint: RunningEndpoint, tmp_path: Path)
     return Campaign(service, endpoint.endpoint_id, runs, journal=journal)
 
 
-__all__ = ["AMQP_URL", "PrivateBroker"]
+__all__ = ["AMQP_URL", "BOTH_DATABASES", "PrivateBroker", "PrivatePostgres"]

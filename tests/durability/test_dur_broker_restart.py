@@ -20,17 +20,18 @@ from outpost.errors import ServiceUnavailableError
 
 from ..e2e.stack import RunningEndpoint, RunningService, make_endpoint, start_service
 from .campaign import TASKS, Campaign
-from .conftest import PrivateBroker, stop
+from .conftest import BOTH_DATABASES, PrivateBroker, stop
+
+pytestmark = BOTH_DATABASES
 
 
 @pytest.fixture
 def broker_stack(
-    private_broker: PrivateBroker, tmp_path: Path
+    private_broker: PrivateBroker, tmp_path: Path, service_home: Path, service_database: str
 ) -> Iterator[tuple[RunningService, RunningEndpoint]]:
-    home = tmp_path / "service"
     service = start_service(
-        home,
-        f"sqlite:///{home}/outpost.db",
+        service_home,
+        service_database,
         amqp_url=private_broker.url,
         # the private node runs without the management plugin: no per-endpoint users
         env_extra={"OUTPOST_REPUBLISH_AFTER": "1", "OUTPOST_BROKER_AUTH": "shared"},

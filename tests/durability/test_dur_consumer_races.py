@@ -4,6 +4,11 @@ A broker crash can break the connection between the journal write and the ack.  
 cannot be made to fail at exactly that instruction, so these tests hand the handler a channel
 whose ``basic_ack`` raises (the one stand-in here); the journal, engine (a real process pool)
 and task are real.
+
+"Runs once" is proved by everything the task left, not by the first result: the task appends a
+line to a file each time it runs, and after a *sentinel* task has finished (the engine has one
+worker and a FIFO queue, so any second run queued before the sentinel has run by then) the test
+counts the lines and every result the consumer handed over for the task.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from pathlib import Path
 import pika.exceptions
 import pytest
 
+from outpost.protocol import TaskEnvelope, serialize
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.journal import Journal
 
+from ..endpoint import tasks
 from ..endpoint.doubles import ResultCollector, offline_consumer, square_task
 from .campaign import value_of
 
@@ -42,11 +49,43 @@ def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
         yield made
 
 
+def counted_task(runs: Path, x: int) -> TaskEnvelope:
+    """A task computing ``x * x`` that appends a line to ``runs`` every time it runs."""
+    return TaskEnvelope(
+        task_id=str(uuid.uuid4()),
+        function_id="f",
+        function=serialize(tasks.counted_square),
+        args=serialize(((str(runs), x), {})),
+        endpoint_id=ENDPOINT,
+    )
+
+
+def assert_ran_once(
+    handler: TaskConsumer, publisher: ResultCollector, task: TaskEnvelope, runs: Path
+) -> None:
+    """After a sentinel task behind ``task`` finished: one run, one result, the right value."""
+    sentinel = square_task(2, ENDPOINT)
+    channel = Channel()
+    handler._on_task(channel, 99, sentinel, sentinel.to_bytes())
+    handler._flush_burst()
+    publisher.wait(2)
+    with publisher.cond:
+        assert publisher.cond.wait_for(
+            lambda: any(r.task_id == sentinel.task_id for r in publisher.results), 60
+        ), "the sentinel task never finished"
+        results = [r for r in publisher.results if r.task_id == task.task_id]
+    assert len(results) == 1, f"{len(results)} results for one task"
+    assert value_of(results[0]) == 36
+    assert runs.read_text().count("ran") == 1, "the task ran more than once"
+    assert handler.journal.state(task.task_id) is not None
+
+
 def test_a_failed_ack_still_runs_the_journaled_task_once(
-    consumer: tuple[TaskConsumer, ResultCollector],
+    consumer: tuple[TaskConsumer, ResultCollector], tmp_path: Path
 ) -> None:
     handler, publisher = consumer
-    task = square_task(6, ENDPOINT)
+    runs = tmp_path / "runs.txt"
+    task = counted_task(runs, 6)
     handler._on_task(Channel(ack_fails=True), 1, task, task.to_bytes())
     with pytest.raises(pika.exceptions.StreamLostError):
         handler._flush_burst()
@@ -54,17 +93,25 @@ def test_a_failed_ack_still_runs_the_journaled_task_once(
     handler._on_task(redelivery, 2, task, task.to_bytes())  # RabbitMQ never saw the ack
     handler._flush_burst()
     assert redelivery.acked == [2]
-    (result,) = publisher.wait(1)
-    assert value_of(result) == 36
+    publisher.wait(1)
+    handler._on_task(redelivery, 3, task, task.to_bytes())  # and once more, after it finished
+    handler._flush_burst()
+    assert redelivery.acked == [2, 3]
+    assert_ran_once(handler, publisher, task, runs)
 
 
 def test_reconcile_starts_a_journaled_task_missing_from_the_engine(
-    consumer: tuple[TaskConsumer, ResultCollector],
+    consumer: tuple[TaskConsumer, ResultCollector], tmp_path: Path
 ) -> None:
     handler, publisher = consumer
-    task = square_task(7, ENDPOINT)
+    runs = tmp_path / "runs.txt"
+    task = counted_task(runs, 6)
     handler.journal.accept(task.task_id, task.to_bytes())  # journaled, never started
     handler._next_reconcile = 0.0
     handler._maybe_reconcile()
-    (result,) = publisher.wait(1)
-    assert value_of(result) == 49
+    handler._next_reconcile = 0.0
+    handler._maybe_reconcile()  # a second pass while it runs (or after) must not start it again
+    publisher.wait(1)
+    handler._next_reconcile = 0.0
+    handler._maybe_reconcile()
+    assert_ran_once(handler, publisher, task, runs)

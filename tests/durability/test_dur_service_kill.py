@@ -1,6 +1,7 @@
 """kill -9 of the service process, or of a separate ingest consumer, loses no result.
 
-Killed: ``outpost-service serve`` (HTTP + ingest in one process), or, in the split deployment,
+Both run on SQLite and on PostgreSQL (a fresh database on the shared server).  Killed:
+``outpost-service serve`` (HTTP + ingest in one process), or, in the split deployment,
 the ``outpost-service ingest`` process beside ``serve --no-ingest``, with SIGKILL once a third of
 the campaign is stored.  Restarted on the same database and AMQP prefix.  Counted: every task
 has exactly one terminal result with the right value (ingest acks a result only after its commit,
@@ -19,6 +20,9 @@ import pytest
 
 from ..e2e.stack import RunningEndpoint, RunningService, cli, start_service
 from .campaign import TASKS, Campaign, kill_process
+from .conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES  # each crash test runs on SQLite and on PostgreSQL
 
 
 def test_kill_9_service_mid_campaign(
@@ -63,12 +67,11 @@ def amqp_url(service: RunningService) -> str:
 
 
 @pytest.fixture
-def split_service(tmp_path: Path) -> Iterator[RunningService]:
+def split_service(service_home: Path, service_database: str) -> Iterator[RunningService]:
     """``serve --no-ingest`` (the ingest runs as its own process in the test)."""
     from .conftest import stop
 
-    home = tmp_path / "service"
-    running = start_service(home, f"sqlite:///{home}/outpost.db", extra=("--no-ingest",))
+    running = start_service(service_home, service_database, extra=("--no-ingest",))
     yield running
     stop(running, shared_broker=True)
 

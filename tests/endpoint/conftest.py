@@ -33,6 +33,8 @@ from outpost_endpoint.amqp import AmqpSettings
 from outpost_endpoint.engine import ProcessPoolEngine
 from outpost_endpoint.service import EndpointService
 
+from ..recipes import missing
+
 AMQP_URL = os.environ.get("OUTPOST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -216,7 +218,7 @@ def rabbitmq() -> str:
     try:
         pika.BlockingConnection(pika.URLParameters(AMQP_URL)).close()
     except pika.exceptions.AMQPError as exc:
-        pytest.skip(f"RabbitMQ is not reachable at {AMQP_URL} ({exc!r}); start rabbitmq-server")
+        missing(f"RabbitMQ at {AMQP_URL} ({exc!r})", "start it with `bash scripts/bootstrap.sh`")
     return AMQP_URL
 
 

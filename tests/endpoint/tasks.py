@@ -51,6 +51,13 @@ def record_run(path: str, gate: str) -> int:
     return wait_for_file(gate, 3)
 
 
+def counted_square(path: str, x: int) -> int:
+    """Append a line to ``path`` each time it runs (a side effect a test counts), return x*x."""
+    with open(path, "a") as handle:
+        handle.write("ran\n")
+    return x * x
+
+
 cloudpickle.register_pickle_by_value(__import__(__name__))
 
 

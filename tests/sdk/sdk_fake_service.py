@@ -42,6 +42,8 @@ class FakeService:
         self.batches: list[int] = []
         self.fail_next: Counter[tuple[str, str]] = Counter()
         self.request_ids: list[str | None] = []  # of each POST /v1/tasks that got through
+        #: the request id of every POST /v1/tasks attempt, the injected failures included
+        self.attempt_request_ids: list[str | None] = []
         self.fail_status = 503
         self.calls = 0  # task functions actually called
         self.held = False
@@ -251,6 +253,15 @@ def _error(status: int, code: str, message: str, details: Any = None) -> tuple[i
     return status, {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def _request_id(raw: bytes) -> str | None:
+    """The ``request_id`` of a POST /v1/tasks body, None if it has none or is not JSON."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body.get("request_id") if isinstance(body, dict) else None
+
+
 def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -264,6 +275,8 @@ def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?")[0]
             with service.cond:
                 service.requests.append((method, path))
+                if (method, path) == ("POST", "/v1/tasks"):
+                    service.attempt_request_ids.append(_request_id(raw))
                 failing = service.fail_next[(method, path)] > 0
                 if failing:
                     service.fail_next[(method, path)] -= 1

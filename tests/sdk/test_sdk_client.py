@@ -125,8 +125,8 @@ def test_idempotent_calls_are_retried_on_503(service: FakeService) -> None:
 
 
 def test_task_submission_is_retried_on_503_under_one_request_id(service: FakeService) -> None:
-    client = Client(service.url, TOKEN, retries=2)
-    service.fail_next[("POST", "/v1/tasks")] = 1
+    client = Client(service.url, TOKEN, retries=3)
+    service.fail_next[("POST", "/v1/tasks")] = 2
     function_id = client.register_function(pow)
     task = {
         "function_id": function_id,
@@ -134,10 +134,12 @@ def test_task_submission_is_retried_on_503_under_one_request_id(service: FakeSer
         "args": b64encode(serialize(((1, 1), {}))),
     }
     ids = client.submit_tasks([task])
-    assert service.requests.count(("POST", "/v1/tasks")) == 2  # the 503, then the retry
+    attempts = service.attempt_request_ids
+    assert len(attempts) == 3, attempts  # two 503s, then the retry that got through
     assert list(service.tasks) == ids
     (request_id,) = service.request_ids
     assert request_id  # the service dedups a retry that did reach it by this id
+    assert attempts == [request_id] * 3, "every attempt must carry the batch's one request id"
     client.submit_tasks([task])
     assert service.request_ids[1] != request_id  # a new call is a new request
 

@@ -16,6 +16,7 @@ from flask import Flask
 
 from outpost_service.store.users import get_or_create_user, issue_token
 
+from ..recipes import missing
 from ..service.conftest import Caller, app_factory
 from ..service.conftest import app_state as state_of
 
@@ -40,7 +41,10 @@ def user_exists(name: str) -> bool:
 def make_app(tmp_path: Path) -> Iterator[Any]:
     """Apps on one SQLite database and a fresh prefix; queues, exchanges and users removed."""
     if not management_available():
-        pytest.skip(f"RabbitMQ management API not reachable at {MANAGEMENT_API}")
+        missing(
+            f"the RabbitMQ management API at {MANAGEMENT_API}",
+            "start it with `bash scripts/bootstrap.sh`",
+        )
     with app_factory(
         f"sqlite:///{tmp_path}/outpost.db", f"test-sec-{secrets.token_hex(4)}"
     ) as make:

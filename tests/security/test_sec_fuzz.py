@@ -21,11 +21,15 @@ from flask import Flask
 from outpost_service.openapi import openapi_document
 from outpost_service.store import schema as tables
 
+from ..recipes import missing
 from .conftest import caller, state_of
 
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import (  # noqa: E402
+try:
+    import schemathesis
+except ImportError:
+    missing("schemathesis", "install the dev tools: `bash scripts/bootstrap.sh`")
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
@@ -49,7 +53,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, 
     from .conftest import AMQP_URL, management_available
 
     if not management_available():
-        pytest.skip("RabbitMQ management API not reachable")
+        missing("the RabbitMQ management API", "start it with `bash scripts/bootstrap.sh`")
     import secrets
 
     from outpost_service import ServiceConfig, create_app

@@ -10,7 +10,6 @@ real CLI, and a private RabbitMQ node with a TLS listener that demands client ce
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -45,7 +44,7 @@ from ..e2e.stack import (
     stop_service,
 )
 from ..fixtures.tls_ca import CertFiles, make_ca
-from ..recipes import private_broker_port
+from ..recipes import ensure_private_rabbitmq, private_broker_port
 
 RABBITMQ_PRIVATE = Path(__file__).parent.parent / "fixtures" / "rabbitmq_private.sh"
 
@@ -197,8 +196,7 @@ class TlsBroker:
 def tls_broker(certs: CertFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     """A private RabbitMQ node (~5 s to start) whose AMQPS listener demands a client
     certificate signed by the test CA (``ssl_options.verify = verify_peer``)."""
-    if shutil.which("/usr/lib/rabbitmq/bin/rabbitmq-server") is None:
-        pytest.skip("rabbitmq-server is not installed: no private node with a TLS listener")
+    ensure_private_rabbitmq()
     port = private_broker_port(extra_offsets=(5000,))
     broker = TlsBroker(tmp_path_factory.mktemp("rabbitmq-tls"), port, port + 5000, certs)
     broker.do("start")

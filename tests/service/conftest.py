@@ -31,6 +31,8 @@ from outpost_service.state import EXTENSION, ServiceState
 from outpost_service.store import schema
 from outpost_service.store.users import get_or_create_user, issue_token
 
+from ..recipes import missing
+
 AMQP_URL = os.environ.get("OUTPOST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES_ADMIN_URL = os.environ.get(
     "OUTPOST_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -49,7 +51,10 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+        missing(
+            f"PostgreSQL at {POSTGRES_ADMIN_URL} ({exc.orig})",
+            "start it with `OUTPOST_NEED_POSTGRES=1 bash scripts/bootstrap.sh`",
+        )
     yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.spec import Basic
 
@@ -35,6 +34,7 @@ from outpost_service.notifier import ResultNotifier
 from outpost_service.store import Database
 from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import tasks as task_store
+from outpost_service.store.database import database_away
 
 log = logging.getLogger(__name__)
 
@@ -255,24 +255,31 @@ class IngestConsumer:
             with self.database.write() as conn:
                 stored = task_store.finish(conn, results, self.retention)
                 endpoint_store.record_heartbeats(conn, beats)
-        except sa.exc.OperationalError:
+        except Exception as exc:
+            if not database_away(exc):
+                self._store_one_by_one(channel, batch, exc)
+                return
             log.exception("ingest cannot reach the database; returning %d message(s)", len(batch))
             channel.basic_nack(last, multiple=True, requeue=True)
             self._stop.wait(1.0)
             return
-        except Exception as exc:
-            if len(batch) > 1:
-                log.warning("ingest could not store a batch (%r); retrying one by one", exc)
-                for entry in batch:
-                    self._flush(channel, [entry])
-                return
-            self._reject(
-                channel, last, f"cannot be stored: {exc!r}", repr(batch[0].message).encode()
-            )
-            return
         channel.basic_ack(last, multiple=len(batch) > 1)
         if stored and self.notifier is not None:
             self.notifier.notify(stored)
+
+    def _store_one_by_one(
+        self, channel: BlockingChannel, batch: list[_Entry], exc: Exception
+    ) -> None:
+        """A batch failed for another reason than an unreachable database: maybe one
+        poisonous message.  Store each alone; one that fails alone is dead-lettered."""
+        if len(batch) > 1:
+            log.warning("ingest could not store a batch (%r); retrying one by one", exc)
+            for entry in batch:
+                self._flush(channel, [entry])
+            return
+        self._reject(
+            channel, batch[-1].tag, f"cannot be stored: {exc!r}", repr(batch[0].message).encode()
+        )
 
     def _maybe_purge(self) -> None:
         now = time.time()

@@ -30,6 +30,18 @@ def redact(url: str) -> str:
         return "<unparseable database url>"
 
 
+def database_away(error: BaseException) -> bool:
+    """True for the database errors that a retry can cure and that say nothing about the data:
+    the server is restarting or refusing connections, a connection broke mid-transaction, the
+    pool is exhausted, PostgreSQL broke a deadlock or a serialization conflict, SQLite is
+    locked (``OperationalError``/``InterfaceError`` on both backends, an invalidated
+    connection, the pool's ``TimeoutError``).  Callers answer 503 (API) or put messages back
+    (ingest) instead of failing for good; programming and integrity errors are not included."""
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
+
+
 def _normalize(url: str) -> str:
     # Plain postgresql:// would pick psycopg2, which is not installed; psycopg 3 is.
     for prefix in ("postgresql://", "postgres://"):

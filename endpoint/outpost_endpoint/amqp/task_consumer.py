@@ -436,6 +436,7 @@ class TaskConsumer:
         bodies = self.journal.unfinished()
         if bodies:
             log.info("replaying %d unfinished task(s) from the journal", len(bodies))
+        replayed: list[str] = []
         for body in bodies:
             try:
                 task = TaskEnvelope.from_bytes(body)
@@ -443,6 +444,9 @@ class TaskConsumer:
                 log.error("dropping an unreadable journal entry (%r): %r", exc, body[:200])
                 continue
             self._start(task)
+            replayed.append(task.task_id)
+        if replayed:  # one line, so an operator (and the crash tests) can see what came back
+            log.info("replayed task ids: %s", " ".join(replayed))
 
     def _start(self, task: TaskEnvelope) -> None:
         task_id = task.task_id
