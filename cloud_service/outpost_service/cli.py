@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import click
 
 from outpost.errors import OutpostError
+from outpost.protocol.private_files import PRIVATE_UMASK
 from outpost_service.config import ServiceConfig
 from outpost_service.store import Database, redact
 from outpost_service.store.users import (
@@ -101,6 +103,11 @@ def main(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # The database and everything else we create hold secrets: private to this user
+    # (docs/SECURITY.md, "Files at rest").  Restored when the command ends (matters only when
+    # the CLI is invoked in-process, as tests do).
+    previous = os.umask(PRIVATE_UMASK)
+    click.get_current_context().call_on_close(lambda: os.umask(previous))
 
 
 @main.command()

@@ -20,6 +20,7 @@ import click
 
 from outpost.credentials import normalize_url
 from outpost.errors import ConfigurationError
+from outpost.protocol.private_files import PRIVATE_UMASK, make_private_dir
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
 from outpost_endpoint.daemon import start_daemon
@@ -73,6 +74,10 @@ def main() -> None:
     Files live in $OUTPOST_HOME/endpoints/NAME/ (default ~/.outpost): config.yaml,
     endpoint.json (the endpoint id), endpoint.pid, endpoint.log.
     """
+    # Tokens, keys, journals and logs: private to this user (docs/SECURITY.md, "Files at
+    # rest").  Restored when the command ends (matters only for in-process invocations).
+    previous = os.umask(PRIVATE_UMASK)
+    click.get_current_context().call_on_close(lambda: os.umask(previous))
 
 
 @main.command()
@@ -117,7 +122,7 @@ def configure(
     content = text.read_text()
     if url:
         content = content.replace("# service_url: http://127.0.0.1:8000", f"service_url: {url}")
-    paths.root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(paths.root)
     paths.config.write_text(content)
     if token:
         write_json(paths.credentials, stored, mode=0o600)

@@ -19,6 +19,7 @@ import traceback
 from typing import Any
 
 from outpost.protocol.conventions import outpost_home
+from outpost.protocol.private_files import PRIVATE_UMASK, make_private_dir
 from outpost_endpoint.errors import DaemonError
 from outpost_endpoint.paths import EndpointPaths
 from outpost_endpoint.runner import run_endpoint, setup_logging
@@ -59,11 +60,13 @@ def _become_daemon(paths: EndpointPaths, write_end: int, force: bool) -> None:  
     if os.fork() > 0:
         os._exit(0)
     os.environ["OUTPOST_HOME"] = str(outpost_home())  # absolute, whatever the cwd
-    paths.root.mkdir(parents=True, exist_ok=True)
     # Unlike a system daemon we keep the working directory `start` was run from: tasks run
-    # there and can import the modules found there (see engine/worker.py).
-    os.umask(0o022)
-    log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # there and can import the modules found there (see engine/worker.py).  Everything the
+    # daemon, its engine and its workers create is private (docs/SECURITY.md, "Files at
+    # rest"); tasks inherit umask 077 too.
+    os.umask(PRIVATE_UMASK)
+    make_private_dir(paths.root)
+    log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
     os.dup2(log_fd, 1)

@@ -144,7 +144,7 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

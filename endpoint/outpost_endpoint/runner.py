@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from outpost.errors import SealingError
+from outpost.protocol.conventions import outpost_home
 from outpost.protocol.conventions import redact_url as redact
+from outpost.protocol.private_files import describe, tighten
 from outpost.protocol.sealing import key_fingerprint, load_or_create_key, public_key_text
 from outpost.protocol.tls import TlsFiles
 from outpost_endpoint import pidfile
@@ -135,6 +137,10 @@ def run_endpoint(
 
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _SIGNALS}
     try:
+        home = outpost_home()
+        loose = tighten([home], recursive=True)  # what older versions left readable
+        if loose:
+            log.warning("%s", describe(loose, home))
         running = pidfile.read_pid(paths.pidfile)
         if running is not None and running != os.getpid():
             raise AlreadyRunning(f"endpoint {paths.name!r} is already running (pid {running})")

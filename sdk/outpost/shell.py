@@ -207,7 +207,7 @@ def mpi_launcher(spec: dict[str, Any], template: str | None = None) -> str:
         "nodefile": os.environ.get(ENV_MPI_NODEFILE, ""),
     }
     try:
-        launcher = fill(template, values)
+        launcher = fill(template, values, prequoted={"launcher_options"})
     except (KeyError, IndexError, ValueError, ConfigurationError) as exc:
         raise ConfigurationError(
             f"MPI launcher template {template!r} is invalid ({exc}); use placeholders among "

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shlex
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from outpost.errors import ConfigurationError
@@ -42,10 +42,6 @@ _REFUSED = {
 }
 #: Characters a launcher option may never hold: they only make sense to a shell.
 LAUNCHER_OPTION_FORBIDDEN = frozenset(";&|<>`$\n\r\\")
-
-
-class Raw(str):
-    """A value already made safe for an unquoted context (e.g. quoted launcher options)."""
 
 
 class _Scanner:
@@ -139,19 +135,25 @@ class _Scanner:
                 return _REFUSED[context]
         return None
 
-    def quote(self, text: str) -> str:
+    def quote(self, text: str, *, prequoted: bool = False) -> str:
+        """``text`` made literal here; ``prequoted`` text (already shell words) is kept as is
+        where words are expected."""
         top = self.stack[-1]
         if top == "sq":
             return text.replace("'", "'\\''")
         if top == "dq":
             return "".join("\\" + c if c in '\\$`"' else c for c in text)
-        return text if isinstance(text, Raw) else shlex.quote(text)
+        return text if prequoted else shlex.quote(text)
 
 
-def fill(template: str, values: Mapping[str, Any]) -> str:
+def fill(template: str, values: Mapping[str, Any], *, prequoted: Collection[str] = ()) -> str:
     """``template`` with each ``{name}`` (``str.format`` syntax) replaced by ``values[name]``,
     quoted for its shell context.  Raises KeyError/IndexError for a missing value (as
-    ``str.format``) and ConfigurationError for a placeholder where no quoting is safe."""
+    ``str.format``) and ConfigurationError for a placeholder where no quoting is safe.
+
+    Fields named in ``prequoted`` hold text that is already shell words (the endpoint's own
+    quoting, e.g. :func:`launcher_options`); chosen by the caller by name, never by the value's
+    type, so no value a submitter sends can skip quoting."""
     formatter = string.Formatter()
     scanner = _Scanner()
     out: list[str] = []
@@ -172,7 +174,7 @@ def fill(template: str, values: Mapping[str, Any]) -> str:
         if spec and "{" in spec:
             spec = formatter.vformat(spec, (), values)
         text = formatter.format_field(value, spec or "")
-        out.append(scanner.quote(Raw(text) if isinstance(value, Raw) else text))
+        out.append(scanner.quote(text, prequoted=field in prequoted))
     return "".join(out)
 
 
@@ -192,7 +194,7 @@ def check_template(template: str) -> None:
         pass  # {x.y}, {x[0]}, {0} or a bad format spec: only real values can tell
 
 
-def launcher_options(options: str) -> Raw:
+def launcher_options(options: str) -> str:
     """``launcher_options`` of a resource specification as safe argv words: split like a shell
     would (``shlex.split``), each word quoted, and shell metacharacters refused."""
     bad = sorted({c for c in options if c in LAUNCHER_OPTION_FORBIDDEN})
@@ -208,4 +210,4 @@ def launcher_options(options: str) -> Raw:
             f"'launcher_options' {options!r} cannot be split into arguments ({exc}); "
             "balance its quotes"
         ) from exc
-    return Raw(" ".join(shlex.quote(word) for word in words))
+    return " ".join(shlex.quote(word) for word in words)

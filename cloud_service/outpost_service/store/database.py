@@ -9,6 +9,8 @@ PostgreSQL is reached through ``postgresql+psycopg://`` URLs.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from outpost.protocol.conventions import outpost_home
+from outpost.protocol.private_files import describe, make_private_dir, tighten
 from outpost_service.errors import StoreError
 from outpost_service.store.schema import SCHEMA_VERSION, endpoint_access, meta, metadata
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Files SQLite keeps beside a database (they hold the same data, and get its mode).
+_SQLITE_SIBLINGS = ("-wal", "-shm", "-journal")
+
+log = logging.getLogger(__name__)
 
 
 def redact(url: str) -> str:
@@ -65,7 +73,8 @@ def create_engine(url: str) -> Engine:
         return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
     pool: dict[str, Any] = {}
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not parsed.database.startswith("file:"):
+            private_sqlite_file(Path(parsed.database).expanduser())
         pool = {"pool_size": 10, "max_overflow": 40}
     engine = sa.create_engine(
         url,
@@ -89,6 +98,26 @@ def create_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Make the SQLite database ``path`` private before SQLite opens it: it holds the task
+    signing private key and every task's data.  Missing folders are made 0700, a new database
+    file 0600 (SQLite gives its -wal/-shm/-journal files the database file's mode), and an
+    existing database and its siblings lose group/other access -- as does its folder when it
+    is inside ``OUTPOST_HOME`` (ours; a folder elsewhere may be the operator's) -- logged once.
+    """
+    path = path.absolute()
+    make_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    targets = [path] + [path.with_name(path.name + suffix) for suffix in _SQLITE_SIBLINGS]
+    home = outpost_home().absolute()
+    if path.parent == home or home in path.parent.parents:
+        targets.append(path.parent)
+    changed = tighten(targets)
+    if changed:
+        log.warning(describe(changed, path.parent))
 
 
 class Database:

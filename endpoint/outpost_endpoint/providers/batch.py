@@ -164,7 +164,7 @@ class BatchProvider(Provider, abc.ABC):
         self._scripts_dir.mkdir(parents=True, exist_ok=True)
         script = self._scripts_dir / f"{name}.sh"
         script.write_text(self.job_script(command, name))
-        script.chmod(0o755)
+        script.chmod(0o700)  # private, like everything in the run folder
         try:
             job_id = self._submit(script)
         except SubmissionUncertain as exc:

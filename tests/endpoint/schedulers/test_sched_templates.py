@@ -42,6 +42,7 @@ def test_seed_polaris_config_renders_the_expected_pbs_script(tmp_path: Path) -> 
         "#PBS -q debug",
         "#PBS -l filesystems=home:eagle",
         "export OUTPOST_BLOCK_JOB_NAME='outpost_0_a1b2c3'",
+        "umask 077",  # managers and workers create private files (docs/SECURITY.md)
         f"cd {tmp_path}",
         "",
         "source /path/to/env; cd /path/to/rundir",
@@ -84,6 +85,7 @@ def test_slurm_script_has_every_option(tmp_path: Path) -> None:
         "#SBATCH --exclusive",
         "#SBATCH --mem=0",
         "export OUTPOST_BLOCK_JOB_NAME='outpost_7'",
+        "umask 077",  # managers and workers create private files (docs/SECURITY.md)
         f"cd {tmp_path}",
         "",
         "module load python",

@@ -10,6 +10,7 @@
 $optional_directives
 $scheduler_options
 export OUTPOST_BLOCK_JOB_NAME='$job_name'
+umask 077
 cd $run_dir
 
 $worker_init
