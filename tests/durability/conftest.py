@@ -3,6 +3,9 @@ private throwaway RabbitMQ node, all as separate processes that the tests kill w
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -27,28 +30,47 @@ RABBITMQ_PRIVATE = Path(__file__).parent.parent / "fixtures" / "rabbitmq_private
 
 
 class PrivateBroker:
-    """A RabbitMQ node of this test only (tests/fixtures/rabbitmq_private.sh)."""
+    """A RabbitMQ node of this test only (tests/fixtures/rabbitmq_private.sh); with
+    ``management`` its management API listens on ``port + 10000`` (per-endpoint users)."""
 
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
+    def __init__(self, root: Path, port: int, *, management: bool = False) -> None:
+        self.root, self.port, self.management = root, port, management
         self.url = f"amqp://guest:guest@127.0.0.1:{port}/"
 
-    def do(self, command: str) -> str:
+    def do(self, command: str, *args: str) -> str:
         run = subprocess.run(
-            ["bash", str(RABBITMQ_PRIVATE), command, str(self.root), str(self.port)],
+            ["bash", str(RABBITMQ_PRIVATE), command, str(self.root), str(self.port), *args],
             capture_output=True, text=True, timeout=120,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "RABBITMQ_PRIVATE_MGMT": "0"},
+            env={
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "RABBITMQ_PRIVATE_MGMT": "1" if self.management else "0",
+            },
         )  # fmt: skip
         assert run.returncode == 0, f"rabbitmq_private.sh {command}: {run.stdout}{run.stderr}"
         return run.stdout
 
+    def pid(self) -> int:
+        """The node's beam.smp process id."""
+        return int((self.root / "rabbit.pid").read_text().strip())
+
+    def freeze(self) -> None:
+        """SIGSTOP the node: sockets stay open, nothing is answered (a hung broker)."""
+        os.kill(self.pid(), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.pid(), signal.SIGCONT)
+
 
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+def private_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivateBroker]:
+    """A private node (indirect parametrization ``True`` adds the management plugin)."""
     ensure_private_rabbitmq()
-    broker = PrivateBroker(tmp_path / "rabbitmq", private_broker_port())
+    management = bool(getattr(request, "param", False))
+    broker = PrivateBroker(tmp_path / "rabbitmq", private_broker_port(), management=management)
     broker.do("start")
     yield broker
+    with contextlib.suppress(OSError, ValueError):
+        broker.thaw()  # a test that failed while it was frozen: kill needs it answering
     broker.do("kill")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,34 @@ def database_away(error: BaseException) -> bool:
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
         return True
     return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
+
+
+#: PostgreSQL's "too many clients already" and "the database system is starting up": the
+#: server refused a *new* connection for a moment, before anything ran, so waiting is safe.
+#: (At connect time psycopg leaves ``sqlstate`` unset: the server's message is matched too.)
+_BUSY_SQLSTATES = frozenset({"53300", "57P03"})
+_BUSY_MESSAGES = ("too many clients", "remaining connection slots", "starting up")
+#: Seconds a request waits for such a server before the error (503) goes to the client.
+CONNECT_PATIENCE = 10.0
+
+
+def _connect(engine: Engine) -> Connection:
+    """A connection from ``engine``'s pool; waits (backoff, at most :data:`CONNECT_PATIENCE`)
+    while PostgreSQL refuses new connections because all its slots are taken -- a shared
+    server under load did that, and each refusal was a 500 until 503 answered it."""
+    deadline = time.monotonic() + CONNECT_PATIENCE
+    delay = 0.05
+    while True:
+        try:
+            return engine.connect()
+        except sa.exc.OperationalError as exc:
+            busy = getattr(exc.orig, "sqlstate", None) in _BUSY_SQLSTATES or any(
+                text in str(exc.orig) for text in _BUSY_MESSAGES
+            )
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)  # a backoff before reconnecting, not a synchronisation
+            delay = min(delay * 2, 1.0)
 
 
 def _normalize(url: str) -> str:
@@ -143,13 +172,13 @@ class Database:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction (rolled back on error, committed otherwise)."""
-        with self.engine.begin() as conn:
+        with _connect(self.engine) as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed when the block ends, rolled back on error."""
-        with self._writer.begin() as conn:
+        with _connect(self._writer) as conn, conn.begin():
             yield conn
 
     def ensure_schema(self) -> None:

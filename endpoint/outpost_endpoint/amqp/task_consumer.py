@@ -133,6 +133,11 @@ class TaskConsumer:
         self._channel: Any = None
         self._consumer_tag: str | None = None
         self._running: set[str] = set()  # task ids in the engine; touched on this thread only
+        #: Tasks the engine finished whose result went to the result publisher, which spools it
+        #: on its next turn -- until then the journal still says ``received``.  A redelivery or
+        #: the reconcile must not start them again (a publisher blocked by a RabbitMQ disk
+        #: alarm once made 6 of 1,000 tasks run twice).  Pruned by the reconcile.
+        self._handed_over: set[str] = set()
         #: Task deliveries not yet journaled nor acked, oldest first (consumer thread only):
         #: this burst's, and those waiting for room in the engine.
         self._waiting: collections.deque[_Delivery] = collections.deque()
@@ -395,7 +400,7 @@ class TaskConsumer:
             for (_, _, task, _, _), new in zip(burst, fresh, strict=True):
                 if new:
                     self._start(task)
-                elif task.task_id not in self._running and (
+                elif task.task_id not in self._running | self._handed_over and (
                     self.journal.state(task.task_id) == RECEIVED
                 ):
                     # Journaled by an earlier delivery but not running: that delivery's ack
@@ -424,7 +429,9 @@ class TaskConsumer:
         if time.monotonic() < self._next_reconcile or not self._consuming_wanted:
             return
         self._next_reconcile = time.monotonic() + _RECONCILE_EVERY
-        for task_id in self.journal.unfinished_ids() - self._running:
+        unfinished = self.journal.unfinished_ids()
+        self._handed_over &= unfinished  # the others' results are spooled: nothing to guard
+        for task_id in unfinished - self._running - self._handed_over:
             body = self.journal.task(task_id)
             if body is None:  # finished meanwhile
                 continue
@@ -478,11 +485,20 @@ class TaskConsumer:
     def _on_done(self, task_id: str, future: Future[ResultEnvelope]) -> None:
         """Engine thread: spool and publish the result (an abandoned task -- a cancelled
         future -- stays ``received`` in the journal and is replayed on the next start)."""
+        handed = False
         try:
             if not future.cancelled():
                 self.publisher.publish_result(future.result())
+                handed = True
         finally:
-            self._call(lambda: self._running.discard(task_id))
+            self._call(lambda: self._finished(task_id, handed))
+
+    def _finished(self, task_id: str, handed: bool) -> None:
+        """Consumer thread: the task left the engine (its result handed to the publisher,
+        unless ``handed`` is false: abandoned, it stays ``received`` and is replayed)."""
+        self._running.discard(task_id)
+        if handed:
+            self._handed_over.add(task_id)
 
     def _cancel(self, task_id: str) -> None:
         if task_id in self._running:
