@@ -33,7 +33,7 @@ from outpost_endpoint.engine.high_throughput.layout import worker_count
 from outpost_endpoint.engine.high_throughput.manager import MANAGER_CONFIG
 from outpost_endpoint.engine.high_throughput.status_view import STATUS_FILE
 from outpost_endpoint.engine.high_throughput.submit_backoff import SubmitBackoff
-from outpost_endpoint.errors import ConfigError, EngineError, ProviderError
+from outpost_endpoint.errors import ConfigError, EngineError, ProviderError, SubmissionUncertain
 from outpost_endpoint.launchers.base import Launcher
 from outpost_endpoint.launchers.registry import launcher_from_config
 from outpost_endpoint.launchers.simple import SingleNodeLauncher
@@ -320,9 +320,12 @@ class HighThroughputEngine(Engine):
         wanted = strategy.blocks_to_add(decision)
         for _ in range(wanted if self.submit_backoff.ready() else 0):
             block_id = self.book.new_id()
+            self.records.submitting(block_id, self.provider.job_name_for(block_id))
             try:
                 job_id = self.provider.submit(self._block_command(block_id), block_id)
             except ProviderError as exc:
+                if not isinstance(exc, SubmissionUncertain):  # else: the next start looks
+                    self.records.abandoned(block_id)  # the job up by its name and ends it
                 delay = self.submit_backoff.failed(exc.detail)
                 log.error("could not submit block %s: %s; next try in %.0f s", block_id, exc, delay)
                 break
