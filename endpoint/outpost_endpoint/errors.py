@@ -74,7 +74,12 @@ class EngineError(EndpointError):
 
 class ProviderError(EndpointError):
     """A batch scheduler (or the local provider) refused or failed a request; the message
-    names the command and carries its output."""
+    names the command and carries its output.  ``detail`` is the scheduler's own words (what
+    ``status`` shows as "blocks failing: ..."), the whole message if there are none."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class JournalError(EndpointError):

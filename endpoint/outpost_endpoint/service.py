@@ -80,6 +80,8 @@ class EndpointService:
             "idle": status.get("idle"),
             "outstanding_tasks": status.get("outstanding"),
             "engine": status,
+            # why blocks cannot be had, for `outpost endpoints list` and SDK timeouts
+            "provider_error": status.get("provider_error"),
             "results_pending": self.publisher.pending(),
             "journal": self.journal.counts(),
         }

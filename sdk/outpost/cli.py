@@ -20,6 +20,7 @@ from outpost.client import Client
 from outpost.credentials import normalize_url, write_credentials
 from outpost.endpoint_keys import fingerprint_of, read_pins, write_pin
 from outpost.errors import OutpostError, ResultNotReady, ServiceError
+from outpost.executor.wait_message import endpoint_problem
 
 EPILOG = """\b
 Configuration (the same as the Python SDK):
@@ -138,6 +139,10 @@ def endpoints_list(obj: _Context, as_json: bool) -> None:
         for e in items
     ]
     click.echo(_table(rows, ("ENDPOINT_ID", "NAME", "STATE", "OUTSTANDING", "OWNER")))
+    for e in items:  # what keeps an online endpoint from running tasks, said in full
+        problem = endpoint_problem(e)
+        if problem and problem.startswith("blocks failing"):
+            click.echo(f"{e.get('name')} ({e.get('endpoint_id')}): {problem}")
 
 
 @endpoints.command("share")

@@ -290,12 +290,18 @@ class Client:
         name: str,
         endpoint_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        force: bool = False,
     ) -> dict[str, Any]:
         """``POST /v1/endpoints``: creates or re-attaches (same name or id) an endpoint.
 
-        Returns ``{"endpoint_id", "name", "amqp": {...}}``; re-attaching is idempotent.
+        Returns ``{"endpoint_id", "name", "amqp": {...}}``; re-attaching is idempotent.  While
+        the endpoint heartbeats the service refuses (409: re-registering cuts the running
+        instance off) unless ``force``.
         """
         body: dict[str, Any] = {"name": name}
+        if force:
+            body["force"] = True
         if endpoint_id is not None:
             body["endpoint_id"] = endpoint_id
         if metadata is not None:

@@ -89,6 +89,15 @@ class Provider(abc.ABC):
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Ask the scheduler to end these jobs; returns once the request was accepted."""
 
+    def job_name_for(self, block_id: str) -> str | None:
+        """The scheduler's name for ``block_id``'s job, unique to this provider (this run);
+        None where jobs have no names to look them up by (the local provider)."""
+        return None
+
+    def find_jobs(self, job_name: str) -> list[str]:
+        """Ids of unfinished jobs named ``job_name`` ([] if none, or if it cannot be said)."""
+        return []
+
     def cancel_leftovers(self, job_ids: Sequence[str]) -> None:
         """End jobs a previous run of this endpoint submitted and could not release (its
         daemon was killed); see :mod:`~outpost_endpoint.engine.high_throughput.block_records`.

@@ -133,6 +133,12 @@ class BatchProvider(Provider, abc.ABC):
         name = f"{name}_{self.tag}"
         return name if name[:1].isalpha() else f"j{name}"[:64]
 
+    def job_name_for(self, block_id: str) -> str | None:
+        return self.job_name(block_id)
+
+    def find_jobs(self, job_name: str) -> list[str]:
+        return self._find_by_name(job_name) or []
+
     def live_jobs(self) -> list[str]:
         """Jobs not known to have ended (pending, running or unknown)."""
         with self._lock:

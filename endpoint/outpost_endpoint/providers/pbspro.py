@@ -211,7 +211,10 @@ class PBSProProvider(BatchProvider):
         if result.timed_out:
             raise SubmissionUncertain(f"qsub of {script_path}: {result.describe()}")
         if not result.ok:
-            raise ProviderError(f"qsub refused block script {script_path}: {result.describe()}")
+            raise ProviderError(
+                f"qsub refused block script {script_path}: {result.describe()}",
+                detail=result.said(),
+            )
         lines = result.stdout.strip().splitlines()
         job_id = lines[-1].strip() if lines else ""
         if not _JOB_ID.fullmatch(job_id):

@@ -45,6 +45,11 @@ class CommandResult:
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
+    def said(self) -> str:
+        """What the command said (stderr, else stdout), short: for users, not for logs."""
+        text = (self.stderr.strip() or self.stdout.strip() or self.describe()).splitlines()
+        return " ".join(line.strip() for line in text[-3:])[:300]
+
     def describe(self) -> str:
         """One message naming the command, how it ended and the tail of its output."""
         cmd = " ".join(self.argv)

@@ -144,7 +144,10 @@ class SlurmProvider(BatchProvider):
         if result.timed_out:
             raise SubmissionUncertain(f"sbatch of {script_path}: {result.describe()}")
         if not result.ok:
-            raise ProviderError(f"sbatch refused block script {script_path}: {result.describe()}")
+            raise ProviderError(
+                f"sbatch refused block script {script_path}: {result.describe()}",
+                detail=result.said(),
+            )
         match = _JOB_ID.fullmatch(result.stdout.strip().splitlines()[-1] if result.stdout else "")
         if not match:
             raise SubmissionUncertain(

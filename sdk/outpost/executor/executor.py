@@ -23,6 +23,7 @@ from outpost.executor.dependencies import find_futures, placeholder
 from outpost.executor.future import OutpostFuture
 from outpost.executor.sealer import Sealer
 from outpost.executor.submitter import Submission, Submitter, serialize_arguments
+from outpost.executor.wait_message import why_waiting
 from outpost.executor.watcher import Watcher
 
 
@@ -151,7 +152,7 @@ class Executor(concurrent.futures.Executor):
         self._client.function_payload(fn)  # fail here if the function cannot be serialized
         if self._sealer is not None:  # fail here if the endpoint cannot take sealed tasks
             self._sealer.endpoint_key(str(self.endpoint_id))
-        future = OutpostFuture(self._client.cancel_task)
+        future = OutpostFuture(self._client.cancel_task, self._explain_wait)
         submission = Submission(
             future=future,
             fn=fn,
@@ -197,13 +198,16 @@ class Executor(concurrent.futures.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot reload tasks after shutdown")
             for task in tasks:
-                future = OutpostFuture(self._client.cancel_task)
+                future = OutpostFuture(self._client.cancel_task, self._explain_wait)
                 future.task_id = str(task["task_id"])
                 self._track(future)
                 futures.append(future)
         for future in futures:
             self._watcher.watch(future)
         return futures
+
+    def _explain_wait(self, task_id: str, timeout: float | None) -> str:
+        return why_waiting(self._client, task_id, timeout)
 
     def _track(self, future: OutpostFuture) -> None:
         self._futures.add(future)

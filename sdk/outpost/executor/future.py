@@ -27,11 +27,17 @@ _SENDING_WAIT = 60.0
 class OutpostFuture(Future[Any]):
     """The future of one Outpost task; ``task_id`` is set once the service accepted it."""
 
-    def __init__(self, canceller: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        canceller: Callable[[str], str] | None = None,
+        explainer: Callable[[str, float | None], str] | None = None,
+    ) -> None:
         super().__init__()
         self._task_id: str | None = None
         self._sending = False
         self._canceller = canceller
+        #: Says why the task is not done yet (see wait_message) when a wait times out.
+        self._explainer = explainer
         #: Set when ``task_id`` is known, or when submission failed (then ``task_id`` is None).
         self.task_id_ready = threading.Event()
 
@@ -52,6 +58,33 @@ class OutpostFuture(Future[Any]):
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} task_id={self._task_id}>"
+
+    # ------------------------------------------------------------------ waiting
+    def result(self, timeout: float | None = None) -> Any:
+        """Like ``Future.result``; a wait that times out raises a ``TimeoutError`` that says
+        why the task is not done (its state, and the endpoint offline or failing to get
+        blocks), as far as the service knows."""
+        try:
+            return super().result(timeout)
+        except TimeoutError:
+            if self.done():
+                raise  # the task's own exception (a TaskTimeout), not the wait's
+            raise TimeoutError(self._why_waiting(timeout)) from None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Like ``Future.exception``, with the same timeout message as :meth:`result`."""
+        try:
+            return super().exception(timeout)
+        except TimeoutError:
+            raise TimeoutError(self._why_waiting(timeout)) from None
+
+    def _why_waiting(self, timeout: float | None) -> str:
+        task_id = self._task_id
+        if task_id is None:
+            return f"the task was still being submitted to the service after {timeout} s"
+        if self._explainer is None:
+            return f"task {task_id} did not finish within {timeout} s"
+        return self._explainer(task_id, timeout)
 
     # ------------------------------------------------------------------ cancellation
     def cancel(self) -> bool:

@@ -41,24 +41,45 @@ class BlockRecords:
         self._lock = threading.Lock()
         self._blocks: dict[str, dict[str, Any]] = {}
 
-    def added(self, block_id: str, job_id: str) -> None:
+    def submitting(self, block_id: str, job_name: str | None) -> None:
+        """Before ``qsub``/``sbatch``: a daemon killed before the job id is written still
+        leaves the job's (unique) name, by which the next start finds the job."""
         with self._lock:
-            self._blocks[job_id] = {
+            self._blocks[block_id] = {
                 "block_id": block_id,
-                "job_id": job_id,
+                "job_name": job_name,
+                "job_id": None,
                 "submitted_at": time.time(),
             }
             self._write()
 
+    def added(self, block_id: str, job_id: str) -> None:
+        with self._lock:
+            entry = self._blocks.setdefault(
+                block_id, {"block_id": block_id, "job_name": None, "submitted_at": time.time()}
+            )
+            entry["job_id"] = job_id
+            self._write()
+
+    def abandoned(self, block_id: str) -> None:
+        """The scheduler refused the submission: there is no job."""
+        with self._lock:
+            if self._blocks.pop(block_id, None) is not None:
+                self._write()
+
     def ended(self, job_id: str) -> None:
         with self._lock:
-            if self._blocks.pop(job_id, None) is not None:
+            ids = [b for b, entry in self._blocks.items() if entry.get("job_id") == job_id]
+            for block_id in ids:
+                del self._blocks[block_id]
+            if ids:
                 self._write()
 
     def _write(self) -> None:
         blocks = list(self._blocks.values())
         data = {"provider": self.provider, "pid": os.getpid(), "blocks": blocks}
         temporary = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "w") as handle:
             json.dump(data, handle, indent=1)
             handle.flush()
@@ -78,7 +99,12 @@ def read_leftovers(run_dir: Path) -> tuple[str | None, list[dict[str, Any]]]:
     blocks = data.get("blocks") if isinstance(data, dict) else None
     if not isinstance(blocks, list):
         return None, []
-    good = [b for b in blocks if isinstance(b, dict) and isinstance(b.get("job_id"), str)]
+    good = [
+        b
+        for b in blocks
+        if isinstance(b, dict)
+        and (isinstance(b.get("job_id"), str) or isinstance(b.get("job_name"), str))
+    ]
     return str(data.get("provider")), good
 
 
@@ -91,7 +117,10 @@ def end_leftovers(run_dir: Path, provider: Provider) -> list[str]:
     with another provider type (the config changed) is named in the log but not touched: its
     jobs belong to another scheduler, which this provider cannot ask."""
     label, blocks = read_leftovers(run_dir)
-    job_ids = [str(b["job_id"]) for b in blocks]
+    job_ids = [str(b["job_id"]) for b in blocks if isinstance(b.get("job_id"), str)]
+    if label == provider.label:  # killed while submitting: the job, if any, has that name
+        for name in (b["job_name"] for b in blocks if not isinstance(b.get("job_id"), str)):
+            job_ids += [j for j in provider.find_jobs(name) if j not in job_ids]
     if job_ids and label != provider.label:
         log.warning(
             "the previous run used provider %s and left blocks %s; this run uses %s and "

@@ -32,7 +32,8 @@ from outpost_endpoint.engine.high_throughput.interchange import Interchange, Tas
 from outpost_endpoint.engine.high_throughput.layout import worker_count
 from outpost_endpoint.engine.high_throughput.manager import MANAGER_CONFIG
 from outpost_endpoint.engine.high_throughput.status_view import STATUS_FILE
-from outpost_endpoint.errors import ConfigError, EngineError, ProviderError
+from outpost_endpoint.engine.high_throughput.submit_backoff import SubmitBackoff
+from outpost_endpoint.errors import ConfigError, EngineError, ProviderError, SubmissionUncertain
 from outpost_endpoint.launchers.base import Launcher
 from outpost_endpoint.launchers.registry import launcher_from_config
 from outpost_endpoint.launchers.simple import SingleNodeLauncher
@@ -73,6 +74,7 @@ class HighThroughputEngine(Engine):
         self.strategy_period = strategy_period
         self.book = BlockBook()
         self.records = BlockRecords(self.run_dir, self.provider.label)
+        self.submit_backoff = SubmitBackoff()
         #: scaling steps done so far (diagnostics, and for tests to wait on)
         self.scale_rounds = 0
         self._failed_starts = 0
@@ -180,6 +182,8 @@ class HighThroughputEngine(Engine):
             "outstanding": snap.get("outstanding", 0),
             "managers": managers,
             "blocks": self.book.describe(),
+            # the last refused submission, while submissions keep failing (submit_backoff)
+            "provider_error": self.submit_backoff.view(),
         }
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
@@ -313,13 +317,19 @@ class HighThroughputEngine(Engine):
             max_queued_blocks=self.provider.max_queued_blocks,
             draining_blocks=len(draining),
         )
-        for _ in range(strategy.blocks_to_add(decision)):
+        wanted = strategy.blocks_to_add(decision)
+        for _ in range(wanted if self.submit_backoff.ready() else 0):
             block_id = self.book.new_id()
+            self.records.submitting(block_id, self.provider.job_name_for(block_id))
             try:
                 job_id = self.provider.submit(self._block_command(block_id), block_id)
             except ProviderError as exc:
-                log.error("could not submit block %s: %s", block_id, exc)
+                if not isinstance(exc, SubmissionUncertain):  # else: the next start looks
+                    self.records.abandoned(block_id)  # the job up by its name and ends it
+                delay = self.submit_backoff.failed(exc.detail)
+                log.error("could not submit block %s: %s; next try in %.0f s", block_id, exc, delay)
                 break
+            self.submit_backoff.succeeded()
             self.book.added(block_id, job_id)
             self.records.added(block_id, job_id)
             log.info("submitted block %s (job %s)", block_id, job_id)

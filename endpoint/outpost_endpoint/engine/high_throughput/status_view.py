@@ -35,6 +35,13 @@ def render(status: dict[str, Any], now: float | None = None) -> list[str]:
         f"{status.get('idle', 0)} idle, {status.get('queued', 0)} queued, "
         f"{status.get('outstanding', 0)} outstanding"
     ]
+    failing = status.get("provider_error")
+    if isinstance(failing, dict) and failing.get("message"):
+        since = time.strftime("%H:%M:%S", time.localtime(float(failing.get("since", 0))))
+        lines.append(
+            f"  blocks failing: {failing['message']} ({failing.get('attempts', 1)} refused "
+            f"submission(s) since {since}; next try in {failing.get('retry_in', 0):.0f} s)"
+        )
     blocks = status.get("blocks") or []
     lines.append(f"  blocks ({len(blocks)}):")
     lines += [
