@@ -154,6 +154,21 @@ _SCHEMAS: dict[str, Any] = {
             "timing": {"type": "object"},
             "node": {"type": "string"},
             "worker": {"type": "string"},
+            "endpoint_owned": {
+                "type": "boolean",
+                "description": "Set by the service: does the caller own the task's endpoint? "
+                "Pickles from endpoints not owned are loaded by the SDK only when trusted",
+            },
+            "endpoint_owner": {
+                "type": "string",
+                "description": "The endpoint owner's name (when not the caller)",
+            },
+            "withheld": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["value", "error.payload"]},
+                "description": "Parts set to null: pickles from an endpoint the caller does "
+                "not own and did not list in trust_endpoints",
+            },
         },
     },
     "Task": {
@@ -356,6 +371,13 @@ def openapi_document() -> dict[str, Any]:
                         "properties": {
                             "task_ids": {"type": "array", "items": _UUID, "maxItems": 10000},
                             "wait": {"type": "number", "minimum": 0, "maximum": 60},
+                            "trust_endpoints": {
+                                "type": "array",
+                                "items": _UUID,
+                                "maxItems": 1000,
+                                "description": "Endpoints not yours whose pickled values and "
+                                "exceptions you accept (withheld otherwise)",
+                            },
                         },
                     },
                 )

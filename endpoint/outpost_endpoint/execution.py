@@ -4,7 +4,9 @@
 unpickled, the result cannot be pickled or is too large) becomes a failed
 :class:`ResultEnvelope` with a machine-readable ``reason``, so the engine always has an answer to
 send back and the client never waits on a task that silently vanished.  End-to-end encrypted
-tasks are opened here and their results sealed (:mod:`outpost_endpoint.sealed`).
+tasks are opened here and their results sealed (:mod:`outpost_endpoint.sealed`).  A value that
+is plain data is written as JSON (``serialize_result``): the submitter can read it without
+trusting this endpoint's owner (docs/SECURITY.md "Result trust").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from outpost.protocol import (
     TaskState,
     deserialize,
     serialize,
+    serialize_result,
 )
 from outpost_endpoint.results import HOSTNAME, this_worker
 from outpost_endpoint.sealed import open_task, seal_result
@@ -67,7 +70,7 @@ def run_task(
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are task failures too
         return finish(TaskState.FAILED, None, exception_info(exc, payload_limit))
     try:
-        payload = serialize(value, limit=payload_limit)
+        payload = serialize_result(value, limit=payload_limit)
     except PayloadTooLargeError as exc:
         message = (
             f"the result of task {task.task_id} is too large to send back: {exc}; write large "

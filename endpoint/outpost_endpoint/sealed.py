@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from outpost.errors import SealingError
-from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope, serialize
+from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope
 from outpost.protocol.sealing import (
     RESULT_KEY_FIELD,
     args_context,
@@ -25,6 +25,7 @@ from outpost.protocol.sealing import (
     is_sealed,
     load_key,
     open_sealed,
+    pack_error_details,
     public_key_from_text,
     result_context,
     seal,
@@ -80,7 +81,7 @@ def seal_result(task: TaskEnvelope, result: ResultEnvelope) -> ResultEnvelope:
         value = seal(value, recipient, result_context(task.task_id))
     error = result.error
     if error is not None:
-        details = serialize((error.message, error.traceback, error.payload), limit=None)
+        details = pack_error_details(error.message, error.traceback, error.payload)
         error = ErrorInfo(
             type=error.type,
             message=SEALED_MESSAGE,

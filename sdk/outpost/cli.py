@@ -19,7 +19,7 @@ import click
 from outpost.client import Client
 from outpost.credentials import normalize_url, write_credentials
 from outpost.endpoint_keys import fingerprint_of, read_pins, write_pin
-from outpost.errors import OutpostError, ResultNotReady, ServiceError
+from outpost.errors import OutpostError, ResultNotReady, ServiceError, TaskError
 from outpost.executor.wait_message import endpoint_problem
 
 EPILOG = """\b
@@ -335,19 +335,29 @@ def tasks_retry(
 
 @tasks.command("result")
 @click.argument("task_id")
+@click.option(
+    "--trust-endpoint",
+    is_flag=True,
+    help="Load the result even if it is a pickle from an endpoint that is not yours (shared "
+    "with you): loading a pickle can run code, so only for endpoints whose owner you trust.",
+)
 @click.pass_obj
-def tasks_result(obj: _Context, task_id: str) -> None:
+def tasks_result(obj: _Context, task_id: str, trust_endpoint: bool) -> None:
     """Print a task's value; a failed task prints its remote traceback and exits 1.
 
-    Exits 2 when the task has no result yet.
+    Exits 2 when the task has no result yet.  A result from an endpoint that is not yours
+    prints only if it is plain JSON data, unless --trust-endpoint is given.
     """
     try:
-        value = obj.client().get_result(task_id)
+        value = obj.client().get_result(task_id, trust_endpoint=trust_endpoint)
     except ResultNotReady as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
-    except OutpostError:
-        raise
+    except OutpostError as exc:
+        if not isinstance(exc, TaskError):  # the service's or this side's error: one line
+            raise
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        sys.exit(1)
     except BaseException as exc:  # the task's own exception, rebuilt here
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         sys.exit(1)

@@ -15,18 +15,23 @@ from typing import Any
 
 from outpost._http import Transport
 from outpost.credentials import normalize_url, resolve_credentials
-from outpost.errors import MalformedMessageError, ResultNotReady, ServiceError
+from outpost.errors import (
+    ConfigurationError,
+    MalformedMessageError,
+    ResultNotReady,
+    ServiceError,
+)
 from outpost.protocol import (
     DEFAULT_PAYLOAD_LIMIT,
     ResultEnvelope,
     Strategy,
     TaskState,
     decode_message,
-    deserialize,
     serialize_function,
 )
 from outpost.protocol.envelopes import b64encode
 from outpost.remote_errors import exception_from_result
+from outpost.result_trust import describe, is_trusted, load_value, origin_of
 
 #: The longest long-poll the service accepts (seconds).
 MAX_RESULT_WAIT = 60.0
@@ -73,7 +78,9 @@ class Client:
     connection errors and 502/503/504, with exponential backoff and jitter.  ``verify`` is the
     CA bundle (PEM path) that HTTPS answers must be signed by, or False to switch checking off
     (tests only); by default ``OUTPOST_CA_BUNDLE``, then ``REQUESTS_CA_BUNDLE``, then the
-    bundled CAs.
+    bundled CAs.  ``trust_endpoints`` lists endpoints *not yours* (shared with you) whose
+    pickled results and exceptions you accept: from any other endpoint not yours only plain
+    JSON values load (see :mod:`outpost.result_trust`); your own endpoints are always trusted.
     """
 
     def __init__(
@@ -85,9 +92,17 @@ class Client:
         retries: int = 3,
         payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
         verify: str | bool | None = None,
+        trust_endpoints: Iterable[str] = (),
     ) -> None:
         credentials = resolve_credentials(url, token)
         self.url = credentials.url
+        if isinstance(trust_endpoints, str):
+            raise ConfigurationError(
+                f"trust_endpoints must be a list of endpoint ids, got the string "
+                f"{trust_endpoints!r}; write trust_endpoints=[{trust_endpoints!r}]"
+            )
+        #: Endpoints not yours whose pickled results this client loads.
+        self.trust_endpoints = frozenset(str(e) for e in trust_endpoints)
         self.payload_limit = payload_limit
         self._http = Transport(
             credentials.url, credentials.token, timeout=timeout, retries=retries, verify=verify
@@ -111,6 +126,7 @@ class Client:
         client._http = Transport(client.url, None, timeout=timeout, retries=retries, verify=verify)
         client._payloads = _FunctionCache()
         client._function_ids = _FunctionCache()
+        client.trust_endpoints = frozenset()
         return client
 
     def __repr__(self) -> str:
@@ -189,20 +205,32 @@ class Client:
         """``GET /v1/tasks/<id>``: state, events and the result envelope (or ``None``)."""
         return dict(self._http.request("GET", f"/v1/tasks/{task_id}", idempotent=True))
 
-    def get_result(self, task_id: str) -> Any:
-        """The task's value; raises the remote exception, or ``ResultNotReady`` if pending."""
+    def get_result(self, task_id: str, *, trust_endpoint: bool = False) -> Any:
+        """The task's value; raises the remote exception, or ``ResultNotReady`` if pending.
+
+        A result from an endpoint you do not own loads only if it is plain JSON data, unless
+        the endpoint is in ``trust_endpoints`` or ``trust_endpoint`` is true (trust whichever
+        endpoint ran this task); otherwise :class:`~outpost.errors.UntrustedResultError`."""
         task = self.get_task(task_id)
-        result = task.get("result")
-        if result is None:
+        item = task.get("result")
+        if item is None:
             state = task.get("state", "?")
             raise ResultNotReady(
                 f"task {task_id} is {state}: it has no result yet; try again later or wait with "
                 "Executor.reload_tasks()"
             )
-        envelope = result_envelope(result)
+        origin = origin_of(item) if isinstance(item, dict) else origin_of({})
+        trust = self.trust_endpoints | ({origin.endpoint_id} if trust_endpoint else set())
+        trusted = is_trusted(origin, trust)
+        if trusted and origin.withheld:
+            # The task view withholds untrusted pickles; the results route hands them to a
+            # caller who names the endpoint as trusted.
+            results, _ = self.poll_results([task_id], 0, trust=trust)
+            item = next((r for r in results if isinstance(r, dict)), item)
+        envelope = result_envelope(item)
         if envelope.state is TaskState.SUCCESS:
-            return deserialize(envelope.value or b"")
-        raise exception_from_result(envelope)
+            return load_value(envelope, origin, trusted)
+        raise exception_from_result(envelope, trusted, describe(origin))
 
     def get_results(
         self, task_ids: Iterable[str], wait: float = 0
@@ -219,18 +247,25 @@ class Client:
             envelopes[envelope.task_id] = envelope
         return envelopes, pending
 
-    def poll_results(self, task_ids: Iterable[str], wait: float = 0) -> tuple[list[Any], list[str]]:
+    def poll_results(
+        self, task_ids: Iterable[str], wait: float = 0, trust: Iterable[str] = ()
+    ) -> tuple[list[Any], list[str]]:
         """Like :meth:`get_results` but the results stay undecoded JSON objects.
 
         The executor's watcher uses it so that one malformed result fails one future, not the
-        whole poll.
+        whole poll.  The service withholds pickled values and exceptions of endpoints the
+        caller does not own unless they are in ``trust`` or ``trust_endpoints``.
         """
         ids = list(task_ids)
         wait = max(0.0, min(float(wait), MAX_RESULT_WAIT))
+        body: dict[str, Any] = {"task_ids": ids, "wait": wait}
+        trusted = sorted(self.trust_endpoints.union(trust))
+        if trusted:
+            body["trust_endpoints"] = trusted
         answer = self._http.request(
             "POST",
             "/v1/results",
-            json={"task_ids": ids, "wait": wait},
+            json=body,
             idempotent=True,
             timeout=self._http.timeout + wait,
         )

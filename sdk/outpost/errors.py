@@ -46,6 +46,19 @@ class SerializerVersionMismatch(SerializationError):
     """Deserialization failed and the writer's Python/cloudpickle versions differ from ours."""
 
 
+class UntrustedResultError(SerializationError):
+    """A result from an endpoint the caller neither owns nor trusts is a pickle, which could run
+    code when loaded, so it was not loaded (see :mod:`outpost.result_trust`).  The message names
+    the endpoint, its owner and how to opt in; ``endpoint_id``, ``owner`` and ``task_id`` hold
+    them."""
+
+    def __init__(self, message: str, *, task_id: str, endpoint_id: str, owner: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.endpoint_id = endpoint_id
+        self.owner = owner
+
+
 class PayloadTooLargeError(SerializationError):
     """A serialized payload exceeds the configured size limit."""
 

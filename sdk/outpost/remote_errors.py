@@ -4,7 +4,9 @@ The endpoint pickles the exception a task raised into ``ErrorInfo.payload``; reb
 gives the caller the *original* class (``except KeyError`` works, classes defined in
 ``__main__`` included since cloudpickle ships them by value).  The remote traceback is attached
 like CPython's ``concurrent.futures.process._RemoteTraceback``: as ``__cause__``, so printing the
-exception shows where it happened on the cluster.
+exception shows where it happened on the cluster.  The pickle is loaded only from a trusted
+endpoint (``trusted``; see :mod:`outpost.result_trust`): from any other, the exception is a
+:class:`RemoteExecutionError` built from the class name, message and traceback text.
 """
 
 from __future__ import annotations
@@ -59,9 +61,14 @@ def _unpickle(error: ErrorInfo) -> BaseException | None:
     return value if isinstance(value, BaseException) else None
 
 
-def exception_from_error(error: ErrorInfo, task_id: str = "") -> BaseException:
-    """The exception that ``error`` describes, with the remote traceback as ``__cause__``."""
-    rebuilt = _unpickle(error)
+def exception_from_error(
+    error: ErrorInfo, task_id: str = "", trusted: bool = True, endpoint: str = ""
+) -> BaseException:
+    """The exception that ``error`` describes, with the remote traceback as ``__cause__``.
+
+    Untrusted (``trusted=False``), the pickled exception is never loaded; ``endpoint``
+    describes the endpoint in the message then."""
+    rebuilt = _unpickle(error) if trusted else None
     expected = REASON_CLASSES.get(error.reason)
     exc: BaseException
     if rebuilt is not None and (expected is None or isinstance(rebuilt, expected)):
@@ -70,9 +77,16 @@ def exception_from_error(error: ErrorInfo, task_id: str = "") -> BaseException:
         exc = expected(f"task {task_id or '?'}: {error.message or error.type}")
     else:
         what = f"{error.type}: {error.message}" if error.message else error.type
+        why = (
+            "the class could not be rebuilt here: install the module that defines it to get the "
+            "original exception"
+            if trusted
+            else f"the exception was not unpickled: {endpoint or 'the endpoint'} is not yours "
+            "and loading its pickle could run code here (trust the endpoint to get the "
+            "original class: Executor(..., trust_endpoint=True) or Client(trust_endpoints=[id]))"
+        )
         exc = RemoteExecutionError(
-            f"task {task_id or '?'} raised {what} (reason {error.reason!r}); the class could not "
-            "be rebuilt here: install the module that defines it to get the original exception",
+            f"task {task_id or '?'} raised {what} (reason {error.reason!r}); {why}",
             remote_type=error.type,
             remote_traceback=error.traceback,
         )
@@ -81,14 +95,17 @@ def exception_from_error(error: ErrorInfo, task_id: str = "") -> BaseException:
     return exc
 
 
-def exception_from_result(envelope: ResultEnvelope) -> BaseException:
-    """The exception a non-successful result stands for (``TaskCancelledError`` if cancelled)."""
+def exception_from_result(
+    envelope: ResultEnvelope, trusted: bool = True, endpoint: str = ""
+) -> BaseException:
+    """The exception a non-successful result stands for (``TaskCancelledError`` if cancelled);
+    ``trusted`` and ``endpoint`` as for :func:`exception_from_error`."""
     if envelope.state is TaskState.SUCCESS:
         raise ValueError(f"task {envelope.task_id} succeeded; it has no exception")
     if envelope.error is not None:
         if envelope.state is TaskState.CANCELLED and envelope.error.reason != "cancelled":
             return TaskCancelledError(f"task {envelope.task_id} was cancelled")
-        return exception_from_error(envelope.error, envelope.task_id)
+        return exception_from_error(envelope.error, envelope.task_id, trusted, endpoint)
     if envelope.state is TaskState.CANCELLED:
         return TaskCancelledError(f"task {envelope.task_id} was cancelled")
     if envelope.state is TaskState.LOST:

@@ -120,7 +120,8 @@ class FakeService:
         with self.cond:
             task = self.tasks[task_id]
             if task["result"] is None:
-                task["result"] = envelope.to_dict()
+                # Like the real service: the caller owns the endpoint (outpost.result_trust).
+                task["result"] = {**envelope.to_dict(), "endpoint_owned": True}
                 self._event(task, envelope.state.value)
             self.cond.notify_all()
 

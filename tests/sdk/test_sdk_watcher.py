@@ -15,11 +15,15 @@ class RecordingClient:
     """Stands in for ``Client.poll_results``: records each poll and answers "nothing yet"
     once the test releases it, so the test controls what happens while a poll is out."""
 
+    trust_endpoints: frozenset[str] = frozenset()
+
     def __init__(self) -> None:
         self.polls: queue.Queue[list[str]] = queue.Queue()
         self.release: queue.Queue[None] = queue.Queue()
 
-    def poll_results(self, ids: list[str], wait: float) -> tuple[list[Any], list[str]]:
+    def poll_results(
+        self, ids: list[str], wait: float, trust: Any = ()
+    ) -> tuple[list[Any], list[str]]:
         self.polls.put(list(ids))
         self.release.get(timeout=WAIT)
         return [], list(ids)

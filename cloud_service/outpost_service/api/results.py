@@ -17,6 +17,9 @@ ordinary requests.  After waiting, the token is checked again: a token revoked m
 ``pending`` lists every requested task whose result is not in this answer: unfinished ones, and
 finished ones held back because the answer reached its size budget (``max_content_length``,
 64 MiB by default), which the next poll returns.
+
+Each result says whether the caller owns its endpoint; pickles from endpoints the caller does
+not own are withheld unless ``trust_endpoints`` names them (:mod:`..result_trust`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from flask import Blueprint, Response
 
 from outpost_service.auth import current_user, protect, recheck_token
 from outpost_service.errors import NotFound, TooManyRequests, Unprocessable
+from outpost_service.result_trust import mark_result
 from outpost_service.state import service_state
 from outpost_service.store import tasks as task_store
 from outpost_service.store.endpoints import TERMINAL_STATES
@@ -62,6 +66,7 @@ def collect_results() -> dict[str, Any] | Response:
     wait = body.get("wait", 0)
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
         raise invalid("wait", f"must be a number of seconds from 0 to {MAX_WAIT:g}, got {wait!r}")
+    trust = _trust_endpoints(body.get("trust_endpoints"))
 
     if not task_ids:
         return {"results": [], "pending": []}
@@ -118,10 +123,37 @@ def collect_results() -> dict[str, Any] | Response:
             recheck_token()
     chosen = _within_budget(finished, rows, state.config.max_content_length)
     with state.database.read() as conn:
-        stored = task_store.results(conn, chosen)
+        stored = task_store.results_with_origin(conn, chosen)
+        others = {r.endpoint_owner for r in stored.values() if r.endpoint_owner != owner}
+        names = task_store.user_names(conn, others) if others else {}
     returned = [t for t in chosen if t in stored]
     done = set(returned)
-    return _answer([stored[t] for t in returned], [t for t in task_ids if t not in done])
+    results = [
+        mark_result(
+            bytes(row.result),
+            row.endpoint_owner == owner,
+            names.get(row.endpoint_owner, ""),
+            row.endpoint_id in trust,
+        )
+        for row in (stored[t] for t in returned)
+    ]
+    return _answer(results, [t for t in task_ids if t not in done])
+
+
+#: At most this many endpoint ids in ``trust_endpoints``.
+MAX_TRUSTED = 1000
+
+
+def _trust_endpoints(value: Any) -> frozenset[str]:
+    """The endpoints (not the caller's) whose pickled results the caller accepts."""
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or len(value) > MAX_TRUSTED:
+        raise invalid(
+            "trust_endpoints",
+            f"must be a list of at most {MAX_TRUSTED} endpoint ids (UUIDs), got {value!r:.80}",
+        )
+    return frozenset(uuid_text(e, f"trust_endpoints[{i}]") for i, e in enumerate(value))
 
 
 def _answer(results: list[bytes], pending: list[str]) -> Response:

@@ -7,11 +7,14 @@ import re
 from typing import Any
 
 from flask import Blueprint
+from sqlalchemy.engine import Connection
 
 from outpost_service.auth import current_user, protect
 from outpost_service.cancellation import cancel_tasks
 from outpost_service.errors import NotFound, Unprocessable
+from outpost_service.result_trust import mark_result_dict
 from outpost_service.state import service_state
+from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
 from outpost_service.submission import submit
@@ -99,6 +102,7 @@ def get_task(task_id: str) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"no task {task_id} among yours", details={"task_id": task_id})
         events = task_store.events(conn, task_id)
+        result = None if row.result is None else _marked(conn, row, current_user().user_id)
     return {
         "task_id": row.task_id,
         "state": row.state,
@@ -107,9 +111,20 @@ def get_task(task_id: str) -> dict[str, Any]:
         "task_group_id": row.task_group_id,
         "created_at": row.created_at,
         "completed_at": row.completed_at,
-        "result": None if row.result is None else json.loads(row.result),
+        "result": result,
         "events": [{"state": e.state, "at": e.at} for e in events],
     }
+
+
+def _marked(conn: Connection, row: Any, caller: int) -> dict[str, Any]:
+    """The task's result, saying whether the caller owns its endpoint; pickles of an endpoint
+    the caller does not own are withheld (the results route hands them to a caller who trusts
+    the endpoint; see :mod:`..result_trust`)."""
+    endpoint = endpoint_store.get(conn, row.endpoint_id)
+    owner = endpoint.owner if endpoint is not None else None
+    owned = owner == caller
+    name = "" if owned or owner is None else task_store.user_names(conn, [owner]).get(owner, "")
+    return mark_result_dict(json.loads(row.result), owned, name, trusted=False)
 
 
 @bp.post("/<task_id>/cancel")

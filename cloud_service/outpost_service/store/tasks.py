@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Row
 
 from outpost.protocol import ResultEnvelope, TaskState
 from outpost_service.store.endpoints import ACTIVE_STATES, TERMINAL_STATES
-from outpost_service.store.schema import task_events, tasks
+from outpost_service.store.schema import endpoints, task_events, tasks, users
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,31 @@ def results(conn: Connection, task_ids: Iterable[str]) -> dict[str, bytes]:
         )
     ).all()
     return {row.task_id: bytes(row.result) for row in rows}
+
+
+def results_with_origin(conn: Connection, task_ids: Iterable[str]) -> dict[str, Any]:
+    """Like :func:`results`, each with the task's ``endpoint_id`` and that endpoint's owner
+    (``endpoint_owner``, a user id): who may load a result's pickles (see
+    :mod:`outpost_service.result_trust`)."""
+    rows = conn.execute(
+        sa.select(
+            tasks.c.task_id,
+            tasks.c.result,
+            tasks.c.endpoint_id,
+            endpoints.c.owner.label("endpoint_owner"),
+        )
+        .join(endpoints, endpoints.c.endpoint_id == tasks.c.endpoint_id)
+        .where(tasks.c.task_id.in_(set(task_ids)), tasks.c.result.is_not(None))
+    ).all()
+    return {row.task_id: row for row in rows}
+
+
+def user_names(conn: Connection, user_ids: Iterable[int]) -> dict[int, str]:
+    """``{user_id: name}`` of ``user_ids`` (to name an endpoint's owner in results)."""
+    rows = conn.execute(
+        sa.select(users.c.user_id, users.c.name).where(users.c.user_id.in_(set(user_ids)))
+    ).all()
+    return {row.user_id: row.name for row in rows}
 
 
 def in_group(conn: Connection, task_group_id: str, owner: int) -> list[Row[Any]]:

@@ -69,6 +69,10 @@ class Executor(concurrent.futures.Executor):
     The endpoint's key comes from the service and is pinned on first use in
     ``$OUTPOST_HOME/known_endpoints``; ``endpoint_key`` (its base64 public key or
     ``sha256:`` fingerprint, or a dict of them by endpoint id) pins it explicitly instead.
+    ``trust_endpoint=True`` accepts pickled results and exceptions from this executor's
+    endpoint when it is someone else's (shared with you): without it only plain JSON values
+    load from such an endpoint, and a pickled one raises ``UntrustedResultError`` (see
+    :mod:`outpost.result_trust`).  Your own endpoints are always trusted.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Executor(concurrent.futures.Executor):
         result_wait: float = 20.0,
         encrypt: bool = False,
         endpoint_key: str | Mapping[str, str] | None = None,
+        trust_endpoint: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -105,7 +110,10 @@ class Executor(concurrent.futures.Executor):
             )
         self._sealer = Sealer(self._client, self._task_group_id, endpoint_key) if encrypt else None
         opener = self._sealer.open_result if self._sealer is not None else None
-        self._watcher = Watcher(self._client, wait=result_wait, opener=opener)
+        self.trust_endpoint = trust_endpoint
+        self._watcher = Watcher(
+            self._client, wait=result_wait, opener=opener, trust=self._trusted_endpoints
+        )
         self._submitter = Submitter(
             self._client,
             self._watcher.watch,
@@ -119,6 +127,12 @@ class Executor(concurrent.futures.Executor):
             f"Executor(endpoint_id={self.endpoint_id!r}, task_group_id={self._task_group_id!r}, "
             f"client={self._client!r})"
         )
+
+    def _trusted_endpoints(self) -> frozenset[str]:
+        """The endpoint this executor trusts beyond the client's list and the caller's own."""
+        if self.trust_endpoint and self.endpoint_id:
+            return frozenset({str(self.endpoint_id)})
+        return frozenset()
 
     @property
     def client(self) -> Client:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from outpost.client import Client
 from outpost.endpoint_keys import check_endpoint_key
 from outpost.errors import ConfigurationError, SealingError
-from outpost.protocol import ErrorInfo, ResultEnvelope, deserialize
+from outpost.protocol import ErrorInfo, ResultEnvelope
 from outpost.protocol.conventions import outpost_home
 from outpost.protocol.sealing import (
     args_context,
@@ -34,6 +34,7 @@ from outpost.protocol.sealing import (
     public_key_text,
     result_context,
     seal,
+    unpack_error_details,
 )
 
 
@@ -90,8 +91,11 @@ class Sealer:
         context = args_context(endpoint_id, function_id, task_group_id, self.public_key)
         return seal(payload, self.endpoint_key(endpoint_id), context)
 
-    def open_result(self, envelope: ResultEnvelope) -> ResultEnvelope:
-        """``envelope`` with its sealed value and error details opened."""
+    def open_result(self, envelope: ResultEnvelope, trusted: bool = False) -> ResultEnvelope:
+        """``envelope`` with its sealed value and error details opened.  Opening loads no
+        pickle: the opened value is judged like any other (``outpost.result_trust``), and the
+        error details are JSON (an older endpoint's pickled details are read only when
+        ``trusted``)."""
         value = envelope.value
         if is_sealed(value):
             value = open_sealed(
@@ -108,7 +112,7 @@ class Sealer:
                 error_context(envelope.task_id),
                 f"error of task {envelope.task_id} (key {self.path})",
             )
-            message, traceback, payload = deserialize(details)
+            message, traceback, payload = unpack_error_details(details, trusted)
             error = ErrorInfo(error.type, message, error.reason, traceback, payload)
         return dataclasses.replace(envelope, value=value, error=error)
 

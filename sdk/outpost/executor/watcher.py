@@ -8,6 +8,8 @@ line: being older, they are likely to finish first).  So a task submitted while 
 in flight is watched at once by another poller instead of waiting for that poll to return.
 Pollers sleep on a Condition when nothing is outstanding (no spinning) and back off with
 jitter on errors; transient errors never fail a future (results wait at the service).
+Results of endpoints the caller neither owns nor trusts load as plain data only
+(:mod:`outpost.result_trust`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,9 +34,10 @@ from outpost.errors import (
 )
 from outpost.executor.future import OutpostFuture
 from outpost.executor.sealer import refuse_sealed
-from outpost.protocol import ResultEnvelope, TaskState, deserialize
+from outpost.protocol import ResultEnvelope, TaskState
 from outpost.protocol.conventions import backoff_delay
 from outpost.remote_errors import exception_from_result, is_cancellation
+from outpost.result_trust import describe, is_trusted, load_value, origin_of
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,12 @@ class Watcher:
         wait: float = 20.0,
         chunk: int = 1000,
         max_pollers: int = 4,
-        opener: Callable[[ResultEnvelope], ResultEnvelope] | None = None,
+        opener: Callable[[ResultEnvelope, bool], ResultEnvelope] | None = None,
+        trust: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self._client = client
+        #: The endpoints not ours whose pickled results may be loaded (asked per poll).
+        self._trust = trust
         #: Opens end-to-end encrypted results (:class:`~outpost.executor.sealer.Sealer`).
         self._opener = opener
         self._wait = wait
@@ -125,7 +131,8 @@ class Watcher:
                     del self._unclaimed[task_id]
             started = time.monotonic()
             try:
-                results, _pending = self._client.poll_results(ids, wait=self._wait)
+                trust = self._trust()
+                results, _pending = self._client.poll_results(ids, wait=self._wait, trust=trust)
             except _FATAL as exc:
                 self._fail(ids, exc)
                 continue
@@ -144,7 +151,7 @@ class Watcher:
             done: set[str] = set()
             try:
                 for item in results:
-                    done.add(self._deliver(item))
+                    done.add(self._deliver(item, trust))
             except Exception:  # a bug must not strand the ids this poller claimed
                 log.exception("completing futures from results failed")
             # A service that answers "nothing yet" at once (ignoring the long-poll) is not spun on.
@@ -179,7 +186,7 @@ class Watcher:
                 future._complete(exception=exc)
         self._give_back([t for t in ids if t not in concerned], 0)
 
-    def _deliver(self, item: Any) -> str:
+    def _deliver(self, item: Any, trust: Collection[str] = ()) -> str:
         """Complete the futures of one result; returns its task id."""
         task_id = str(item.get("task_id", "")) if isinstance(item, dict) else ""
         try:
@@ -191,9 +198,11 @@ class Watcher:
         futures = self._take(envelope.task_id)
         if not futures:
             return envelope.task_id
+        origin = origin_of(item)
+        trusted = is_trusted(origin, trust) or is_trusted(origin, self._client.trust_endpoints)
         try:
             if self._opener is not None:
-                envelope = self._opener(envelope)
+                envelope = self._opener(envelope, trusted)
             else:
                 refuse_sealed(envelope)
         except OutpostError as exc:
@@ -203,17 +212,19 @@ class Watcher:
         if is_cancellation(envelope):
             for future in futures:
                 if not future._cancel_locally():
-                    future._complete(exception=exception_from_result(envelope))
+                    future._complete(
+                        exception=exception_from_result(envelope, trusted, describe(origin))
+                    )
             return envelope.task_id
         value: Any = None
         error: BaseException | None = None
         if envelope.state is TaskState.SUCCESS:
             try:
-                value = deserialize(envelope.value or b"")
+                value = load_value(envelope, origin, trusted)
             except OutpostError as exc:
                 error = exc
         else:
-            error = exception_from_result(envelope)
+            error = exception_from_result(envelope, trusted, describe(origin))
         for future in futures:
             future._complete(value, error)
         return envelope.task_id

@@ -20,8 +20,11 @@ from outpost.protocol.serialize import (
     Strategy,
     deserialize,
     function_id_for,
+    is_plain_data,
+    payload_strategy,
     serialize,
     serialize_function,
+    serialize_result,
 )
 from outpost.protocol.version import PROTOCOL_VERSION, runtime_versions
 
@@ -38,7 +41,10 @@ __all__ = [
     "decode_message",
     "deserialize",
     "function_id_for",
+    "is_plain_data",
+    "payload_strategy",
     "runtime_versions",
     "serialize",
     "serialize_function",
+    "serialize_result",
 ]

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from outpost.errors import SealingError
+from outpost.protocol.serialize import Strategy, deserialize, payload_strategy, serialize
 
 #: Starts every sealed payload; distinct from :data:`outpost.protocol.serialize.MAGIC`.
 SEAL_MAGIC = b"\x00OPS1"
@@ -197,3 +198,35 @@ def load_key(path: Path) -> X25519PrivateKey:
     except OSError as exc:
         raise SealingError(f"cannot read the sealing key {path}: {exc}") from exc
     return private_key_from_bytes(data, str(path))
+
+
+def pack_error_details(message: str, traceback: str, payload: bytes | None) -> bytes:
+    """The plaintext of a sealed error: message, traceback and the pickled exception (base64)
+    as a JSON list, so a client can read the message and traceback of an endpoint it does not
+    trust without unpickling anything (only the exception payload inside is a pickle)."""
+    encoded = None if payload is None else base64.b64encode(payload).decode("ascii")
+    return serialize([message, traceback, encoded], Strategy.JSON, limit=None)
+
+
+def unpack_error_details(details: bytes, trusted: bool) -> tuple[str, str, bytes | None]:
+    """``(message, traceback, payload)`` of an opened sealed error.  Details written by an
+    older endpoint are a pickled tuple, loaded only when the endpoint is ``trusted`` (else the
+    details are dropped: the error's class name still tells what happened)."""
+    if payload_strategy(details) is not Strategy.JSON:
+        if not trusted:
+            return ("(the details were not loaded: the endpoint is not trusted)", "", None)
+        message, traceback, payload = deserialize(details)
+        return str(message), str(traceback), payload
+    data = deserialize(details, data_only=True)
+    if (
+        not isinstance(data, list)
+        or len(data) != 3
+        or not all(isinstance(x, str) for x in data[:2])
+        or not isinstance(data[2], (str, type(None)))
+    ):
+        raise SealingError("the sealed error details are not [message, traceback, payload]")
+    try:
+        payload = None if data[2] is None else base64.b64decode(data[2], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SealingError(f"the sealed error's exception payload is not base64: {exc}") from exc
+    return data[0], data[1], payload

@@ -10,7 +10,10 @@ Strategies:
 * ``pickle`` (default): cloudpickle; functions from ``__main__`` ship by value.
 * ``source``: a function's source text, re-executed on the other side; portable across Python
   and cloudpickle versions, for plain top-level functions.
-* ``json``: plain data, readable by anything.
+* ``json``: plain data, readable by anything -- and loadable without running any code, which
+  is why an endpoint writes results that are plain data this way (:func:`serialize_result`)
+  and why a result from an endpoint the reader does not own is loaded only if it is JSON
+  (``deserialize(..., data_only=True)``; see docs/SECURITY.md "Result trust").
 """
 
 from __future__ import annotations
@@ -100,8 +103,74 @@ def function_id_for(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def deserialize(payload: bytes) -> Any:
-    """Rebuild the value in ``payload``; errors name the writer's and reader's versions."""
+#: Plain data nests at most this deep to be written as JSON (deeper: pickled).
+_MAX_DATA_DEPTH = 64
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_CONTAINERS = frozenset({list, dict})
+_NODES = _SCALARS | _CONTAINERS
+
+
+def is_plain_data(value: Any) -> bool:
+    """True when ``value`` is built only of ``None``, ``bool``, ``int``, ``float``, ``str``,
+    ``list`` and ``dict`` with ``str`` keys -- exact types, so tuples and subclasses
+    (``IntEnum``, ``OrderedDict``), which a JSON round trip would change, are not plain data.
+    (NaN, infinities and integers too long for text are refused by :func:`serialize_result`.)
+    The element types of each container are collected at C speed (``set(map(type, ...))``):
+    a list of a million numbers costs milliseconds, not a Python loop."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if depth >= _MAX_DATA_DEPTH:
+            return False
+        if kind is list:
+            children: Any = item
+        elif kind is dict:
+            if not set(map(type, item)) <= {str}:
+                return False
+            children = item.values()
+        else:
+            return False
+        kinds = set(map(type, children))
+        if kinds <= _SCALARS:
+            continue
+        if not kinds <= _NODES:
+            return False
+        stack.extend((child, depth + 1) for child in children if type(child) in _CONTAINERS)
+    return True
+
+
+def serialize_result(value: Any, *, limit: int | None = DEFAULT_PAYLOAD_LIMIT) -> bytes:
+    """How an endpoint writes a task's value: JSON when it is plain data (any reader can load
+    it without running code, so users of a shared endpoint need not trust its owner), else
+    cloudpickle."""
+    if is_plain_data(value):
+        try:
+            body = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        except ValueError:  # NaN or infinity, or an int too long for text: keep it exact
+            pass
+        else:
+            return _frame(Strategy.JSON, {}, body, limit)
+    return serialize(value, Strategy.PICKLE, limit=limit)
+
+
+def payload_strategy(payload: bytes | None) -> Strategy | None:
+    """The strategy an outpost payload claims by its code byte -- the only thing that decides
+    how :func:`deserialize` reads it -- or None for anything else (sealed, garbage, None)."""
+    if payload is None or len(payload) < len(MAGIC) + 1 or not payload.startswith(MAGIC):
+        return None
+    return _STRATEGIES.get(bytes(payload[len(MAGIC) : len(MAGIC) + 1]))
+
+
+def deserialize(payload: bytes, *, data_only: bool = False) -> Any:
+    """Rebuild the value in ``payload``; errors name the writer's and reader's versions.
+
+    With ``data_only`` only a JSON payload is read; any other (a pickle or source text, which
+    run code when loaded) raises before its header or body is looked at.  The strategy is
+    taken from the code byte alone, never from the header, so a header claiming JSON cannot
+    turn a pickle into data."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise SerializationError(f"payload must be bytes, got {type(payload).__name__}")
     data = bytes(payload)
@@ -112,6 +181,11 @@ def deserialize(payload: bytes) -> Any:
         raise SerializationError(
             f"unknown serialization strategy code {data[len(MAGIC) : len(MAGIC) + 1]!r}; "
             "the payload was written by a newer outpost: upgrade this side"
+        )
+    if data_only and strategy is not Strategy.JSON:
+        raise SerializationError(
+            f"payload is written with the {strategy.value} strategy, not as plain JSON data, "
+            "and loading it could run code; it was not loaded"
         )
     newline = data.find(b"\n", len(MAGIC) + 1)
     if newline < 0:
@@ -124,7 +198,7 @@ def deserialize(payload: bytes) -> Any:
     if strategy is Strategy.JSON:
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise SerializationError(f"JSON payload is invalid: {exc}") from exc
     if strategy is Strategy.SOURCE:
         return _load_source(body.decode(), str(header.get("name", "")))
