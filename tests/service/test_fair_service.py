@@ -16,7 +16,7 @@ from outpost.protocol import serialize, serialize_function
 
 from ..fixtures.tls_ca import make_ca
 from .conftest import b64
-from .hostile_clients import hostile_load, open_long_polls, status_lines
+from .hostile_clients import hostile_load, open_half_sent, open_long_polls, status_lines
 from .test_server import Server, cleanup, service_env, start
 
 #: Long-polls user A sends, and half-sent requests: 200 hostile connections together.
@@ -121,5 +121,26 @@ def test_over_https_long_polls_leave_threads_for_others(amqp_prefix: str, tmp_pa
                 assert response.status_code == 200, response.text
     finally:
         for sock in sockets:
+            sock.close()
+        cleanup([server], database_url, amqp_prefix)
+
+
+def test_silent_half_sent_connections_are_closed_after_channel_timeout(
+    amqp_prefix: str, tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path}/fair-timeout.db"
+    env = service_env(database_url, amqp_prefix, tmp_path / "home")
+    server = start(
+        ["serve", "--port", "0", "--channel-timeout", "2"], env, r"listening on (http://\S+)"
+    )
+    half = []
+    try:
+        half = open_half_sent(server.url, 10)
+        closed = status_lines(half, 10, timeout=60)  # EOF counts as an answer
+        assert len(closed) == 10
+        assert all(answer == "" for answer in closed), closed  # closed, not answered
+        assert requests.get(f"{server.url}/health", timeout=B_TIMEOUT).status_code == 200
+    finally:
+        for sock in half:
             sock.close()
         cleanup([server], database_url, amqp_prefix)
