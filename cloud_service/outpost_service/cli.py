@@ -2,7 +2,9 @@
 
 Every command reads the same settings: options first, then ``OUTPOST_DATABASE_URL``,
 ``OUTPOST_AMQP_URL``, ``OUTPOST_PUBLIC_AMQP_URL``, ``OUTPOST_AMQP_PREFIX``, then defaults (a
-SQLite file under ``OUTPOST_HOME``, RabbitMQ on ``127.0.0.1:5672`` as guest).  TLS settings
+SQLite file under ``OUTPOST_HOME``, RabbitMQ on ``127.0.0.1:5672`` as guest).  Options that may
+carry a password also take ``@FILE`` (the value is read from FILE): a password typed on the
+command line is visible to every user of the machine in ``ps``, and gets a warning.  TLS settings
 (``--tls-cert``/``--tls-key``, ``--amqp-ca-file`` ...) are described in docs/SECURITY.md.
 """
 
@@ -17,8 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from outpost.errors import OutpostError
+from outpost.protocol.conventions import exposed_secret, read_secret
 from outpost.protocol.private_files import PRIVATE_UMASK
 from outpost_service.config import ServiceConfig
 from outpost_service.store import Database, redact
@@ -29,11 +33,35 @@ from outpost_service.store.users import (
     revoke_token,
 )
 
+
+def _secret(env: str | None, *, url: bool = True) -> Callable[..., str | None]:
+    """Click callback of a secret-bearing option: ``@PATH`` reads the value from a file, and
+    a literal secret typed on the command line (visible in ``ps``) gets a warning."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        option = param.opts[0] if param.param_type_name == "option" else param.human_readable_name
+        try:
+            secret = read_secret(value, option)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+        if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
+            warning = exposed_secret(value, option, env, url=url)
+            if warning:
+                click.echo(warning, err=True)
+        return secret
+
+    return callback
+
+
+#: Appended to the help of every option that may carry a password.
+_SECRET_HELP = "; with a password prefer the env variable or @FILE (command lines show in ps)"
+
 _database_option = click.option(
     "--database-url",
-    metavar="URL",
+    metavar="URL|@FILE",
+    callback=_secret("OUTPOST_DATABASE_URL"),
     help="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
-    "[env OUTPOST_DATABASE_URL; default sqlite under $OUTPOST_HOME/service/]",
+    "[env OUTPOST_DATABASE_URL; default sqlite under $OUTPOST_HOME/service/]" + _SECRET_HELP,
 )
 
 
@@ -62,14 +90,17 @@ def _amqp_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
     command = click.option(
         "--public-amqp-url",
-        metavar="URL",
+        metavar="URL|@FILE",
+        callback=_secret("OUTPOST_PUBLIC_AMQP_URL"),
         help="broker URL handed to endpoints, if they reach it at another address "
-        "[env OUTPOST_PUBLIC_AMQP_URL; default: --amqp-url]",
+        "[env OUTPOST_PUBLIC_AMQP_URL; default: --amqp-url]" + _SECRET_HELP,
     )(command)
     return click.option(
         "--amqp-url",
-        metavar="URL",
-        help="RabbitMQ URL [env OUTPOST_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/]",
+        metavar="URL|@FILE",
+        callback=_secret("OUTPOST_AMQP_URL"),
+        help="RabbitMQ URL [env OUTPOST_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/]"
+        + _SECRET_HELP,
     )(command)
 
 
@@ -168,9 +199,10 @@ def main(verbose: bool) -> None:
 )
 @click.option(
     "--management-url",
-    metavar="URL",
+    metavar="URL|@FILE",
+    callback=_secret("OUTPOST_AMQP_MANAGEMENT_URL"),
     help="RabbitMQ management API, http(s)://[USER:PASSWORD@]HOST:PORT/ "
-    "[env OUTPOST_AMQP_MANAGEMENT_URL; default: the --amqp-url host, port + 10000]",
+    "[env OUTPOST_AMQP_MANAGEMENT_URL; default: the --amqp-url host, port + 10000]" + _SECRET_HELP,
 )
 @click.option(
     "--queue-type",
@@ -328,11 +360,15 @@ def create_user(
 
 
 @main.command("revoke-token")
-@click.argument("token")
+@click.argument("token", callback=_secret(None, url=False))
 @_database_option
 @_friendly
 def revoke(token: str, database_url: str | None) -> None:
-    """Revoke TOKEN: requests with it get 401 from now on."""
+    """Revoke TOKEN: requests with it get 401 from now on.
+
+    TOKEN may be @FILE, a file holding the token: a token typed on the command line is
+    visible to every user of the machine (ps).
+    """
     database = _database(database_url)
     with database.write() as conn:
         revoked = revoke_token(conn, token)
@@ -348,8 +384,9 @@ def revoke(token: str, database_url: str | None) -> None:
 @_amqp_options
 @click.option(
     "--management-url",
-    metavar="URL",
-    help="RabbitMQ management API, as for serve [env OUTPOST_AMQP_MANAGEMENT_URL]",
+    metavar="URL|@FILE",
+    callback=_secret("OUTPOST_AMQP_MANAGEMENT_URL"),
+    help="RabbitMQ management API, as for serve [env OUTPOST_AMQP_MANAGEMENT_URL]" + _SECRET_HELP,
 )
 @click.option(
     "--broker-auth",

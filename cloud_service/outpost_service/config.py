@@ -62,6 +62,40 @@ BROKER_AUTH_MODES = ("per-endpoint", "shared")
 QUEUE_TYPES = ("classic", "quorum")
 
 
+#: Numeric settings, converted (and checked) in ``__post_init__``: environment values are text.
+_FLOATS = (
+    "republish_after",
+    "task_expiry",
+    "task_max_age",
+    "rate_limit",
+    "channel_timeout",
+    "dead_letter_ttl",
+)
+_INTS = (
+    "rate_burst",
+    "longpoll_slots",
+    "longpoll_per_user",
+    "connection_limit",
+    "dead_letter_max_length",
+    "dead_letter_max_bytes",
+    "endpoint_max_connections",
+    "endpoint_max_channels",
+    "max_metadata_bytes",
+)
+
+
+def _number(config: Any, name: str, kind: type[float] | type[int]) -> float | int:
+    """``config.name`` as ``kind``, or a ConfigurationError naming the setting, its
+    environment variable and the value."""
+    value = getattr(config, name)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        env = f" (env {_ENV[name]})" if name in _ENV else ""
+        raise ConfigurationError(f"{name}{env} must be {what}, got {value!r}") from None
+
+
 def default_database_url() -> str:
     return f"sqlite:///{outpost_home() / 'service' / 'outpost.db'}"
 
@@ -172,30 +206,10 @@ class ServiceConfig:
                 "HTTPS needs both tls_cert and tls_key (--tls-cert/--tls-key, OUTPOST_TLS_CERT/"
                 f"OUTPOST_TLS_KEY); got certificate {self.tls_cert!r}, key {self.tls_key!r}"
             )
-        self.republish_after = float(self.republish_after)
-        self.task_expiry = float(self.task_expiry)
-        self.task_max_age = float(self.task_max_age)
-        self.rate_limit = float(self.rate_limit)
-        self.rate_burst = int(self.rate_burst)
-        try:
-            self.max_metadata_bytes = int(self.max_metadata_bytes)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                "max_metadata_bytes (OUTPOST_MAX_METADATA_BYTES) must be a whole number of "
-                f"bytes, got {self.max_metadata_bytes!r}"
-            ) from None
-        self.longpoll_slots = int(self.longpoll_slots)
-        self.longpoll_per_user = int(self.longpoll_per_user)
-        self.connection_limit = int(self.connection_limit)
-        self.channel_timeout = float(self.channel_timeout)
-        self.dead_letter_ttl = float(self.dead_letter_ttl)
-        for name in (
-            "dead_letter_max_length",
-            "dead_letter_max_bytes",
-            "endpoint_max_connections",
-            "endpoint_max_channels",
-        ):
-            setattr(self, name, int(getattr(self, name)))
+        for name in _FLOATS:
+            setattr(self, name, _number(self, name, float))
+        for name in _INTS:
+            setattr(self, name, _number(self, name, int))
         if self.longpoll_slots < 0:
             raise ConfigurationError(
                 f"longpoll_slots must be 0 (sized from the request threads) or a positive "

@@ -43,7 +43,7 @@ def resolve_slots(configured: int, threads: int) -> int:
             raise ConfigurationError(
                 f"longpoll_slots ({configured}) must be smaller than the number of request "
                 f"threads ({threads}), so that some threads are always free for ordinary "
-                f"requests; lower OUTPOST_LONGPOLL_SLOTS or raise --threads"
+                f"requests; lower --longpoll-slots (OUTPOST_LONGPOLL_SLOTS) or raise --threads"
             )
         return configured
     reserved = max(MIN_RESERVED_THREADS, threads // 4)

@@ -21,7 +21,7 @@ from outpost_service.broker.sweeper import Sweeper, standalone_sweeper
 from outpost_service.config import DEFAULT_THREADS, ServiceConfig
 from outpost_service.http_server import build_server
 from outpost_service.longpoll import resolve_slots
-from outpost_service.state import EXTENSION, ServiceState, limit_dead_letters
+from outpost_service.state import EXTENSION, ServiceState, prepare_broker
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def serve(
     except BaseException:
         state.close()
         raise
-    limit_dead_letters(config, state.admin)
+    prepare_broker(config, state.admin)
     consumer = make_ingest(config, state) if ingest else None
     sweeper = Sweeper(state, republish_after=config.republish_after)
 
@@ -120,7 +120,7 @@ def serve(
 def run_ingest(config: ServiceConfig) -> None:
     """Run only the ingest consumer (``outpost-service ingest``) until SIGTERM/SIGINT, with
     a sweeper beside it (one sweeps per deployment at a time: broker/sweeper.py)."""
-    limit_dead_letters(config)
+    prepare_broker(config)
     consumer = make_ingest(config)
     sweeper = standalone_sweeper(config)
     _on_signals(lambda _signum, _frame: consumer.stop(timeout=0))

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from outpost_service.broker.admin import BrokerAdmin, default_management_url
+from outpost_service.broker.admin import (
+    BrokerAdmin,
+    default_management_url,
+    passive_declare_checked,
+)
 from outpost_service.broker.publisher import Publisher
 from outpost_service.broker.topology import Topology
 from outpost_service.cache import FunctionCache
@@ -91,9 +95,10 @@ def endpoint_user_limits(config: ServiceConfig) -> dict[str, int]:
     }
 
 
-def limit_dead_letters(config: ServiceConfig, admin: BrokerAdmin | None = None) -> bool:
-    """Cap the dead-letter queue by operator policy (broker/admin.py); True when done.  A
-    failure is logged, not raised: the service works without the cap, and says so."""
+def prepare_broker(config: ServiceConfig, admin: BrokerAdmin | None = None) -> bool:
+    """At start: cap the dead-letter queue by operator policy, and warn when the broker is too
+    old to check passive declarations (broker/admin.py); True when the cap is set.  A failure
+    is logged, not raised: the service works without the cap, and says so."""
     if config.broker_auth != "per-endpoint":
         log.warning(
             "broker_auth is 'shared': the dead-letter queue %s.dead is not capped by the service "
@@ -114,6 +119,15 @@ def limit_dead_letters(config: ServiceConfig, admin: BrokerAdmin | None = None) 
         admin.limit_dead_letters(
             config.dead_letter_max_length, config.dead_letter_max_bytes, config.dead_letter_ttl
         )
+        version = admin.broker_version()
+        if not passive_declare_checked(version):
+            log.warning(
+                "RabbitMQ %s does not check permissions on passive queue declarations (4.2.6 "
+                "and later do): an endpoint's broker user can learn the depth of another "
+                "endpoint's task queue whose id it knows (never its tasks); upgrade RabbitMQ "
+                "to close this (docs/SECURITY.md)",
+                ".".join(map(str, version)) if version else "(unknown version)",
+            )
         return True
     except BrokerError as exc:
         log.warning("the dead-letter queue is not capped: %s", exc)

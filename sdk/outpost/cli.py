@@ -15,21 +15,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from outpost.client import Client
 from outpost.credentials import normalize_url, write_credentials
 from outpost.endpoint_keys import fingerprint_of, read_pins, write_pin
 from outpost.errors import OutpostError, ResultNotReady, ServiceError, TaskError
 from outpost.executor.wait_message import endpoint_problem
+from outpost.protocol.conventions import exposed_secret, read_secret
 
 EPILOG = """\b
 Configuration (the same as the Python SDK):
-  OUTPOST_URL, OUTPOST_TOKEN   service URL and API token
+  OUTPOST_URL, OUTPOST_TOKEN   service URL and API token (--token @FILE reads a file;
+                               a token typed on the command line shows in ps)
   OUTPOST_HOME                 folder of credentials.json (default ~/.outpost)
 
 \b
 Examples:
-  outpost login --url https://outpost.example.org --token "$TOKEN"
+  outpost login --url https://outpost.example.org --token @~/outpost-token.txt
   outpost endpoints list
   outpost endpoints share 5e1f... --user bob --function 9c2d...   # bob may run 9c2d... there
   outpost endpoints trust 5e1f...   # accept its rotated sealing key (encrypt=True)
@@ -37,6 +40,21 @@ Examples:
   outpost tasks retry --group 3f0c... --state failed   # rerun only the failures
   outpost tasks result 9a1e...  # print a task's value, or its remote traceback
 """
+
+
+def _secret_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``@FILE`` reads the token from FILE; a literal one typed on the command line (visible
+    in ``ps``) gets a warning on stderr."""
+    option = param.opts[0]
+    try:
+        secret = read_secret(value, option)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
+        warning = exposed_secret(value, option, "OUTPOST_TOKEN")
+        if warning:
+            click.echo(warning, err=True)
+    return secret
 
 
 class _Context:
@@ -73,7 +91,14 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, epilog=EPILOG)
 @click.option("--url", envvar="OUTPOST_URL", help="Service URL (default: $OUTPOST_URL, login).")
-@click.option("--token", envvar="OUTPOST_TOKEN", help="API token (default: $OUTPOST_TOKEN, login).")
+@click.option(
+    "--token",
+    envvar="OUTPOST_TOKEN",
+    metavar="TOKEN|@FILE",
+    callback=_secret_option,
+    help="API token (default: $OUTPOST_TOKEN, login). Prefer $OUTPOST_TOKEN or @FILE (a file "
+    "holding the token): a command line shows in ps.",
+)
 @click.version_option(package_name="outpost")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
@@ -87,7 +112,14 @@ def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
 
 @cli.command()
 @click.option("--url", "login_url", help="Service URL, e.g. https://outpost.example.org.")
-@click.option("--token", "login_token", help="API token (from `outpost-service create-user`).")
+@click.option(
+    "--token",
+    "login_token",
+    metavar="TOKEN|@FILE",
+    callback=_secret_option,
+    help="API token (from `outpost-service create-user`). Prefer $OUTPOST_TOKEN or @FILE (a "
+    "file holding the token): a command line shows in ps.",
+)
 @click.pass_obj
 def login(obj: _Context, login_url: str | None, login_token: str | None) -> None:
     """Check a service URL and token, then save them to $OUTPOST_HOME/credentials.json (0600).

@@ -54,6 +54,28 @@ def test_configure_takes_url_and_token_from_the_environment(
     assert json.loads(paths.credentials.read_text())["token"] == "env-token"
 
 
+def test_configure_reads_the_token_from_a_file_and_warns_about_a_literal_one(
+    home: Path, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token\n")
+    from_file = CliRunner().invoke(main, ["configure", "ep3", "--token", f"@{token_file}"])
+    assert from_file.exit_code == 0, from_file.output
+    assert "warning" not in from_file.stderr
+    credentials = EndpointPaths.for_name("ep3").credentials
+    assert json.loads(credentials.read_text()) == {"token": "file-token"}
+
+    literal = CliRunner().invoke(main, ["configure", "ep4", "--token", "typed"])
+    assert literal.exit_code == 0
+    assert "--token on the command line is visible" in literal.stderr
+    assert "OUTPOST_TOKEN" in literal.stderr and "@FILE" in literal.stderr
+
+    missing = CliRunner().invoke(main, ["configure", "ep5", "--token", f"@{tmp_path}/none"])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
+    assert not EndpointPaths.for_name("ep5").config.exists()  # nothing written
+    assert "@FILE" in run("configure", "--help").output
+
+
 def test_configure_refuses_to_overwrite_without_force(home: Path) -> None:
     assert run("configure", "ep").exit_code == 0
     again = run("configure", "ep")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -36,6 +37,19 @@ def test_login_checks_the_token_and_writes_credentials(service: FakeService) -> 
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(credentials_path().stat().st_mode) == 0o600
     assert Client().list_endpoints() == []  # the SDK now finds the credentials
+
+
+def test_login_reads_the_token_from_a_file(service: FakeService, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    result = CliRunner().invoke(cli, ["login", "--url", service.url, "--token", f"@{token_file}"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+    assert Client().list_endpoints() == []
+    literal = CliRunner().invoke(cli, ["--token", TOKEN, "--url", service.url, "endpoints", "list"])
+    assert literal.exit_code == 0 and "--token on the command line is visible" in literal.stderr
+    missing = CliRunner().invoke(cli, ["--token", f"@{tmp_path}/none", "endpoints", "list"])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
 
 
 def test_login_with_a_bad_token_writes_nothing(service: FakeService) -> None:

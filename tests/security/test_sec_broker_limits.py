@@ -15,7 +15,7 @@ import requests
 from flask import Flask
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, ConnectionClosedByBroker
 
-from outpost_service.state import limit_dead_letters
+from outpost_service.state import prepare_broker
 
 from ..service.conftest import Caller
 from .conftest import AMQP_URL, GUEST, MANAGEMENT_API, connect, state_of
@@ -58,7 +58,7 @@ def test_a_flooded_dead_letter_queue_stays_at_its_cap(capped_app: Flask) -> None
         # An existing deployment: P.dead already made (without limit arguments) ...
         topology.declare_core(channel)
         # ... gets its cap from the policy, with no redeclaration (no PRECONDITION_FAILED).
-        assert limit_dead_letters(state.config, state.admin)
+        assert prepare_broker(state.config, state.admin)
         policy = state.admin.dead_letter_policy if state.admin else ""
         wait_until(
             lambda: queue_info(topology.dead_queue).get("operator_policy") == policy,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import selectors
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -26,9 +27,13 @@ class Hostile:
             sock.close()
 
 
-def _connect(url: str) -> socket.socket:
+def _connect(url: str, tls: ssl.SSLContext | None = None) -> socket.socket:
     parts = urlsplit(url)
-    return socket.create_connection((parts.hostname, parts.port), timeout=30)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    if parts.scheme == "https":
+        assert tls is not None, "an https:// URL needs the SSL context that trusts it"
+        return tls.wrap_socket(sock, server_hostname=parts.hostname)
+    return sock
 
 
 def long_poll_request(token: str, task_ids: list[str], wait: float = 60) -> bytes:
@@ -41,11 +46,13 @@ def long_poll_request(token: str, task_ids: list[str], wait: float = 60) -> byte
     return head.encode() + body
 
 
-def open_long_polls(url: str, token: str, task_ids: list[str], count: int) -> list[socket.socket]:
+def open_long_polls(
+    url: str, token: str, task_ids: list[str], count: int, tls: ssl.SSLContext | None = None
+) -> list[socket.socket]:
     """``count`` connections, each with one complete 60-second long-poll sent, unread."""
     sockets = []
     for _ in range(count):
-        sock = _connect(url)
+        sock = _connect(url, tls)
         sock.sendall(long_poll_request(token, task_ids))
         sockets.append(sock)
     return sockets
@@ -87,7 +94,13 @@ def status_lines(sockets: list[socket.socket], count: int, timeout: float) -> li
         for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except ssl.SSLWantReadError:  # a TLS record not complete yet
+                continue
+            if isinstance(sock, ssl.SSLSocket):
+                while sock.pending():  # decrypted bytes the selector cannot see
+                    chunk += sock.recv(sock.pending())
             buffers[sock] += chunk
             head, sep, body = buffers[sock].partition(b"\r\n\r\n")
             if not chunk or (sep and _complete(head, body)):

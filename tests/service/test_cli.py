@@ -70,3 +70,39 @@ def test_help_teaches(runner: CliRunner) -> None:
     serve_help = runner.invoke(main, ["serve", "--help"]).output
     for option in ("--port", "--no-ingest", "--amqp-prefix", "--database-url", "--threads"):
         assert option in serve_help
+
+
+def test_secrets_come_from_files_and_literal_ones_are_warned_about(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """``@FILE`` keeps a secret out of ``ps``; a literal secret still works, with a warning."""
+    url = f"sqlite:///{tmp_path}/secret.db"
+    url_file = tmp_path / "database-url"
+    url_file.write_text(url + "\n")
+    made = runner.invoke(main, ["create-user", "frank", "--database-url", f"@{url_file}"])
+    assert made.exit_code == 0, made.output
+    assert Path(f"{tmp_path}/secret.db").exists()  # the URL was read from the file
+    token_file = tmp_path / "token"
+    token_file.write_text(made.output.removeprefix("token: "))
+    revoked = runner.invoke(main, ["revoke-token", f"@{token_file}", "--database-url", url])
+    assert revoked.exit_code == 0, revoked.output
+    assert "warning" not in revoked.stderr
+
+    missing = runner.invoke(main, ["init-db", "--database-url", f"@{tmp_path}/nope"])
+    assert missing.exit_code == 2
+    assert f"cannot read {tmp_path}/nope" in missing.output and "Traceback" not in missing.output
+    (tmp_path / "empty").write_text("\n")
+    empty = runner.invoke(main, ["init-db", "--database-url", f"@{tmp_path}/empty"])
+    assert empty.exit_code == 2 and "is empty" in empty.output
+
+    literal = runner.invoke(main, ["revoke-token", "op_typed-on-the-command-line"])
+    assert "TOKEN on the command line is visible" in literal.stderr
+    no_password = runner.invoke(main, ["init-db", "--database-url", f"sqlite:///{tmp_path}/x.db"])
+    assert "warning" not in no_password.stderr  # nothing secret in it: nothing to warn about
+    with_password = runner.invoke(
+        main, ["init-db", "--database-url", "postgresql+psycopg://u:pw@127.0.0.1:1/db"]
+    )
+    assert "--database-url on the command line is visible" in with_password.stderr
+    assert "OUTPOST_DATABASE_URL" in with_password.stderr
+    help_text = runner.invoke(main, ["serve", "--help"]).output
+    assert "@FILE" in help_text and "ps" in help_text

@@ -44,3 +44,26 @@ def test_mapping_keys_are_checked() -> None:
         ServiceConfig(heartbeat_interval=0)
     with pytest.raises(ConfigurationError, match="amqp_prefix"):
         ServiceConfig(amqp_prefix="has #")
+
+
+def test_fairness_and_broker_limit_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings of docs/SECURITY.md "Fair service" and the broker limits, from the
+    environment (text) and checked with errors that name the setting and its variable."""
+    monkeypatch.setenv("OUTPOST_LONGPOLL_PER_USER", "4")
+    monkeypatch.setenv("OUTPOST_CHANNEL_TIMEOUT", "12.5")
+    monkeypatch.setenv("OUTPOST_DEAD_LETTER_MAX_LENGTH", "1000")
+    monkeypatch.setenv("OUTPOST_ENDPOINT_MAX_CONNECTIONS", "3")
+    config = ServiceConfig.from_env()
+    assert (config.longpoll_per_user, config.channel_timeout) == (4, 12.5)
+    assert (config.dead_letter_max_length, config.endpoint_max_connections) == (1000, 3)
+    assert (config.longpoll_slots, config.connection_limit) == (0, 1000)  # defaults
+
+    monkeypatch.setenv("OUTPOST_LONGPOLL_PER_USER", "lots")
+    with pytest.raises(ConfigurationError, match=r"longpoll_per_user \(env OUTPOST_LONGPOLL"):
+        ServiceConfig.from_env()
+    monkeypatch.delenv("OUTPOST_LONGPOLL_PER_USER")
+    for bad in ({"longpoll_per_user": 0}, {"connection_limit": -1}, {"dead_letter_ttl": 0}):
+        with pytest.raises(ConfigurationError, match=next(iter(bad))):
+            ServiceConfig.from_env(**bad)
+    with pytest.raises(ConfigurationError, match="longpoll_slots must be 0"):
+        ServiceConfig.from_env(longpoll_slots=-2)

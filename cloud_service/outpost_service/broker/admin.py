@@ -5,7 +5,8 @@ every other endpoint's task queue and publish forged results for any task.  Each
 its own user ``outpost-ep-<endpoint_id>`` whose permissions (in the service's vhost only) are:
 
 * configure: nothing (``^$``) -- the service declares every queue and exchange;
-* read: only its task queue ``P.tasks.<id>``;
+* read: only its task queue ``P.tasks.<id>`` (on RabbitMQ >= 4.2.6 this also limits *passive*
+  declarations to that queue: see :data:`PASSIVE_DECLARE_CHECKED` for older brokers);
 * write: only the result exchange ``P.results``, and the topic permission on that exchange
   restricts routing keys to ``<id>.result`` / ``<id>.status``.
 
@@ -47,6 +48,19 @@ TIMEOUT = 10.0
 #: RabbitMQ user limits of an endpoint user: its daemon needs 2 connections (tasks, results)
 #: of one channel each; the rest is room for reconnects that overlap a dying connection.
 DEFAULT_USER_LIMITS = {"max-connections": 8, "max-channels": 16}
+
+
+#: The first RabbitMQ release that checks permissions on *passive* queue declarations
+#: (rabbitmq-server #16085, relaxed by #16272 to "any permission on the queue").  Before it,
+#: any user of the vhost can passive-declare any queue whose name it knows and so read its
+#: depth and consumer count: with per-endpoint users, another endpoint's queue depth.
+PASSIVE_DECLARE_CHECKED = (4, 2, 6)
+
+
+def passive_declare_checked(version: tuple[int, ...] | None) -> bool:
+    """Whether a broker of ``version`` refuses passive declarations of queues a user has no
+    permission on (our endpoint users: every queue but their own)."""
+    return version is not None and version >= PASSIVE_DECLARE_CHECKED
 
 
 def endpoint_user(endpoint_id: str) -> str:
@@ -151,6 +165,13 @@ class BrokerAdmin:
                 },
             },
         )
+
+    def broker_version(self) -> tuple[int, ...] | None:
+        """RabbitMQ's version (``/api/overview``), or None when it does not say."""
+        overview = self._call("GET", "/overview", None)
+        text = str(overview.get("rabbitmq_version", "")) if isinstance(overview, dict) else ""
+        parts = re.match(r"(\d+)\.(\d+)\.(\d+)", text)
+        return tuple(int(p) for p in parts.groups()) if parts else None
 
     @property
     def dead_letter_policy(self) -> str:
