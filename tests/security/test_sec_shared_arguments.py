@@ -15,6 +15,7 @@ daemon: ``test_sec_shared_arguments_e2e.py``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import enum
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from outpost import Client, Executor
 from outpost.errors import ArgumentsNotDataError, SerializationError
 from outpost.protocol import (
     ResultEnvelope,
@@ -30,11 +32,12 @@ from outpost.protocol import (
     TaskEnvelope,
     TaskState,
     decode_message,
+    deserialize,
     function_id_for,
     serialize,
     serialize_function,
 )
-from outpost.protocol.data_only import MAGIC, data_problem, dump_data, load_data
+from outpost.protocol.data_only import MAGIC, data_problem, dump_data, load_data, payload_strategy
 from outpost.protocol.envelopes import b64encode
 from outpost.protocol.sealing import SEAL_MAGIC
 from outpost.protocol.signing import SignatureError, Verifier
@@ -61,6 +64,7 @@ from ..service.conftest import (  # the service fixtures: both backends, real Ra
     row_counts,
 )
 from ..service.test_tasks import take
+from .test_sec_sharing import service_url  # noqa: F401
 
 
 class Touch:
@@ -199,6 +203,48 @@ def test_retries_and_republished_tasks_keep_the_rule(
     error = refused.get_json()["error"]
     assert error["code"] == "arguments_not_data" and "retried tasks[0]" in error["message"]
     assert row_counts(app) == before
+
+
+# --------------------------------------------------------------------------- the SDK
+def test_the_sdk_sends_json_to_shared_endpoints_and_refuses_what_is_not_data(
+    app: Flask,
+    alice: Caller,
+    bob: Caller,
+    amqp_channel: Any,
+    service_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("OUTPOST_HOME", str(tmp_path / "home"))
+    endpoint_id = alice.register_endpoint("polaris")
+    share(alice, endpoint_id)
+    bob_client, alice_client = Client(service_url, bob.token), Client(service_url, alice.token)
+    bob_ex = Executor(endpoint_id, client=bob_client)
+    alice_ex = Executor(endpoint_id, client=alice_client)
+    try:
+        data = bob_ex.submit(repr, (1, 2), key={"k": [None, 2.5]})
+        with pytest.raises(ArgumentsNotDataError, match="belongs to alice") as refused:
+            bob_ex.submit(repr, [1, {2: "a"}])
+        message = str(refused.value)
+        assert "args[0][1] has a int key 2" in message and "ask alice to run the task" in message
+        parent: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        child = bob_ex.submit(repr, parent)  # a dependency: checked when its value is known
+        parent.set_result({1, 2})
+        with pytest.raises(ArgumentsNotDataError, match=r"args\[0\] is a builtins.set"):
+            child.result(timeout=30)
+        owners = alice_ex.submit(repr, (1, 2), {3})  # any value: pickled, as before
+        queue = app_state(app).topology.task_queue(endpoint_id)
+        taken = [decode_message(body) for _p, body in take(amqp_channel, queue, 2)]
+        envelopes = {e.task_id: e for e in taken if isinstance(e, TaskEnvelope)}
+        assert data.task_id_ready.wait(30) and owners.task_id_ready.wait(30)
+        bobs, alices = envelopes[str(data.task_id)], envelopes[str(owners.task_id)]
+        assert (bobs.submitter, alices.submitter) == ("shared", "owner")
+        assert load_data(bobs.args) == [[[1, 2]], {"key": {"k": [None, 2.5]}}]
+        assert payload_strategy(alices.args) is Strategy.PICKLE
+        assert deserialize(alices.args) == (((1, 2), {3}), {})
+    finally:
+        bob_ex.shutdown(wait=False, cancel_futures=True)
+        alice_ex.shutdown(wait=False, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- the endpoint
