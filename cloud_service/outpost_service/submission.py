@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from outpost.protocol import TaskEnvelope
+from outpost_service import submitters
 from outpost_service.errors import BrokerError, BrokerUnavailable, Forbidden, NotFound
 from outpost_service.state import ServiceState
 from outpost_service.store import access as access_store
@@ -53,6 +54,8 @@ def submit(
             stored = task_store.by_request(conn, owner, request_id)
         if not stored:
             check_access(conn, owner, new)
+            endpoint_owners = access_store.owners(conn, {t.endpoint_id for t in new})
+            submitters.check_arguments(owner, new, endpoint_owners)
             payloads = _function_payloads(state, conn, {t.function_id for t in new})
     if stored:
         return _replay(state, request_id or "", stored)
@@ -76,6 +79,7 @@ def submit(
             task_group_id=t.task_group_id,
             resource_specification=t.resource_spec,
             created_at=now,
+            submitter=submitters.submitter(owner, endpoint_owners.get(t.endpoint_id)),
         )
         for t in new
     ]
@@ -124,9 +128,11 @@ def publish(state: ServiceState, envelopes: Sequence[TaskEnvelope], task_ids: li
 
 
 def envelopes_for(state: ServiceState, rows: Sequence[Any]) -> list[TaskEnvelope]:
-    """Task envelopes for stored task rows (see :func:`.store.tasks.unpublished`)."""
+    """Task envelopes for stored task rows (see :func:`.store.tasks.unpublished`), each with
+    its submitter's relation to the endpoint, worked out again from the rows."""
     with state.database.read() as conn:
         payloads = _function_payloads(state, conn, {row.function_id for row in rows})
+        endpoint_owners = access_store.owners(conn, {row.endpoint_id for row in rows})
     return [
         TaskEnvelope(
             task_id=row.task_id,
@@ -137,6 +143,7 @@ def envelopes_for(state: ServiceState, rows: Sequence[Any]) -> list[TaskEnvelope
             task_group_id=row.task_group_id,
             resource_specification=row.resource_spec,
             created_at=row.created_at,
+            submitter=submitters.submitter(row.owner, endpoint_owners.get(row.endpoint_id)),
         )
         for row in rows
     ]

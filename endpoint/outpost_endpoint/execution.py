@@ -15,7 +15,12 @@ import time
 import traceback
 from typing import Any
 
-from outpost.errors import PayloadTooLargeError, SealingError, SerializationError
+from outpost.errors import (
+    ArgumentsNotDataError,
+    PayloadTooLargeError,
+    SealingError,
+    SerializationError,
+)
 from outpost.protocol import (
     DEFAULT_PAYLOAD_LIMIT,
     ErrorInfo,
@@ -26,6 +31,8 @@ from outpost.protocol import (
     serialize,
     serialize_result,
 )
+from outpost.protocol.data_only import REASON as NOT_DATA
+from outpost.protocol.data_only import load_data
 from outpost_endpoint.results import HOSTNAME, this_worker
 from outpost_endpoint.sealed import open_task, seal_result
 
@@ -63,6 +70,10 @@ def run_task(
         return finish(TaskState.FAILED, None, _serialization_error(exc, "arguments", message))
     try:
         function, args, kwargs = _load(task)
+    except ArgumentsNotDataError as exc:
+        error = _serialization_error(exc, "arguments", f"task {task.task_id}: {exc}")
+        error.reason = NOT_DATA
+        return finish(TaskState.FAILED, None, error)
     except SerializationError as exc:
         return finish(TaskState.FAILED, None, _serialization_error(exc, "arguments"))
     try:
@@ -87,13 +98,19 @@ def run_task(
 
 
 def _load(task: TaskEnvelope) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The function and the arguments.  A shared user's arguments are decoded as JSON data
+    only, *before* the function payload is unpickled (:mod:`outpost.protocol.data_only`):
+    a pickle or source payload is refused without being read."""
+    data_only = task.args_must_be_data
+    packed = load_data(task.args) if data_only else None
     function = deserialize(task.function)
     if not callable(function):
         raise SerializationError(
             f"the function payload of task {task.task_id} holds a {type(function).__name__}, "
             "not a callable"
         )
-    packed = deserialize(task.args)
+    if not data_only:
+        packed = deserialize(task.args)
     if (
         not isinstance(packed, (tuple, list))
         or len(packed) != 2
@@ -101,7 +118,7 @@ def _load(task: TaskEnvelope) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         or not isinstance(packed[1], dict)
     ):
         raise SerializationError(
-            f"the args payload of task {task.task_id} must be a pickled (args, kwargs) pair, "
+            f"the args payload of task {task.task_id} must be an (args, kwargs) pair, "
             f"got {type(packed).__name__}"
         )
     return function, tuple(packed[0]), packed[1]

@@ -261,6 +261,15 @@ def _echo_policy(policy: dict[str, Any]) -> None:
         "allowed functions: "
         + ("any" if functions is None else ", ".join(map(str, functions)) or "none")
     )
+    if users and functions is None:
+        click.echo(
+            f"WARNING: {', '.join(map(str, users))} may run ANY code on this endpoint, as your "
+            "Unix account (your files, keys and allocation): without a function allow-list a "
+            "shared user sends his own functions. Their arguments must be JSON data, but the "
+            "functions are theirs. To allow only some functions: outpost endpoints share "
+            f"{policy.get('endpoint_id')} --user NAME --function FUNCTION_ID",
+            err=True,
+        )
 
 
 @cli.group()

@@ -68,6 +68,11 @@ class PayloadTooLargeError(SerializationError):
         self.limit = limit
 
 
+class ArgumentsNotDataError(SerializationError):
+    """A task for an endpoint the submitter does not own has arguments that are not plain JSON
+    data (see :mod:`outpost.protocol.data_only`): pickles could run code as the owner."""
+
+
 # --------------------------------------------------------------------------- configuration
 class ConfigurationError(OutpostError):
     """Configuration (arguments, environment, files) is missing or invalid."""

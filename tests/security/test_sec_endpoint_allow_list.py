@@ -25,7 +25,7 @@ from outpost_endpoint.config import parse_config
 from outpost_endpoint.errors import ConfigError
 
 from ..durability.campaign import work
-from ..durability.conftest import service, service_home  # noqa: F401
+from ..durability.conftest import service, service_database, service_home  # noqa: F401
 from ..e2e.stack import RunningService, make_endpoint
 
 

@@ -21,7 +21,15 @@ from werkzeug.serving import make_server
 from outpost import Client
 from outpost.cli import cli
 from outpost.errors import NotFoundError, PermissionDeniedError
-from outpost.protocol import ErrorInfo, ResultEnvelope, TaskState, decode_message, serialize
+from outpost.protocol import (
+    ErrorInfo,
+    ResultEnvelope,
+    Strategy,
+    TaskState,
+    decode_message,
+    serialize,
+)
+from outpost.protocol.envelopes import b64encode
 from outpost_service.store import tasks as task_store
 from outpost_service.store.database import Database
 from outpost_service.store.schema import SCHEMA_VERSION, endpoint_access, endpoints, meta
@@ -43,6 +51,22 @@ from ..service.conftest import (  # the service fixtures: both backends, real Ra
     row_counts,
 )
 from ..service.test_tasks import take
+
+
+def data_b64(*args: Any) -> str:
+    """Arguments as a JSON payload: what a user an endpoint is shared with may send."""
+    return b64encode(serialize([list(args), {}], Strategy.JSON)) or ""
+
+
+def submit_data(
+    caller: Caller, endpoint_id: str, function_id: str, *args_list: Any, **task: Any
+) -> list[str]:
+    """``Caller.submit`` with JSON arguments (a shared user's pickles are refused)."""
+    tasks = [
+        {"function_id": function_id, "endpoint_id": endpoint_id, "args": data_b64(*a), **task}
+        for a in args_list
+    ]
+    return list(caller.ok("post", "/v1/tasks", {"tasks": tasks})["task_ids"])
 
 
 def put_policy(caller: Caller, endpoint_id: str, body: Any) -> Any:
@@ -78,7 +102,7 @@ def test_sharing_lets_bob_use_alices_endpoint_but_not_her_results(
     assert (own["shared"], own["owner"]) == (False, "alice")
 
     group = str(uuid.uuid4())
-    [bob_task] = bob.submit(endpoint_id, function_id, (-2,), task_group_id=group)
+    [bob_task] = submit_data(bob, endpoint_id, function_id, (-2,), task_group_id=group)
     [alice_task] = alice.submit(endpoint_id, function_id, (-3,))
     with app_state(app).database.write() as conn:
         task_store.finish(
@@ -140,7 +164,7 @@ def test_allow_list_refusal_writes_and_publishes_nothing(
     assert row_counts(app) == before
 
     # the next message in the queue is the allowed task: the refused batches published nothing
-    [task_id] = bob.submit(endpoint_id, allowed, (-5,))
+    [task_id] = submit_data(bob, endpoint_id, allowed, (-5,))
     queue = app_state(app).topology.task_queue(endpoint_id)
     [(_properties, body)] = take(amqp_channel, queue, 1)
     assert decode_message(body).task_id == task_id
@@ -256,6 +280,9 @@ def test_sdk_and_cli_share_an_endpoint(
     )
     assert shared.exit_code == 0, shared.output
     assert "bob" in shared.output and "any" in shared.output
+    # sharing without an allow-list is said loudly: bob may run any code as alice
+    assert "WARNING: bob may run ANY code on this endpoint, as your Unix account" in shared.output
+    assert "WARNING" not in unshared.output
     bob_env = {"OUTPOST_URL": service_url, "OUTPOST_TOKEN": bob.token}
     listing = runner.invoke(cli, ["endpoints", "list"], env=bob_env)
     assert endpoint_id in listing.output and "alice (shared)" in listing.output
@@ -268,7 +295,7 @@ def test_retries_obey_the_current_policy(app: Flask, alice: Caller, bob: Caller)
     function_id = alice.register_function(abs)
     assert put_policy(alice, endpoint_id, {"allowed_users": ["bob"]}).status_code == 200
     group = str(uuid.uuid4())
-    [task_id] = bob.submit(endpoint_id, function_id, (-1,), task_group_id=group)
+    [task_id] = submit_data(bob, endpoint_id, function_id, (-1,), task_group_id=group)
     failure = ErrorInfo(type="ValueError", message="no beam")
     with app_state(app).database.write() as conn:
         task_store.finish(

@@ -25,7 +25,7 @@ from outpost.errors import ConfigurationError
 from outpost.shell import mpi_launcher
 from outpost.shell_template import fill
 
-from ..durability.conftest import service, service_home  # noqa: F401
+from ..durability.conftest import service, service_database, service_home  # noqa: F401
 from ..e2e.stack import RunningService, make_endpoint
 
 

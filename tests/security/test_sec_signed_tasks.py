@@ -26,7 +26,13 @@ from outpost_service.store.schema import meta
 from outpost_service.task_signing import KEY_NAME
 
 from ..durability.campaign import Campaign, database, wait_until, work
-from ..durability.conftest import campaign, endpoint, service, service_home  # noqa: F401
+from ..durability.conftest import (  # noqa: F401
+    campaign,
+    endpoint,
+    service,
+    service_database,
+    service_home,
+)
 from ..e2e.stack import AMQP_URL, RunningEndpoint, RunningService
 
 

@@ -25,9 +25,10 @@ from typing import Any
 
 from flask import Blueprint
 
-from outpost_service import submission
+from outpost_service import submission, submitters
 from outpost_service.auth import current_user, protect
 from outpost_service.state import service_state
+from outpost_service.store import access as access_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
 from outpost_service.validation import get_field, invalid, json_body, uuid_text
@@ -73,6 +74,9 @@ def retry_group(task_group_id: str) -> dict[str, Any]:
         candidates = task_store.retry_candidates(conn, task_group_id, owner, states)
         # the endpoints' current owner, sharing and function allow-list apply to retries too
         submission.check_access(conn, owner, candidates)
+        # ... and so does the data-only rule for arguments sent to others' endpoints
+        endpoint_owners = access_store.owners(conn, {row.endpoint_id for row in candidates})
+        submitters.check_arguments(owner, candidates, endpoint_owners, label="retried tasks")
     pairs: list[dict[str, str]] = []
     new: list[NewTask] = []
     now = time.time()

@@ -68,6 +68,16 @@ def not_usable(conn: Connection, endpoint_ids: Iterable[str], user_id: int) -> l
     return sorted(wanted - found)
 
 
+def owners(conn: Connection, endpoint_ids: Iterable[str]) -> dict[str, int]:
+    """``{endpoint_id: owner's user_id}`` of the known endpoints among ``endpoint_ids``."""
+    rows = conn.execute(
+        sa.select(endpoints.c.endpoint_id, endpoints.c.owner).where(
+            endpoints.c.endpoint_id.in_(set(endpoint_ids))
+        )
+    )
+    return {row.endpoint_id: int(row.owner) for row in rows}
+
+
 def refused_functions(conn: Connection, pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     """The ``(endpoint_id, function_id)`` pairs whose endpoint has an allow-list without that
     function, as ``{"endpoint_id", "function_id"}`` dicts (sorted, each pair once)."""

@@ -135,6 +135,7 @@ def unpublished(
     ``created_before`` (or among ``task_ids``); with what it takes to publish them again."""
     query = sa.select(
         tasks.c.task_id,
+        tasks.c.owner,
         tasks.c.endpoint_id,
         tasks.c.function_id,
         tasks.c.task_group_id,

@@ -19,10 +19,11 @@ from typing import Any
 
 from outpost.client import Client
 from outpost.errors import ConfigurationError
+from outpost.executor.arguments import foreign_owner, serialize_arguments
 from outpost.executor.dependencies import find_futures, placeholder
 from outpost.executor.future import OutpostFuture
 from outpost.executor.sealer import Sealer
-from outpost.executor.submitter import Submission, Submitter, serialize_arguments
+from outpost.executor.submitter import Submission, Submitter
 from outpost.executor.wait_message import why_waiting
 from outpost.executor.watcher import Watcher
 
@@ -176,12 +177,25 @@ class Executor(concurrent.futures.Executor):
             task_group_id=self._task_group_id,
             resource_specification=copy.deepcopy(self._resource_specification),
         )
+        # someone else's endpoint takes JSON data only (see outpost.executor.arguments)
+        submission.shared_from = foreign_owner(self._client, submission.endpoint_id)
         parents = find_futures((args, kwargs))
         limit = self._client.payload_limit
-        if parents:  # check now what can be checked; the real payload is built once they finish
-            serialize_arguments(submission.name, placeholder(args), placeholder(kwargs), limit)
-        else:
-            submission.payload = serialize_arguments(submission.name, args, kwargs, limit)
+        shared_from, endpoint = submission.shared_from, submission.endpoint_id
+        # with parents, check now what can be checked; the real payload is built once they finish
+        checked_args, checked_kwargs = (
+            (placeholder(args), placeholder(kwargs)) if parents else (args, kwargs)
+        )
+        payload = serialize_arguments(
+            submission.name,
+            checked_args,
+            checked_kwargs,
+            limit,
+            shared_from=shared_from,
+            endpoint_id=endpoint,
+        )
+        if not parents:
+            submission.payload = payload
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from outpost.client import Client
-from outpost.errors import OutpostError, PayloadTooLargeError, SerializationError
+from outpost.errors import OutpostError
+from outpost.executor.arguments import serialize_arguments
 from outpost.executor.dependencies import failed_parent, substitute
 from outpost.executor.future import OutpostFuture
 from outpost.executor.sealer import Sealer
-from outpost.protocol import serialize
 from outpost.protocol.envelopes import b64encode
 from outpost.protocol.sealing import RESULT_KEY_FIELD
 
@@ -53,26 +53,12 @@ class Submission:
     resource_specification: dict[str, Any]
     payload: bytes | None = None
     queued_at: float = field(default_factory=time.monotonic)
+    #: The owner's name when the endpoint is someone else's: arguments go as JSON data.
+    shared_from: str | None = None
 
     @property
     def name(self) -> str:
         return f"task {getattr(self.fn, '__name__', type(self.fn).__name__)}"
-
-
-def serialize_arguments(
-    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int | None
-) -> bytes:
-    """``serialize((args, kwargs))`` with an error that names the task."""
-    try:
-        return serialize((args, kwargs), limit=limit)
-    except PayloadTooLargeError as exc:
-        raise PayloadTooLargeError(
-            f"cannot submit {name}: its arguments are too large: {exc}",
-            size=exc.size,
-            limit=exc.limit,
-        ) from exc
-    except SerializationError as exc:
-        raise SerializationError(f"cannot submit {name}: its arguments {exc}") from exc
 
 
 class Submitter:
@@ -135,7 +121,12 @@ class Submitter:
                 submission.args = substitute(submission.args)
                 submission.kwargs = substitute(submission.kwargs)
                 submission.payload = serialize_arguments(
-                    submission.name, submission.args, submission.kwargs, self._client.payload_limit
+                    submission.name,
+                    submission.args,
+                    submission.kwargs,
+                    self._client.payload_limit,
+                    shared_from=submission.shared_from,
+                    endpoint_id=submission.endpoint_id,
                 )
                 submission.queued_at = time.monotonic()
                 with self._cond:

@@ -39,6 +39,10 @@ class TaskState(str, enum.Enum):
 
 _TERMINAL = {TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED, TaskState.LOST}
 
+#: ``TaskEnvelope.submitter`` values the service sets.
+SUBMITTER_OWNER = "owner"
+SUBMITTER_SHARED = "shared"
+
 
 def b64encode(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
@@ -115,12 +119,23 @@ class TaskEnvelope(_Envelope):
     task_group_id: str | None = None
     resource_specification: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    #: Who sent the task, as the service knows it: ``"owner"`` (the endpoint's owner) or
+    #: ``"shared"`` (a user it is shared with, whose arguments must be JSON data, see
+    #: :mod:`outpost.protocol.data_only`).  Set by the service, covered by its signature;
+    #: None (a message from an older service) means the owner, as before.
+    submitter: str | None = None
     #: Set by the service's signature (see :mod:`outpost.protocol.signing`); optional.
     issued_at: float | None = None
     sig: str | None = None
 
+    @property
+    def args_must_be_data(self) -> bool:
+        """Whether this task's arguments may only be JSON data: any submitter but the owner
+        (an unknown value too: the rule fails closed)."""
+        return self.submitter not in (None, SUBMITTER_OWNER)
+
     def to_dict(self) -> dict[str, Any]:
-        return _signature_fields(self, {
+        data = _signature_fields(self, {
             "v": PROTOCOL_VERSION,
             "type": self.TYPE,
             "task_id": self.task_id,
@@ -132,6 +147,9 @@ class TaskEnvelope(_Envelope):
             "resource_specification": self.resource_specification,
             "created_at": self.created_at,
         })  # fmt: skip
+        if self.submitter is not None:  # additive: older messages stay exactly as they were
+            data["submitter"] = self.submitter
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskEnvelope:
@@ -144,6 +162,7 @@ class TaskEnvelope(_Envelope):
             task_group_id=_optional(data, "task_group_id", str, None),
             resource_specification=_optional(data, "resource_specification", dict, {}) or {},
             created_at=float(_optional(data, "created_at", (int, float), 0.0) or 0.0),
+            submitter=_optional(data, "submitter", str, None),
             **_read_signature_fields(data),
         )
 

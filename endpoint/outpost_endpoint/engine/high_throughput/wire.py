@@ -59,6 +59,7 @@ def task_header(task: TaskEnvelope, **dispatch: Any) -> bytes:
             "task_group_id": task.task_group_id,
             "resource_specification": task.resource_specification,
             "created_at": task.created_at,
+            "submitter": task.submitter,
             "issued_at": task.issued_at,
             "sig": task.sig,
             **dispatch,
@@ -77,6 +78,7 @@ def task_from_header(header: dict[str, Any], function: bytes, args: bytes) -> Ta
         task_group_id=header.get("task_group_id"),
         resource_specification=header.get("resource_specification") or {},
         created_at=header.get("created_at") or 0.0,
+        submitter=header.get("submitter"),
         issued_at=header.get("issued_at"),
         sig=header.get("sig"),
     )
