@@ -1,6 +1,10 @@
 """``/v1/task_groups/<gid>``: a campaign's tasks, its outcome summary, and retry of failures.
 
-A group is just a label on tasks: an unknown group (or someone else's) lists no tasks.
+A group is a label on tasks: it exists for a user once one of their tasks carries it.  Every
+route answers 404 ``no task group <id> among yours`` for a group without any of the caller's
+tasks -- unknown, someone else's (its existence is not revealed), past retention, or created by
+an Executor whose first batch is not stored yet -- rather than an empty, successful answer that
+reads like "0 tasks" and hides a lost campaign.
 
 * ``GET .../tasks``: every task, so another process can reload its futures (fire-and-forget);
   ``retried_by`` names the task that retried one, so a client can follow each task to its latest
@@ -27,6 +31,7 @@ from flask import Blueprint
 
 from outpost_service import submission
 from outpost_service.auth import current_user, protect
+from outpost_service.errors import NotFound
 from outpost_service.state import service_state
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
@@ -48,6 +53,8 @@ def group_tasks(task_group_id: str) -> dict[str, Any]:
     task_group_id = uuid_text(task_group_id, "task_group_id")
     with state.database.read() as conn:
         rows = task_store.in_group(conn, task_group_id, current_user().user_id)
+    if not rows:
+        raise unknown_group(task_group_id)
     return {
         "task_group_id": task_group_id,
         "tasks": [
@@ -71,6 +78,8 @@ def retry_group(task_group_id: str) -> dict[str, Any]:
     states = _states(json_body())
     with state.database.read() as conn:
         candidates = task_store.retry_candidates(conn, task_group_id, owner, states)
+        if not candidates and not task_store.group_exists(conn, task_group_id, owner):
+            raise unknown_group(task_group_id)
         # the endpoints' current owner, sharing and function allow-list apply to retries too
         submission.check_access(conn, owner, candidates)
     pairs: list[dict[str, str]] = []
@@ -98,6 +107,17 @@ def retry_group(task_group_id: str) -> dict[str, Any]:
     return {"task_group_id": task_group_id, "retried": pairs}
 
 
+def unknown_group(task_group_id: str) -> NotFound:
+    """The 404 of a group without any of the caller's tasks (the same for another user's)."""
+    return NotFound(
+        f"no task group {task_group_id} among yours: no task of yours carries that "
+        "task_group_id (check the id: it is the Executor's task_group_id; a group exists once "
+        "its first task is stored, and is gone after its tasks' retention)",
+        code="task_group_not_found",
+        details={"task_group_id": task_group_id},
+    )
+
+
 def _states(body: dict[str, Any]) -> list[str]:
     states = get_field(body, "states", list, required=False)
     if states is None:
@@ -120,6 +140,8 @@ def group_summary(task_group_id: str) -> dict[str, Any]:
     task_group_id = uuid_text(task_group_id, "task_group_id")
     with state.database.read() as conn:
         rows = task_store.group_outcomes(conn, task_group_id, current_user().user_id)
+    if not rows:
+        raise unknown_group(task_group_id)
     latest = [r for r in rows if r.retried_by is None]
     errors: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
     for row in latest:
