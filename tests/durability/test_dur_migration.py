@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from outpost_service.errors import StoreError
-from outpost_service.store import Database
+from outpost_service.store import Database, groups
 from outpost_service.store.schema import SCHEMA_VERSION, meta, tasks
 
 from ..service.conftest import database_url, postgres_database  # noqa: F401
@@ -27,6 +27,7 @@ def make_version_1(url: str) -> None:
             conn.exec_driver_sql(f"DROP INDEX {index}")
         for column in ("published", "request_id", "deadline", "retried_by"):
             conn.exec_driver_sql(f"ALTER TABLE tasks DROP COLUMN {column}")
+        conn.exec_driver_sql("DROP TABLE task_group_counts")  # version 6
         conn.execute(meta.update().values(value="1"))
         # Bound values, not literals: booleans and blobs are spelled differently per backend.
         conn.execute(sa.text("INSERT INTO users (user_id, name, created_at) VALUES (1, 'a', 0)"))
@@ -87,9 +88,37 @@ def test_version_4_gets_the_expiry_index(database_url: str) -> None:
         version = conn.execute(sa.select(meta.c.value)).scalar_one()
         task_ids = list(conn.execute(sa.select(tasks.c.task_id)).scalars())
     database.dispose()
-    assert version == "5" == str(SCHEMA_VERSION)
+    assert version == str(SCHEMA_VERSION)
     assert indexes["ix_tasks_state_deadline"] == ["state", "deadline"]
     assert "ix_tasks_deadline" not in indexes
+    assert task_ids == ["t"]
+
+
+def test_version_5_gets_the_task_group_counts(database_url: str) -> None:
+    """Version 6 adds ``task_group_counts`` (what executors declared they submitted); the
+    tasks are kept, and a group of an older SDK has no count (None)."""
+    url = database_url
+    make_version_1(url)
+    database = Database(url)
+    database.ensure_schema()  # 1 -> 6, then make it look like version 5 wrote it
+    with database.write() as conn:
+        conn.exec_driver_sql("DROP TABLE task_group_counts")
+        conn.execute(meta.update().values(value="5"))
+    database.dispose()
+    database = Database(url)
+    database.ensure_schema()
+    group = "3f0c0000-0000-4000-8000-000000000001"
+    with database.write() as conn:
+        assert groups.submitted(conn, 1, group) is None
+        groups.declare(conn, 1, group, "client-a", 300)
+        groups.declare(conn, 1, group, "client-a", 77)  # a late, older count never lowers it
+        groups.declare(conn, 1, group, "client-b", 5)
+    with database.read() as conn:
+        version = conn.execute(sa.select(meta.c.value)).scalar_one()
+        task_ids = list(conn.execute(sa.select(tasks.c.task_id)).scalars())
+        assert groups.submitted(conn, 1, group) == 305
+    database.dispose()
+    assert version == "6" == str(SCHEMA_VERSION)
     assert task_ids == ["t"]
 
 

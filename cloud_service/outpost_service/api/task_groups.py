@@ -11,7 +11,9 @@ reads like "0 tasks" and hides a lost campaign.
   attempt.
 * ``GET .../summary``: "how did my 1,000 runs go": counts per state (of all tasks and of the
   latest attempts) and the failures grouped by error type and message, most frequent first,
-  with example task ids.
+  with example task ids; ``submitted`` (how many tasks the SDK executors accepted for the
+  group, as they declared with their submits; None from older SDKs) next to ``stored`` (the
+  group's original tasks, retries not counted) shows tasks that never reached the service.
 * ``POST .../retry`` ``{"states": ["failed", "lost"]}``: a NEW task (same function, arguments,
   endpoint, resource specification, group) for every latest attempt in one of those states; the
   old task records ``retried_by``.  Tasks that succeeded are never rerun, and a task already
@@ -33,6 +35,7 @@ from outpost_service import submission
 from outpost_service.auth import current_user, protect
 from outpost_service.errors import NotFound
 from outpost_service.state import service_state
+from outpost_service.store import groups as group_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
 from outpost_service.validation import get_field, invalid, json_body, uuid_text
@@ -53,10 +56,12 @@ def group_tasks(task_group_id: str) -> dict[str, Any]:
     task_group_id = uuid_text(task_group_id, "task_group_id")
     with state.database.read() as conn:
         rows = task_store.in_group(conn, task_group_id, current_user().user_id)
+        submitted = group_store.submitted(conn, current_user().user_id, task_group_id)
     if not rows:
         raise unknown_group(task_group_id)
     return {
         "task_group_id": task_group_id,
+        "submitted": submitted,
         "tasks": [
             {
                 "task_id": r.task_id,
@@ -140,6 +145,7 @@ def group_summary(task_group_id: str) -> dict[str, Any]:
     task_group_id = uuid_text(task_group_id, "task_group_id")
     with state.database.read() as conn:
         rows = task_store.group_outcomes(conn, task_group_id, current_user().user_id)
+        submitted = group_store.submitted(conn, current_user().user_id, task_group_id)
     if not rows:
         raise unknown_group(task_group_id)
     latest = [r for r in rows if r.retried_by is None]
@@ -152,6 +158,8 @@ def group_summary(task_group_id: str) -> dict[str, Any]:
         "task_group_id": task_group_id,
         "tasks": len(rows),
         "retried": len(rows) - len(latest),
+        "submitted": submitted,
+        "stored": len(latest),
         "states": dict(collections.Counter(r.state for r in rows)),
         "latest_states": dict(collections.Counter(r.state for r in latest)),
         "errors": [
