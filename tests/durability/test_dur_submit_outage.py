@@ -91,12 +91,16 @@ class Script:
             try:
                 line = self._queue.get(timeout=WAIT)
             except queue.Empty:
-                raise AssertionError(f"no {text!r} from the script:\n" + "\n".join(self.lines)) from None
+                raise AssertionError(f"no {text!r} from the script:\n{self.output}") from None
             if line is None:
-                raise AssertionError(f"the script ended before {text!r}:\n" + "\n".join(self.lines))
+                raise AssertionError(f"the script ended before {text!r}:\n{self.output}")
             self.lines.append(line)
             if text in line:
                 return line
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
 
     def go(self) -> None:
         assert self.process.stdin is not None
