@@ -128,3 +128,27 @@ def test_a_damaged_unsent_file_is_refused_clearly(client: Client, tmp_path: Path
     with pytest.raises(ConfigurationError, match="cannot read"):
         ex.resubmit_unsent(tmp_path / "missing.json")
     ex.shutdown()
+
+
+def test_interrupting_during_an_outage_saves_the_queued_calls(
+    service: FakeService, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What Ctrl-C in ``with Executor(...)`` does (``__exit__`` calls ``interrupt()``)."""
+    service.fail_next[TASKS] = 10**9
+    ex = Executor(ENDPOINT, client, submit_retry_for=600)
+    futures = [ex.submit(add, i) for i in range(4)]
+    with pytest.raises(KeyboardInterrupt), ex:
+        raise KeyboardInterrupt  # returns at once: nothing waits for the 600 s of retries
+    errors = [f.exception(timeout=WAIT) for f in futures]
+    assert all(isinstance(e, SubmitAbandonedError) for e in errors), errors
+    path = Path(errors[0].path)  # type: ignore[union-attr]
+    saved = json.loads(path.read_text())
+    assert sum(len(b["calls"]) for b in saved["batches"]) == 4
+    err = capsys.readouterr().err
+    assert f"Executor(task_group_id='{ex.task_group_id}').reload_tasks()" in err
+    assert f"outpost tasks resubmit {path}" in err
+    service.fail_next[TASKS] = 0
+    again = Executor(ENDPOINT, client)
+    assert [f.result(timeout=WAIT) for f in again.resubmit_unsent(path)] == [0, 1, 2, 3]
+    again.shutdown()
+    assert len(service.tasks) == 4
