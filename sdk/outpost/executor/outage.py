@@ -143,6 +143,18 @@ class OutageRetry:
         )
 
 
+def stop_reason(why: BaseException | None, url: str, retry_for: float) -> str:
+    """Why an executor stopped submitting, for :class:`SubmitAbandonedError`'s message."""
+    if isinstance(why, GiveUp):
+        return (
+            f"the service at {url} stayed unreachable for {why.outage:.0f} s, longer than "
+            f"submit_retry_for={retry_for:g} s (last error: {_short(why.error)})"
+        )
+    if isinstance(why, Interrupted):
+        return "the executor was interrupted"
+    return "submitting had already been given up"
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) <= 200 else text[:200] + "..."

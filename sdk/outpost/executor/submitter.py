@@ -43,9 +43,15 @@ from outpost.errors import (
 )
 from outpost.executor.dependencies import failed_parent, substitute
 from outpost.executor.future import OutpostFuture
-from outpost.executor.outage import GiveUp, Interrupted, OutageRetry
+from outpost.executor.outage import GiveUp, Interrupted, OutageRetry, stop_reason
 from outpost.executor.sealer import Sealer
-from outpost.executor.unsent import UnsentBatch, UnsentCall, UnsentWriter, split
+from outpost.executor.unsent import (
+    UnsentBatch,
+    UnsentCall,
+    UnsentWriter,
+    abandoned_error,
+    split,
+)
 from outpost.protocol import serialize
 from outpost.protocol.envelopes import b64encode
 from outpost.protocol.sealing import RESULT_KEY_FIELD
@@ -427,29 +433,8 @@ class Submitter:
             submission.future._submission_failed(error)
 
     def _error(self, why: Exception | None, path: str) -> SubmitAbandonedError:
-        record = self._unsent.record
-        group = record.task_group_id
-        how = (
-            f"resubmit them with `outpost tasks resubmit {path}` (or "
-            f"Executor(task_group_id='{group}').resubmit_unsent('{path}')); resubmitting never "
-            "stores a task twice"
-        )
-        if isinstance(why, GiveUp):
-            what = (
-                f"the service at {self._client.url} stayed unreachable for {why.outage:.0f} s, "
-                f"longer than submit_retry_for={self._retry.retry_for:g} s (last error: "
-                f"{why.error})"
-            )
-        elif isinstance(why, Interrupted):
-            what = "the executor was interrupted"
-        else:
-            what = "submitting had already been given up"
-        return SubmitAbandonedError(
-            f"{what}: {record.calls} task(s) of group {group} were not submitted; they are "
-            f"saved in {path}: {how}",
-            path=path,
-            details={"task_group_id": group, "unsent": record.calls},
-        )
+        what = stop_reason(why, self._client.url, self._retry.retry_for)
+        return abandoned_error(self._unsent.record, path, what)
 
     def _unsent_calls(self, submissions: list[Submission]) -> list[UnsentCall]:
         calls = []

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from outpost.errors import ConfigurationError
+from outpost.errors import ConfigurationError, SubmitAbandonedError
 from outpost.protocol import function_id_for
 from outpost.protocol.conventions import outpost_home
 
@@ -110,6 +110,19 @@ class UnsentWriter:
             self.record.batches.extend(b for b in batches if b.request_id not in known and b.calls)
             write(self.record, self.path)
             return self.path
+
+
+def abandoned_error(record: UnsentRecord, path: str, what: str) -> SubmitAbandonedError:
+    """The error that tells the user ``what`` happened, where the calls are and what to run."""
+    group = record.task_group_id
+    return SubmitAbandonedError(
+        f"{what}: {record.calls} task(s) of group {group} were not submitted; they are saved in "
+        f"{path}: resubmit them with `outpost tasks resubmit {path}` (or "
+        f"Executor(task_group_id='{group}').resubmit_unsent('{path}')); resubmitting never "
+        "stores a task twice",
+        path=path,
+        details={"task_group_id": group, "unsent": record.calls},
+    )
 
 
 def write(record: UnsentRecord, path: Path) -> None:
