@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -153,3 +157,45 @@ def test_interrupting_during_an_outage_saves_the_queued_calls(
     assert sorted(f.result(timeout=WAIT) for f in again.resubmit_unsent(path)) == [0, 1, 2, 3]
     again.shutdown()
     assert len(service.tasks) == 4
+
+
+EXIT_DURING_OUTAGE = """
+import sys
+from outpost import Client, Executor
+
+client = Client(sys.argv[1], "token", retries=0)
+ex = Executor(sys.argv[2], client, submit_retry_for=600)
+for i in range(3):
+    ex.submit(abs, -i)
+print("submitted", flush=True)
+# the script ends without shutdown(): the exit waits for the queued tasks (fire-and-forget)
+"""
+
+
+def test_ctrl_c_while_the_exit_waits_out_an_outage_saves_the_tasks(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "script.py"
+    script.write_text(EXIT_DURING_OUTAGE)
+    env = {**os.environ, "OUTPOST_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(script), f"http://127.0.0.1:{port}", ENDPOINT],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "is unreachable" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=10)
+    output = "".join(lines) + rest
+    assert "KeyboardInterrupt" in output, output  # (an atexit handler's error keeps status 0)
+    [path] = (tmp_path / "home" / "unsent").glob("*.json")
+    assert f"outpost tasks resubmit {path}" in output
+    assert json.loads(path.read_text())["calls"] == 3

@@ -43,7 +43,7 @@ from outpost.errors import (
 )
 from outpost.executor.dependencies import failed_parent, substitute
 from outpost.executor.future import OutpostFuture
-from outpost.executor.outage import GiveUp, Interrupted, OutageRetry, stop_reason
+from outpost.executor.outage import GiveUp, Interrupted, OutageRetry, announce, stop_reason
 from outpost.executor.sealer import Sealer
 from outpost.executor.unsent import (
     UnsentBatch,
@@ -127,6 +127,9 @@ class Submitter:
         self._accepted: dict[str, int] = {}
         self._abandoned: SubmitAbandonedError | None = None
         self._interrupted = False
+        #: Batches being prepared (functions registering) and batches being posted, by request
+        #: id, so an interrupt can save them (the thread may never get to).
+        self._preparing: dict[str, list[Submission]] = {}
         self._in_flight: dict[str, UnsentBatch] = {}
         #: Seals arguments for the endpoint when the executor encrypts (``encrypt=True``).
         self._sealer = sealer
@@ -274,6 +277,7 @@ class Submitter:
             return
         request_id = request_id or str(uuid.uuid4())
         sent: list[Submission] = []
+        self._preparing[request_id] = claimed
         try:
             tasks, sent = self._prepare(claimed)
             if not tasks:
@@ -287,10 +291,12 @@ class Submitter:
             self._in_flight[request_id] = UnsentBatch(request_id, self._unsent_calls(sent))
             task_ids = self._retry.call(functools.partial(self._post, tasks, request_id, declared))
         except (GiveUp, Interrupted) as stop:
-            if request_id in self._in_flight:  # the request may have been stored: keep its id
+            # The request may have been stored: keep its id.  Never sent: the id is new, and
+            # keeping it matches what an interrupt may have saved already (no duplicate).
+            if request_id in self._in_flight:
                 self._set_aside(sent, request_id, stop)
             else:
-                self._set_aside([s for s in claimed if not s.future.done()], None, stop)
+                self._set_aside([s for s in claimed if not s.future.done()], request_id, stop)
             return
         except OutpostError as exc:
             error = _with_context(exc, f"a batch of {len(sent)} tasks")
@@ -301,6 +307,7 @@ class Submitter:
             return
         finally:
             self._in_flight.pop(request_id, None)
+            self._preparing.pop(request_id, None)
         for submission, task_id in zip(sent, task_ids, strict=True):
             submission.future.task_id = task_id
             self._on_accepted(submission.future)
@@ -399,6 +406,11 @@ class Submitter:
             rest = [s for s in self._queue if s.future._claim_for_sending()]
             self._queue.clear()
             in_flight = list(self._in_flight.values())
+            in_flight += [
+                UnsentBatch(key, self._unsent_calls([s for s in claimed if not s.future.done()]))
+                for key, claimed in list(self._preparing.items())
+                if key not in self._in_flight
+            ]
             self._cond.notify_all()
         self._retry.interrupt()
         _LIVE.discard(self)  # its thread may sit in a request; exiting must not wait for it
@@ -462,14 +474,21 @@ _LIVE: weakref.WeakSet[Submitter] = weakref.WeakSet()
 def _flush_at_exit() -> None:
     """Send every queued task before the interpreter exits, as CPython's executors finish
     their work items; tasks held for dependencies are waited for (they cannot be sent
-    otherwise)."""
+    otherwise).  During a service outage this waits up to ``submit_retry_for``; Ctrl-C then
+    saves the unsent calls to a file (see :meth:`Submitter.interrupt`)."""
     for submitter in list(_LIVE):
         with submitter._cond:
             held = submitter._held
         if held:
             log.warning("waiting for %d tasks whose dependencies have not finished", held)
         submitter.stop()
-        submitter.join()
+        try:
+            submitter.join()
+        except KeyboardInterrupt:  # Ctrl-C while an outage holds the exit: save, do not drop
+            error = submitter.interrupt()
+            if error is not None:
+                announce(f"outpost: {error}")
+            raise
 
 
 def _with_context(exc: OutpostError, what: str) -> OutpostError:
