@@ -332,6 +332,20 @@ def openapi_document() -> dict[str, Any]:
                                 "type": "string",
                                 "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
                             },
+                            # How many tasks the submitting executor accepted for its group
+                            # so far (the group summary's `submitted`).
+                            "group_submitted": {
+                                "type": "object",
+                                "required": ["task_group_id", "client_id", "count"],
+                                "properties": {
+                                    "task_group_id": _UUID,
+                                    "client_id": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
+                                    },
+                                    "count": {"type": "integer", "minimum": 0},
+                                },
+                            },
                         },
                     },
                     extra={**_403, **_503},
@@ -389,6 +403,7 @@ def openapi_document() -> dict[str, Any]:
                         "type": "object",
                         "properties": {
                             "task_group_id": _UUID,
+                            "submitted": {"type": ["integer", "null"]},
                             "tasks": {
                                 "type": "array",
                                 "items": {
@@ -447,6 +462,10 @@ def openapi_document() -> dict[str, Any]:
                             "task_group_id": _UUID,
                             "tasks": {"type": "integer"},
                             "retried": {"type": "integer"},
+                            # tasks the SDK executors accepted (null: none declared) and the
+                            # group's original tasks stored; they differ when some were lost
+                            "submitted": {"type": ["integer", "null"]},
+                            "stored": {"type": "integer"},
                             "states": {"type": "object"},
                             "latest_states": {"type": "object"},
                             "errors": {"type": "array", "items": {"type": "object"}},

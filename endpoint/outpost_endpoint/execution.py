@@ -20,6 +20,7 @@ from outpost.errors import (
     PayloadTooLargeError,
     SealingError,
     SerializationError,
+    remote_base_exception,
 )
 from outpost.protocol import (
     DEFAULT_PAYLOAD_LIMIT,
@@ -125,10 +126,17 @@ def _load(task: TaskEnvelope) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
 
 
 def exception_info(exc: BaseException, payload_limit: int | None) -> ErrorInfo:
-    """Describe an exception raised by a task, keeping the original for the SDK if it pickles."""
+    """Describe an exception raised by a task, keeping the original for the SDK if it pickles.
+
+    A ``BaseException`` that is not an ``Exception`` (``sys.exit()`` in the task) is shipped as
+    :class:`outpost.errors.RemoteSystemExit` / ``RemoteBaseException``: the client re-raises the
+    payload from ``future.result()``, and a real ``SystemExit`` there would end the client's
+    script.  ``type`` still names the original class.
+    """
     payload: bytes | None
+    text = "".join(traceback.format_exception(exc))
     try:
-        pickled = serialize(exc, limit=payload_limit)
+        pickled = serialize(remote_base_exception(exc, text), limit=payload_limit)
         deserialize(pickled)  # an exception that pickles but cannot be rebuilt is no use
         payload = pickled
     except Exception:
@@ -137,7 +145,7 @@ def exception_info(exc: BaseException, payload_limit: int | None) -> ErrorInfo:
         type=qualified_name(type(exc)),
         message=str(exc),
         reason="exception",
-        traceback="".join(traceback.format_exception(exc)),
+        traceback=text,
         payload=payload,
     )
 

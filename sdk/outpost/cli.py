@@ -21,6 +21,7 @@ from outpost.client import Client
 from outpost.credentials import normalize_url, write_credentials
 from outpost.endpoint_keys import fingerprint_of, read_pins, write_pin
 from outpost.errors import OutpostError, ResultNotReady, ServiceError, TaskError
+from outpost.executor import Executor, unsent
 from outpost.executor.wait_message import endpoint_problem
 from outpost.protocol.conventions import exposed_secret, read_secret
 
@@ -38,6 +39,7 @@ Examples:
   outpost endpoints trust 5e1f...   # accept its rotated sealing key (encrypt=True)
   outpost tasks group 3f0c...   # states of every task of an Executor's task_group_id
   outpost tasks retry --group 3f0c... --state failed   # rerun only the failures
+  outpost tasks resubmit ~/.outpost/unsent/3f0c...json   # what an executor could not send
   outpost tasks result 9a1e...  # print a task's value, or its remote traceback
 """
 
@@ -314,6 +316,17 @@ def tasks_group(obj: _Context, group_id: str, as_json: bool, list_tasks: bool) -
     click.echo(f"{len(items)} tasks ({_counts(counts)})")
     if summary is None:
         return
+    submitted, stored = summary.get("submitted"), summary.get("stored")
+    if isinstance(submitted, int) and isinstance(stored, int) and submitted != stored:
+        click.echo(f"submitted {submitted}, stored {stored}", nl=False)
+        if submitted > stored:
+            click.echo(
+                f": {submitted - stored} task(s) accepted by Executor.submit never reached the "
+                "service; the submitting script printed an unsent-tasks file to resubmit with "
+                "`outpost tasks resubmit FILE`"
+            )
+        else:
+            click.echo(" (tasks from clients that do not declare their count)")
     if summary.get("retried"):
         latest = _counts(summary.get("latest_states") or {})
         click.echo(f"latest attempts: {latest} ({summary['retried']} tasks were retried)")
@@ -372,6 +385,27 @@ def tasks_retry(
     for pair in pairs:
         click.echo(f"{pair['old']} -> {pair['new']}")
     click.echo(f"retried {len(pairs)} task(s) ({', '.join(chosen)}) of group {group_id}")
+
+
+@tasks.command("resubmit")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.pass_obj
+def tasks_resubmit(obj: _Context, path: str) -> None:
+    """Submit the tasks an executor saved when it gave up (the unsent-tasks FILE its error
+    named, under $OUTPOST_HOME/unsent/).  Tasks the service already stored are not stored
+    again, so running it twice is safe.  Prints the task group to follow them with."""
+    record = unsent.read(path)
+    client = obj.client()
+    executor = Executor(client=client, task_group_id=record.task_group_id, encrypt=record.encrypt)
+    try:
+        futures = executor.resubmit_unsent(path)
+    finally:
+        executor.shutdown(wait=False)
+    group = record.task_group_id
+    click.echo(
+        f"resubmitted {len(futures)} task(s) of group {group}; follow them with "
+        f"`outpost tasks group {group}` or Executor(task_group_id='{group}').reload_tasks()"
+    )
 
 
 @tasks.command("result")

@@ -169,18 +169,35 @@ class Client:
         if cached is not None and cached[0] is strategy:
             return str(cached[1])
         payload = self.function_payload(fn, strategy)
-        body: dict[str, Any] = {"function": b64encode(payload)}
         label = name or getattr(fn, "__name__", None)
-        if isinstance(label, str):
-            body["name"] = label
-        answer = self._http.request("POST", "/v1/functions", json=body, idempotent=True)
-        function_id = _field(answer, "function_id", str, "POST /v1/functions")
+        function_id = self.register_function_payload(
+            payload, label if isinstance(label, str) else None
+        )
         self._function_ids.put(fn, (strategy, function_id))
         return function_id
 
+    def register_function_payload(self, payload: bytes, name: str | None = None) -> str:
+        """Register an already serialized function (as saved in an unsent-tasks file) and
+        return its id; the same bytes always get the same id."""
+        body: dict[str, Any] = {"function": b64encode(payload)}
+        if name:
+            body["name"] = name[:64]
+        answer = self._http.request("POST", "/v1/functions", json=body, idempotent=True)
+        return str(_field(answer, "function_id", str, "POST /v1/functions"))
+
     # ------------------------------------------------------------------ tasks
-    def submit_tasks(self, tasks: list[dict[str, Any]], request_id: str | None = None) -> list[str]:
+    def submit_tasks(
+        self,
+        tasks: list[dict[str, Any]],
+        request_id: str | None = None,
+        *,
+        group_submitted: dict[str, Any] | None = None,
+    ) -> list[str]:
         """``POST /v1/tasks``; returns the task ids in the order of ``tasks``.
+
+        ``group_submitted`` (``{"task_group_id", "client_id", "count"}``) tells the service how
+        many tasks this client (an executor) has accepted for the group so far, so the group
+        summary can show ``submitted N, stored M`` when some never arrived.
 
         Each task is ``{"function_id", "endpoint_id", "args": base64, "task_group_id"?,
         "resource_specification"?}``.  The request carries ``request_id`` (a fresh uuid4 when not
@@ -190,7 +207,9 @@ class Client:
         """
         if not tasks:
             return []
-        body = {"tasks": tasks, "request_id": request_id or str(uuid.uuid4())}
+        body: dict[str, Any] = {"tasks": tasks, "request_id": request_id or str(uuid.uuid4())}
+        if group_submitted is not None:
+            body["group_submitted"] = group_submitted
         answer = self._http.request("POST", "/v1/tasks", json=body, idempotent=True)
         task_ids = _field(answer, "task_ids", list, "POST /v1/tasks")
         if len(task_ids) != len(tasks) or not all(isinstance(t, str) for t in task_ids):

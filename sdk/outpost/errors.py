@@ -120,6 +120,26 @@ class ServiceUnavailableError(ServiceError):
     """The service could not be reached or is temporarily unable to answer."""
 
 
+class SubmitAbandonedError(ServiceUnavailableError):
+    """An executor stopped retrying submits: the service stayed unreachable longer than
+    ``submit_retry_for`` (or the script was interrupted).  The calls it could not deliver are
+    saved in ``path`` (``details["path"]``); ``outpost tasks resubmit PATH`` or
+    ``Executor.resubmit_unsent(PATH)`` submits them later, without duplicating any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        status: int = 0,
+        code: str = "submit_abandoned",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        details = {**(details or {}), "path": path}
+        super().__init__(message, status=status, code=code, details=details)
+        self.path = path
+
+
 # --------------------------------------------------------------------------- task outcomes
 class TaskError(OutpostError):
     """A task did not produce a value."""
@@ -135,6 +155,55 @@ class RemoteExecutionError(TaskError):
         super().__init__(message)
         self.remote_type = remote_type
         self.remote_traceback = remote_traceback
+
+
+class RemoteBaseException(RemoteExecutionError):
+    """The task raised a ``BaseException`` that is not an ``Exception`` (``SystemExit`` from
+    ``sys.exit()``, ``KeyboardInterrupt``, ``GeneratorExit``).
+
+    Re-raising the original in the client would exit or interrupt the *client's* script (a
+    task's ``sys.exit(3)`` once made the laptop script exit with status 3), so the endpoint and
+    the SDK both turn it into this ordinary exception: ``remote_type`` names the original class
+    and ``code`` keeps ``SystemExit.code``.  Build one with :func:`remote_base_exception`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        remote_type: str = "",
+        remote_traceback: str = "",
+        code: Any = None,
+    ) -> None:
+        super().__init__(message, remote_type=remote_type, remote_traceback=remote_traceback)
+        self.code = code
+
+
+class RemoteSystemExit(RemoteBaseException):
+    """The task called ``sys.exit(code)`` (or raised ``SystemExit``); ``code`` is its status."""
+
+
+def remote_base_exception(exc: BaseException, remote_traceback: str = "") -> BaseException:
+    """``exc`` itself if it is an ``Exception``; otherwise the :class:`RemoteBaseException`
+    (:class:`RemoteSystemExit` for ``SystemExit``) that stands for it, so that raising the
+    result never exits or interrupts the process that raises it."""
+    if isinstance(exc, Exception):
+        return exc
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    if isinstance(exc, SystemExit):
+        return RemoteSystemExit(
+            f"the task called sys.exit({exc.code!r}) (raised {kind}); it ended the task, not "
+            "this process",
+            remote_type=kind,
+            remote_traceback=remote_traceback,
+            code=exc.code,
+        )
+    return RemoteBaseException(
+        f"the task raised {kind}({str(exc)!r}), a BaseException that is not an Exception; it "
+        "ended the task, not this process",
+        remote_type=kind,
+        remote_traceback=remote_traceback,
+    )
 
 
 class TaskTimeout(TaskError, TimeoutError):

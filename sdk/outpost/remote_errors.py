@@ -23,6 +23,7 @@ from outpost.errors import (
     TaskError,
     TaskTimeout,
     WorkerLost,
+    remote_base_exception,
 )
 from outpost.protocol import ErrorInfo, ResultEnvelope, TaskState, deserialize
 
@@ -36,6 +37,14 @@ REASON_CLASSES: dict[str, type[OutpostError]] = {
     "dependency": DependencyError,
     "cancelled": TaskCancelledError,
     "serialization": SerializationError,
+}
+
+
+#: BaseException classes that are not Exceptions, by the name the endpoint reports.
+_BASE_ONLY: dict[str, type[BaseException]] = {
+    "builtins.SystemExit": SystemExit,
+    "builtins.KeyboardInterrupt": KeyboardInterrupt,
+    "builtins.GeneratorExit": GeneratorExit,
 }
 
 
@@ -58,7 +67,10 @@ def _unpickle(error: ErrorInfo) -> BaseException | None:
     except Exception as exc:  # the class may not exist here; fall back to a description
         log.debug("cannot rebuild remote %s: %s", error.type, exc)
         return None
-    return value if isinstance(value, BaseException) else None
+    if not isinstance(value, BaseException):
+        return None
+    # Never hand back SystemExit/KeyboardInterrupt: raising them would end the client.
+    return remote_base_exception(value, error.traceback)
 
 
 def exception_from_error(
@@ -71,6 +83,9 @@ def exception_from_error(
     rebuilt = _unpickle(error) if trusted else None
     expected = REASON_CLASSES.get(error.reason)
     exc: BaseException
+    if error.type in _BASE_ONLY and rebuilt is None and expected is None:
+        # a pickled payload was lost (too large, unloadable): still say what happened
+        rebuilt = remote_base_exception(_BASE_ONLY[error.type](error.message), error.traceback)
     if rebuilt is not None and (expected is None or isinstance(rebuilt, expected)):
         exc = rebuilt
     elif expected is not None:

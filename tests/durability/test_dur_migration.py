@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from outpost_service.errors import StoreError
-from outpost_service.store import Database
+from outpost_service.store import Database, groups
 from outpost_service.store.schema import SCHEMA_VERSION, meta, metadata
 
 from ..fixtures.schemas import PAST_VERSIONS, build
@@ -94,6 +94,26 @@ def assert_rows_survived(conn: sa.Connection, name: str, rows: list[dict[str, An
         for column in set(row) - set(columns):
             if (name, column) in DEFAULTS:
                 assert row[column] == DEFAULTS[(name, column)], f"{name}.{column}: {row[column]!r}"
+
+
+def test_version_5_gets_the_task_group_counts(database_url: str) -> None:
+    """Version 6 adds ``task_group_counts`` (what executors declared they submitted); the
+    tasks are kept, and a group of an older SDK has no count (None)."""
+    build(database_url, 5)
+    database = Database(database_url)
+    try:
+        database.ensure_schema()
+        group = "3f0c0000-0000-4000-8000-000000000001"
+        with database.write() as conn:
+            assert groups.submitted(conn, 1, group) is None
+            groups.declare(conn, 1, group, "client-a", 300)
+            groups.declare(conn, 1, group, "client-a", 77)  # a late, older count never lowers it
+            groups.declare(conn, 1, group, "client-b", 5)
+        with database.read() as conn:
+            assert groups.submitted(conn, 1, group) == 305
+            assert conn.execute(sa.select(meta.c.value)).scalar_one() == str(SCHEMA_VERSION)
+    finally:
+        database.dispose()
 
 
 def test_other_version_is_refused(database_url: str) -> None:

@@ -7,6 +7,7 @@ import os
 import uuid
 from typing import Any
 
+from outpost.errors import RemoteBaseException, RemoteSystemExit
 from outpost.protocol import TaskEnvelope, TaskState, deserialize, serialize
 from outpost.protocol.serialize import MAGIC
 from outpost_endpoint.execution import run_task
@@ -77,3 +78,20 @@ def test_args_must_be_an_args_kwargs_pair() -> None:
 def test_system_exit_is_a_failure_not_an_exit() -> None:
     error = run_task(call(exit, 3)).error
     assert error is not None and error.type == "builtins.SystemExit"
+    # shipped as an ordinary exception, so raising it in the client cannot end the client
+    shipped = deserialize(error.payload or b"")
+    assert isinstance(shipped, RemoteSystemExit) and isinstance(shipped, Exception)
+    assert shipped.code == 3 and shipped.remote_type == "builtins.SystemExit"
+    assert "sys.exit(3)" in str(shipped)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt("stop")
+
+
+def test_keyboard_interrupt_in_a_task_is_shipped_as_an_exception() -> None:
+    error = run_task(call(_interrupt)).error
+    assert error is not None and error.type == "builtins.KeyboardInterrupt"
+    shipped = deserialize(error.payload or b"")
+    assert type(shipped) is RemoteBaseException
+    assert shipped.remote_type == "builtins.KeyboardInterrupt"

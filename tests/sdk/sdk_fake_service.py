@@ -44,6 +44,9 @@ class FakeService:
         self.request_ids: list[str | None] = []  # of each POST /v1/tasks that got through
         #: the request id of every POST /v1/tasks attempt, the injected failures included
         self.attempt_request_ids: list[str | None] = []
+        self.attempted_request_ids: list[str | None] = []  # of every POST /v1/tasks, failed too
+        self.stored_requests: dict[str, list[str]] = {}  # request id -> its task ids (dedup)
+        self.group_submitted: dict[tuple[str, str], int] = {}  # (group, client id) -> count
         self.fail_status = 503
         self.calls = 0  # task functions actually called
         self.held = False
@@ -162,6 +165,8 @@ class FakeService:
                     for t in self.tasks.values()
                     if t["task_group_id"] == rest[1]
                 ]
+            if not tasks:  # like the real service: an unknown group is a 404, not []
+                return _error(404, "task_group_not_found", f"no task group {rest[1]} among yours")
             return 200, {"task_group_id": rest[1], "tasks": tasks}
         if rest == ["endpoints"] and method == "POST":
             endpoint_id = body.get("endpoint_id") or str(uuid.uuid4())
@@ -189,6 +194,13 @@ class FakeService:
     def submit(self, body: dict[str, Any]) -> tuple[int, Any]:
         task_ids = []
         with self.cond:
+            declared = body.get("group_submitted")
+            if declared:
+                key = (declared["task_group_id"], declared["client_id"])
+                self.group_submitted[key] = max(self.group_submitted.get(key, 0), declared["count"])
+            stored = self.stored_requests.get(body.get("request_id") or "")
+            if stored is not None:  # like the service: a repeated request id is answered again
+                return 200, {"task_ids": stored}
             self.batches.append(len(body["tasks"]))
             self.request_ids.append(body.get("request_id"))
             for spec in body["tasks"]:
@@ -209,6 +221,8 @@ class FakeService:
                     "events": [{"state": "queued", "at": time.time()}],
                 }
                 task_ids.append(task_id)
+            if body.get("request_id"):
+                self.stored_requests[body["request_id"]] = task_ids
             if self.held:
                 self.backlog.extend(task_ids)
                 task_ids_to_run: list[str] = []
@@ -278,6 +292,7 @@ def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
                 service.requests.append((method, path))
                 if (method, path) == ("POST", "/v1/tasks"):
                     service.attempt_request_ids.append(_request_id(raw))
+                    service.attempted_request_ids.append(_request_id(raw))
                 failing = service.fail_next[(method, path)] > 0
                 if failing:
                     service.fail_next[(method, path)] -= 1

@@ -13,9 +13,9 @@ from outpost import Client, Executor, OutpostFuture, ShellFunction, ShellResult
 from outpost.errors import (
     ConfigurationError,
     DependencyError,
+    InvalidRequestError,
     PayloadTooLargeError,
     SerializationError,
-    ServiceUnavailableError,
 )
 from outpost.remote_errors import RemoteTraceback
 
@@ -217,12 +217,12 @@ def test_too_large_arguments_fail_at_submit(service: FakeService) -> None:
         ex.submit(len, b"x" * 20_000)
 
 
-def test_failed_batch_fails_its_futures(executor: Executor, service: FakeService) -> None:
-    service.fail_next[("POST", "/v1/tasks")] = 100  # more than the client's retries
+def test_refused_batch_fails_its_futures(executor: Executor, service: FakeService) -> None:
+    service.fail_status = 422  # refused, not an outage: waiting would not help
+    service.fail_next[("POST", "/v1/tasks")] = 1
     future = executor.submit(add, 1)
     exc = future.exception(timeout=WAIT)
-    service.fail_next[("POST", "/v1/tasks")] = 0
-    assert isinstance(exc, ServiceUnavailableError)
+    assert isinstance(exc, InvalidRequestError)
     assert "submitting a batch of 1 tasks failed" in str(exc)
     assert future.task_id is None and future.task_id_ready.is_set()
     assert executor.submit(add, 2).result(timeout=WAIT) == 2

@@ -7,7 +7,9 @@ import pytest
 from outpost.errors import (
     DependencyError,
     ManagerLost,
+    RemoteBaseException,
     RemoteExecutionError,
+    RemoteSystemExit,
     SerializationError,
     SerializerVersionMismatch,
     TaskCancelledError,
@@ -110,3 +112,25 @@ def test_lost_without_error() -> None:
 def test_success_has_no_exception() -> None:
     with pytest.raises(ValueError):
         exception_from_result(ResultEnvelope("task-1", "ep-1", TaskState.SUCCESS))
+
+
+@pytest.mark.parametrize(
+    ("original", "kind"),
+    [(SystemExit(3), RemoteSystemExit), (KeyboardInterrupt(), RemoteBaseException)],
+)
+def test_base_exception_payload_is_never_rebuilt_as_itself(
+    original: BaseException, kind: type[RemoteBaseException]
+) -> None:
+    """An endpoint that ships a real SystemExit (an older one) must not end the client."""
+    name = f"builtins.{type(original).__name__}"
+    error = ErrorInfo(name, str(original), traceback=TB, payload=serialize(original))
+    exc = exception_from_result(failed(error))
+    assert type(exc) is kind and isinstance(exc, Exception)
+    assert exc.remote_type == name and str(exc.__cause__) == TB
+    if isinstance(original, SystemExit):
+        assert isinstance(exc, RemoteSystemExit) and exc.code == 3
+
+
+def test_system_exit_without_payload_is_still_named() -> None:
+    exc = exception_from_result(failed(ErrorInfo("builtins.SystemExit", "3", traceback=TB)))
+    assert isinstance(exc, RemoteSystemExit) and exc.remote_type == "builtins.SystemExit"

@@ -103,8 +103,15 @@ def test_retry_refuses_states_that_would_rerun_work(alice: Caller, bob: Caller) 
         answer = alice.post(f"/v1/task_groups/{group}/retry", json={"states": states})
         assert answer.status_code == 422, answer.get_json()
         assert "states" in answer.get_json()["error"]["message"]
-    # someone else's (or an unknown) group retries nothing
-    assert bob.ok("post", f"/v1/task_groups/{group}/retry", {"states": ["failed"]})["retried"] == []
+    # an unknown group (or someone else's) is a 404 on every group route, not an empty answer
+    for route in ("retry", "tasks", "summary"):
+        path = f"/v1/task_groups/{group}/{route}"
+        answer = bob.post(path, {"states": ["failed"]}) if route == "retry" else bob.get(path)
+        assert answer.status_code == 404, (route, answer.get_json())
+        error = answer.get_json()["error"]
+        assert error["code"] == "task_group_not_found"
+        assert error["message"].startswith(f"no task group {group} among yours")
+        assert error["details"] == {"task_group_id": group}
 
 
 def test_a_version_2_database_is_upgraded_with_retried_by(tmp_path: Any) -> None:

@@ -205,7 +205,10 @@ def test_other_users_objects_are_invisible(app: Flask, alice: Caller, bob: Calle
     response = bob.post("/v1/endpoints", {"name": "mine", "endpoint_id": endpoint_id})
     assert_error(response, 409)
     assert bob.ok("get", "/v1/endpoints") == {"endpoints": []}
-    assert bob.ok("get", f"/v1/task_groups/{group}/tasks")["tasks"] == []
+    for route in ("tasks", "summary"):  # alice's group is not bob's: the same 404 as unknown
+        answer = assert_error(bob.get(f"/v1/task_groups/{group}/{route}"), 404)
+        assert f"no task group {group} among yours" in answer["message"]
+    assert_error(bob.post(f"/v1/task_groups/{group}/retry", {"states": ["failed"]}), 404)
     assert row_counts(app) == before
     # Bob may use the same endpoint name for his own endpoint: names are per owner.
     assert bob.register_endpoint("shared-name") != endpoint_id

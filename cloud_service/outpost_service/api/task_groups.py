@@ -1,13 +1,19 @@
 """``/v1/task_groups/<gid>``: a campaign's tasks, its outcome summary, and retry of failures.
 
-A group is just a label on tasks: an unknown group (or someone else's) lists no tasks.
+A group is a label on tasks: it exists for a user once one of their tasks carries it.  Every
+route answers 404 ``no task group <id> among yours`` for a group without any of the caller's
+tasks -- unknown, someone else's (its existence is not revealed), past retention, or created by
+an Executor whose first batch is not stored yet -- rather than an empty, successful answer that
+reads like "0 tasks" and hides a lost campaign.
 
 * ``GET .../tasks``: every task, so another process can reload its futures (fire-and-forget);
   ``retried_by`` names the task that retried one, so a client can follow each task to its latest
   attempt.
 * ``GET .../summary``: "how did my 1,000 runs go": counts per state (of all tasks and of the
   latest attempts) and the failures grouped by error type and message, most frequent first,
-  with example task ids.
+  with example task ids; ``submitted`` (how many tasks the SDK executors accepted for the
+  group, as they declared with their submits; None from older SDKs) next to ``stored`` (the
+  group's original tasks, retries not counted) shows tasks that never reached the service.
 * ``POST .../retry`` ``{"states": ["failed", "lost"]}``: a NEW task (same function, arguments,
   endpoint, resource specification, group) for every latest attempt in one of those states; the
   old task records ``retried_by``.  Tasks that succeeded are never rerun, and a task already
@@ -27,8 +33,10 @@ from flask import Blueprint
 
 from outpost_service import submission, submitters
 from outpost_service.auth import current_user, protect
+from outpost_service.errors import NotFound
 from outpost_service.state import service_state
 from outpost_service.store import access as access_store
+from outpost_service.store import groups as group_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
 from outpost_service.validation import get_field, invalid, json_body, uuid_text
@@ -49,8 +57,12 @@ def group_tasks(task_group_id: str) -> dict[str, Any]:
     task_group_id = uuid_text(task_group_id, "task_group_id")
     with state.database.read() as conn:
         rows = task_store.in_group(conn, task_group_id, current_user().user_id)
+        submitted = group_store.submitted(conn, current_user().user_id, task_group_id)
+    if not rows:
+        raise unknown_group(task_group_id)
     return {
         "task_group_id": task_group_id,
+        "submitted": submitted,
         "tasks": [
             {
                 "task_id": r.task_id,
@@ -72,6 +84,8 @@ def retry_group(task_group_id: str) -> dict[str, Any]:
     states = _states(json_body())
     with state.database.read() as conn:
         candidates = task_store.retry_candidates(conn, task_group_id, owner, states)
+        if not candidates and not task_store.group_exists(conn, task_group_id, owner):
+            raise unknown_group(task_group_id)
         # the endpoints' current owner, sharing and function allow-list apply to retries too
         submission.check_access(conn, owner, candidates)
         # ... and so does the data-only rule for arguments sent to others' endpoints
@@ -102,6 +116,17 @@ def retry_group(task_group_id: str) -> dict[str, Any]:
     return {"task_group_id": task_group_id, "retried": pairs}
 
 
+def unknown_group(task_group_id: str) -> NotFound:
+    """The 404 of a group without any of the caller's tasks (the same for another user's)."""
+    return NotFound(
+        f"no task group {task_group_id} among yours: no task of yours carries that "
+        "task_group_id (check the id: it is the Executor's task_group_id; a group exists once "
+        "its first task is stored, and is gone after its tasks' retention)",
+        code="task_group_not_found",
+        details={"task_group_id": task_group_id},
+    )
+
+
 def _states(body: dict[str, Any]) -> list[str]:
     states = get_field(body, "states", list, required=False)
     if states is None:
@@ -124,6 +149,9 @@ def group_summary(task_group_id: str) -> dict[str, Any]:
     task_group_id = uuid_text(task_group_id, "task_group_id")
     with state.database.read() as conn:
         rows = task_store.group_outcomes(conn, task_group_id, current_user().user_id)
+        submitted = group_store.submitted(conn, current_user().user_id, task_group_id)
+    if not rows:
+        raise unknown_group(task_group_id)
     latest = [r for r in rows if r.retried_by is None]
     errors: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
     for row in latest:
@@ -134,6 +162,8 @@ def group_summary(task_group_id: str) -> dict[str, Any]:
         "task_group_id": task_group_id,
         "tasks": len(rows),
         "retried": len(rows) - len(latest),
+        "submitted": submitted,
+        "stored": len(latest),
         "states": dict(collections.Counter(r.state for r in rows)),
         "latest_states": dict(collections.Counter(r.state for r in latest)),
         "errors": [

@@ -11,10 +11,11 @@ from sqlalchemy.engine import Connection
 
 from outpost_service.auth import current_user, protect
 from outpost_service.cancellation import cancel_tasks
-from outpost_service.errors import NotFound, Unprocessable
+from outpost_service.errors import BrokerUnavailable, NotFound, Unprocessable
 from outpost_service.result_trust import mark_result_dict
 from outpost_service.state import service_state
 from outpost_service.store import endpoints as endpoint_store
+from outpost_service.store import groups as group_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
 from outpost_service.submission import submit
@@ -49,9 +50,55 @@ def submit_tasks() -> dict[str, Any]:
         for task in new:
             task.resource_spec.setdefault("expires_after", state.config.task_expiry)
     request_id = _request_id(body.get("request_id"))
+    declared = _group_submitted(body.get("group_submitted"))
     if not new:
         return {"task_ids": []}
-    return {"task_ids": submit(state, current_user().user_id, new, request_id)}
+    owner = current_user().user_id
+    try:
+        task_ids = submit(state, owner, new, request_id)
+    except BrokerUnavailable:  # the tasks are stored (and queued later): count them
+        _declare(state, owner, declared)
+        raise
+    _declare(state, owner, declared)
+    return {"task_ids": task_ids}
+
+
+#: The largest count a client may declare for a group (far above any campaign).
+MAX_DECLARED = 10**12
+
+
+def _group_submitted(value: Any) -> tuple[str, str, int] | None:
+    """``{"task_group_id", "client_id", "count"}``: how many tasks the submitting executor
+    accepted for its group so far (see :mod:`..store.groups`)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(
+            "group_submitted",
+            'must be an object {"task_group_id": UUID, "client_id": ID, "count": N}, got '
+            f"{type(value).__name__}",
+        )
+    group = uuid_text(value.get("task_group_id"), "group_submitted.task_group_id")
+    client_id = value.get("client_id")
+    if not isinstance(client_id, str) or not _REQUEST_ID.fullmatch(client_id):
+        raise invalid(
+            "group_submitted.client_id",
+            f"must be 1-64 letters, digits or '_.:-' (a uuid4 is ideal), got {client_id!r:.80}",
+        )
+    count = value.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_DECLARED:
+        raise invalid(
+            "group_submitted.count",
+            f"must be a whole number of tasks from 0 to {MAX_DECLARED}, got {count!r:.80}",
+        )
+    return group, client_id, count
+
+
+def _declare(state: Any, owner: int, declared: tuple[str, str, int] | None) -> None:
+    if declared is None:
+        return
+    with state.database.write() as conn:
+        group_store.declare(conn, owner, *declared)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

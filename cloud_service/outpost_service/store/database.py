@@ -22,7 +22,13 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from outpost.protocol.conventions import outpost_home
 from outpost.protocol.private_files import describe, make_private_dir, tighten
 from outpost_service.errors import StoreError
-from outpost_service.store.schema import SCHEMA_VERSION, endpoint_access, meta, metadata
+from outpost_service.store.schema import (
+    SCHEMA_VERSION,
+    endpoint_access,
+    meta,
+    metadata,
+    task_group_counts,
+)
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Files SQLite keeps beside a database (they hold the same data, and get its mode).
@@ -213,6 +219,9 @@ class Database:
                 if found == "4":
                     migrate_from_4(conn)
                     found = "5"
+                if found == "5":
+                    migrate_from_5(conn)
+                    found = "6"
         except sa.exc.IntegrityError:  # another process created it at the same moment
             return self.ensure_schema()
         except sa.exc.OperationalError as exc:
@@ -275,3 +284,11 @@ def migrate_from_4(conn: Connection) -> None:
     if "ix_tasks_deadline" in indexes:
         conn.exec_driver_sql("DROP INDEX ix_tasks_deadline")
     conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="5"))
+
+
+def migrate_from_5(conn: Connection) -> None:
+    """Upgrade a version-5 database to version 6: the empty ``task_group_counts`` table (groups
+    made by older SDKs declare no count; their summary shows none).  Skipped if already there.
+    Runs in the caller's write transaction."""
+    task_group_counts.create(conn, checkfirst=True)
+    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="6"))

@@ -23,7 +23,11 @@ import sqlalchemy as sa
 #: the expiry sweep reads only unfinished tasks' deadlines, not the past deadlines of every
 #: finished task kept for retention (``benchmarks/store_scale.py``); a version-4 database is
 #: upgraded in place (see :func:`.database.migrate_from_4`).
-SCHEMA_VERSION = 5
+#: 6: the ``task_group_counts`` table -- per owner, task group and SDK client (executor), how
+#: many tasks the client accepted for the group, so a group summary shows tasks that never
+#: reached the service ("submitted 300, stored 77"); a version-5 database is upgraded in place
+#: (see :func:`.database.migrate_from_5`).
+SCHEMA_VERSION = 6
 
 #: An autoincrementing 64-bit key that SQLite also autoincrements (it only does for INTEGER).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -122,6 +126,20 @@ tasks = sa.Table(
     sa.Index("ix_tasks_state_deadline", "state", "deadline"),
     sa.Index("ix_tasks_endpoint_state", "endpoint_id", "state"),
     sa.Index("ix_tasks_expires_at", "expires_at"),
+)
+
+#: How many tasks each SDK client (one ``Executor``, ``client_id``) accepted for a task group,
+#: as it declared with its submit requests (``group_submitted``); only ever grows.
+task_group_counts = sa.Table(
+    "task_group_counts",
+    metadata,
+    sa.Column(
+        "owner", BigId, sa.ForeignKey("users.user_id"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("task_group_id", sa.String(36), primary_key=True),
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("submitted", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 task_events = sa.Table(

@@ -236,6 +236,16 @@ def in_group(conn: Connection, task_group_id: str, owner: int) -> list[Row[Any]]
     )
 
 
+def group_exists(conn: Connection, task_group_id: str, owner: int) -> bool:
+    """True when ``owner`` has at least one task in ``task_group_id``."""
+    found = conn.execute(
+        sa.select(tasks.c.seq)
+        .where(tasks.c.task_group_id == task_group_id, tasks.c.owner == owner)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def outstanding_ids(conn: Connection, endpoint_id: str) -> list[str]:
     return list(
         conn.execute(

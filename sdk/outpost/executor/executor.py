@@ -12,16 +12,21 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from outpost.client import Client
-from outpost.errors import ConfigurationError
+from outpost.errors import ConfigurationError, NotFoundError, SubmitAbandonedError
+from outpost.executor import unsent
 from outpost.executor.arguments import foreign_owner, serialize_arguments
 from outpost.executor.dependencies import find_futures, placeholder
 from outpost.executor.future import OutpostFuture
+from outpost.executor.outage import OutageRetry, announce, retry_for_setting
 from outpost.executor.sealer import Sealer
 from outpost.executor.submitter import Submission, Submitter
 from outpost.executor.wait_message import why_waiting
@@ -74,6 +79,16 @@ class Executor(concurrent.futures.Executor):
     endpoint when it is someone else's (shared with you): without it only plain JSON values
     load from such an endpoint, and a pickled one raises ``UntrustedResultError`` (see
     :mod:`outpost.result_trust`).  Your own endpoints are always trusted.
+
+    ``submit_retry_for`` (seconds; default ``$OUTPOST_SUBMIT_RETRY_FOR``, else 900) is how long
+    submits keep being retried while the service is unreachable or answers 5xx: the tasks wait
+    here meanwhile, with one warning line when the outage starts and one when it ends.  If it
+    lasts longer, the calls not yet stored are saved to ``$OUTPOST_HOME/unsent/...json``, their
+    futures fail with :class:`~outpost.errors.SubmitAbandonedError` naming that file, and
+    ``submit()`` and ``shutdown()`` raise it; :meth:`resubmit_unsent` (or ``outpost tasks
+    resubmit FILE``) submits them later.  Ctrl-C in a ``with Executor(...)`` block leaves at
+    once: submitted tasks stay at the service (the group id to collect them is printed), and
+    unsent ones are saved the same way.
     """
 
     def __init__(
@@ -89,6 +104,7 @@ class Executor(concurrent.futures.Executor):
         encrypt: bool = False,
         endpoint_key: str | Mapping[str, str] | None = None,
         trust_endpoint: bool = False,
+        submit_retry_for: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -96,6 +112,7 @@ class Executor(concurrent.futures.Executor):
             raise ConfigurationError(
                 f"result_wait is the long-poll time in seconds (0 < s <= 60), got {result_wait!r}"
             )
+        retry_for = retry_for_setting(submit_retry_for)
         self._client = client if client is not None else Client()
         self.endpoint_id = endpoint_id
         self._task_group_id = _group_id(task_group_id)
@@ -115,11 +132,20 @@ class Executor(concurrent.futures.Executor):
         self._watcher = Watcher(
             self._client, wait=result_wait, opener=opener, trust=self._trusted_endpoints
         )
+        record = unsent.UnsentRecord(
+            task_group_id=self._task_group_id,
+            service_url=self._client.url,
+            encrypt=encrypt,
+            client_id=str(uuid.uuid4()),
+            submitted=0,
+        )
         self._submitter = Submitter(
             self._client,
             self._watcher.watch,
             batch_size=batch_size,
             batch_interval=batch_interval,
+            retry=OutageRetry(retry_for, self._client.url),
+            unsent=unsent.UnsentWriter(record),
             sealer=self._sealer,
         )
 
@@ -159,6 +185,7 @@ class Executor(concurrent.futures.Executor):
         dependencies (their values are passed once they are done)."""
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        self._raise_if_abandoned("cannot submit more tasks")
         if not self.endpoint_id:
             raise ConfigurationError(
                 "this executor has no endpoint: pass Executor(endpoint_id=...) or set "
@@ -215,10 +242,22 @@ class Executor(concurrent.futures.Executor):
         order of the originals; ``attempts="all"`` returns every attempt.  Works from any
         process that can reach the service; the futures complete like those of ``submit``
         (results stay readable at the service after being read).
+
+        Raises :class:`~outpost.errors.NotFoundError` when the service has no task of yours in
+        the group: a wrong id, someone else's group, one past retention, or a group whose
+        executor has not had its first batch stored yet (it exists once a task is stored).
         """
         if attempts not in ("latest", "all"):
             raise ValueError(f"attempts must be 'latest' or 'all', got {attempts!r}")
-        tasks = self._client.get_task_group(self._task_group_id)
+        try:
+            tasks = self._client.get_task_group(self._task_group_id)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"cannot reload the tasks of group {self._task_group_id}: {exc}",
+                status=exc.status,
+                code=exc.code,
+                details=exc.details,
+            ) from exc
         if attempts == "latest":
             tasks = latest_attempts(tasks)
         futures = []
@@ -264,6 +303,94 @@ class Executor(concurrent.futures.Executor):
         if wait:
             concurrent.futures.wait(futures)
             self._submitter.join()
+        self._raise_if_abandoned("some tasks were never submitted")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.interrupt()
+            return
+        self.shutdown(wait=True)
+
+    def interrupt(self) -> None:
+        """Leave at once (what Ctrl-C in the ``with`` block does): wait for no result, send
+        nothing more, save unsent calls to a file, and say how to come back for the results.
+        Tasks the service already accepted stay there and keep running."""
+        with self._lock:
+            self._shutdown = True
+        error = self._submitter.interrupt()
+        self._watcher.stop()
+        group = self._task_group_id
+        lines = [
+            f"outpost: interrupted; the tasks already submitted in group {group} stay at the "
+            "service and keep running: collect their results later with "
+            f"Executor(task_group_id='{group}').reload_tasks() or `outpost tasks group {group}`"
+        ]
+        if error is not None:
+            lines.append(f"outpost: {error}")
+        for line in lines:
+            announce(line)
+
+    def _raise_if_abandoned(self, what: str) -> None:
+        error = self._submitter.abandoned
+        if error is not None:
+            raise SubmitAbandonedError(f"{what}: {error}", path=error.path, details=error.details)
+
+    # ------------------------------------------------------------------ unsent calls
+    def resubmit_unsent(self, path: str | os.PathLike[str]) -> list[OutpostFuture]:
+        """Submit the calls saved in an unsent-tasks file (see :class:`SubmitAbandonedError`)
+        and return their futures, completed by this executor like those of ``submit``.
+
+        Each batch is sent with the request id it was saved with, so calls the service stored
+        before the connection dropped (or an earlier resubmit of the same file) are answered
+        with their existing tasks instead of being stored twice.  The calls keep their own
+        endpoint and task group; an encrypted executor's file needs ``encrypt=True`` here.
+        """
+        record = unsent.read(path)
+        if record.encrypt and self._sealer is None:
+            raise ConfigurationError(
+                f"{path} holds tasks of an executor with encrypt=True; resubmit them with "
+                f"Executor(task_group_id='{record.task_group_id}', encrypt=True)"
+            )
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot resubmit tasks after shutdown")
+        self._submitter.adopt(record.client_id, record.submitted)
+        declared = {
+            "task_group_id": record.task_group_id,
+            "client_id": record.client_id,
+            "count": record.submitted,
+        }
+        futures: list[OutpostFuture] = []
+        for batch in record.batches:
+            submissions = []
+            for call in batch.calls:
+                future = OutpostFuture(self._client.cancel_task)
+                with self._lock:
+                    self._track(future)
+                submissions.append(
+                    Submission(
+                        future=future,
+                        fn=len,  # never called: the function travels as function_payload
+                        args=(),
+                        kwargs={},
+                        endpoint_id=call.endpoint_id,
+                        task_group_id=call.task_group_id,
+                        resource_specification=call.resource_specification,
+                        payload=call.args,
+                        function_payload=call.function,
+                        label=call.name,
+                    )
+                )
+                futures.append(future)
+            group = declared if batch.calls[0].task_group_id == record.task_group_id else None
+            self._submitter.send_now(submissions, batch.request_id, group)
+        self._raise_if_abandoned(f"resubmitting {Path(path)} was given up")
+        return futures
 
 
 def latest_attempts(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:

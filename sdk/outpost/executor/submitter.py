@@ -4,7 +4,15 @@
 gathers what is queued into one ``POST /v1/tasks`` (up to ``batch_size`` tasks, or once the
 queue has been quiet for ``batch_interval`` seconds), registers each function once, sets every
 future's ``task_id`` as soon as the service answered and hands the futures to the watcher.  A
-failed batch fails its futures with the reason; nothing waits forever.
+batch the service refuses fails its futures with the reason; nothing waits forever.
+
+While the service is unreachable (or answers 5xx/429) the batch is retried with the same
+``request_id`` for up to ``submit_retry_for`` seconds (:mod:`.outage`); if the outage lasts
+longer, or the script is interrupted, every accepted call not yet stored is saved to an
+unsent-tasks file (:mod:`.unsent`), its future fails with :class:`SubmitAbandonedError` naming
+the file, and later ``submit()`` calls raise it: an accepted task is never silently dropped.
+Each request also tells the service how many tasks this executor accepted for the group
+(``group_submitted``), so the group summary shows tasks that never arrived.
 
 Tasks with dependencies are *held* here until their parents are done (see
 :mod:`outpost.executor.dependencies`).
@@ -13,9 +21,11 @@ Tasks with dependencies are *held* here until their parents are done (see
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -24,11 +34,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from outpost.client import Client
-from outpost.errors import OutpostError
+from outpost.errors import (
+    OutpostError,
+    ServiceUnavailableError,
+    SubmitAbandonedError,
+)
 from outpost.executor.arguments import serialize_arguments
 from outpost.executor.dependencies import failed_parent, substitute
 from outpost.executor.future import OutpostFuture
+from outpost.executor.outage import GiveUp, Interrupted, OutageRetry, announce, stop_reason
 from outpost.executor.sealer import Sealer
+from outpost.executor.unsent import (
+    UnsentBatch,
+    UnsentCall,
+    UnsentWriter,
+    abandoned_error,
+    split,
+)
 from outpost.protocol.envelopes import b64encode
 from outpost.protocol.sealing import RESULT_KEY_FIELD
 
@@ -55,9 +77,15 @@ class Submission:
     queued_at: float = field(default_factory=time.monotonic)
     #: The owner's name when the endpoint is someone else's: arguments go as JSON data.
     shared_from: str | None = None
+    #: The serialized function when there is no function object (a resubmitted unsent call),
+    #: and the function's name then.
+    function_payload: bytes | None = None
+    label: str | None = None
 
     @property
     def name(self) -> str:
+        if self.label is not None:
+            return f"task {self.label}"
         return f"task {getattr(self.fn, '__name__', type(self.fn).__name__)}"
 
 
@@ -71,9 +99,22 @@ class Submitter:
         *,
         batch_size: int,
         batch_interval: float,
+        retry: OutageRetry,
+        unsent: UnsentWriter,
         sealer: Sealer | None = None,
     ) -> None:
         self._client = client
+        self._retry = retry
+        self._unsent = unsent
+        #: This executor's id towards the service's per-group ``submitted`` counts.
+        self.client_id = unsent.record.client_id
+        self._accepted: dict[str, int] = {}
+        self._abandoned: SubmitAbandonedError | None = None
+        self._interrupted = False
+        #: Batches being prepared (functions registering) and batches being posted, by request
+        #: id, so an interrupt can save them (the thread may never get to).
+        self._preparing: dict[str, list[Submission]] = {}
+        self._in_flight: dict[str, UnsentBatch] = {}
         #: Seals arguments for the endpoint when the executor encrypts (``encrypt=True``).
         self._sealer = sealer
         self._on_accepted = on_accepted
@@ -86,9 +127,26 @@ class Submitter:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ producer side
+    @property
+    def abandoned(self) -> SubmitAbandonedError | None:
+        """Set once submitting was given up (outage too long, or interrupted)."""
+        return self._abandoned
+
+    def _accept(self, submission: Submission) -> None:
+        """Count an accepted call (with ``self._cond`` held); refuse one after giving up."""
+        if self._abandoned is not None:
+            raise SubmitAbandonedError(
+                f"cannot submit more tasks: {self._abandoned}", path=self._abandoned.path
+            )
+        group = submission.task_group_id
+        self._accepted[group] = self._accepted.get(group, 0) + 1
+        if group == self._unsent.record.task_group_id:
+            self._unsent.record.submitted = self._accepted[group]
+
     def put(self, submission: Submission) -> None:
         """Queue a task whose arguments are already serialized."""
         with self._cond:
+            self._accept(submission)
             self._queue.append(submission)
             self._start()
             self._cond.notify()
@@ -106,6 +164,7 @@ class Submitter:
             self._release(submission, parents)
 
         with self._cond:
+            self._accept(submission)
             self._held += 1
             self._start()
         for parent in parents:
@@ -194,19 +253,85 @@ class Submitter:
                 size += item_size
             return batch
 
-    def _send(self, batch: list[Submission]) -> None:
+    def _send(
+        self,
+        batch: list[Submission],
+        request_id: str | None = None,
+        group_submitted: dict[str, Any] | None = None,
+    ) -> None:
+        """Send ``batch`` in one request (retried through outages with one ``request_id``)."""
         claimed = [s for s in batch if s.future._claim_for_sending()]
+        if self._abandoned is not None or self._interrupted:
+            self._set_aside(claimed, None, Interrupted() if self._interrupted else None)
+            return
+        request_id = request_id or str(uuid.uuid4())
+        sent: list[Submission] = []
+        self._preparing[request_id] = claimed
+        try:
+            tasks, sent = self._prepare(claimed)
+            if not tasks:
+                return
+            group = sent[0].task_group_id
+            declared = group_submitted or {
+                "task_group_id": group,
+                "client_id": self.client_id,
+                "count": self._accepted.get(group, len(sent)),
+            }
+            self._in_flight[request_id] = UnsentBatch(request_id, self._unsent_calls(sent))
+            task_ids = self._retry.call(functools.partial(self._post, tasks, request_id, declared))
+        except (GiveUp, Interrupted) as stop:
+            # The request may have been stored: keep its id.  Never sent: the id is new, and
+            # keeping it matches what an interrupt may have saved already (no duplicate).
+            if request_id in self._in_flight:
+                self._set_aside(sent, request_id, stop)
+            else:
+                self._set_aside([s for s in claimed if not s.future.done()], request_id, stop)
+            return
+        except OutpostError as exc:
+            error = _with_context(exc, f"a batch of {len(sent)} tasks")
+            for submission in sent:  # first, so a done-callback's cancel() never waits on us
+                submission.future.task_id_ready.set()
+            for submission in sent:
+                submission.future._submission_failed(error)
+            return
+        finally:
+            self._in_flight.pop(request_id, None)
+            self._preparing.pop(request_id, None)
+        for submission, task_id in zip(sent, task_ids, strict=True):
+            submission.future.task_id = task_id
+            self._on_accepted(submission.future)
+
+    def _post(
+        self, tasks: list[dict[str, Any]], request_id: str, declared: dict[str, Any]
+    ) -> list[str]:
+        """``POST /v1/tasks``; a 503 that says the tasks are stored (RabbitMQ is away; the
+        service queues them when it is back) counts as accepted: they are on their way."""
+        try:
+            return self._client.submit_tasks(tasks, request_id, group_submitted=declared)
+        except ServiceUnavailableError as exc:
+            stored = exc.details.get("task_ids")
+            if (
+                isinstance(stored, list)
+                and len(stored) == len(tasks)
+                and all(isinstance(t, str) for t in stored)
+            ):
+                return stored
+            raise
+
+    def _prepare(self, claimed: list[Submission]) -> tuple[list[dict[str, Any]], list[Submission]]:
+        """The request's task objects (functions registered, arguments sealed if asked)."""
         tasks: list[dict[str, Any]] = []
         sent: list[Submission] = []
         registered: dict[int, str | OutpostError] = {}  # one registration per function
         for submission in claimed:
-            function_id = registered.get(id(submission.fn))
+            key = id(submission.function_payload or submission.fn)
+            function_id = registered.get(key)
             if function_id is None:
                 try:
-                    function_id = self._client.register_function(submission.fn)
+                    function_id = self._retry.call(functools.partial(self._register, submission))
                 except OutpostError as exc:
                     function_id = _with_context(exc, f"{submission.name} (registering it)")
-                registered[id(submission.fn)] = function_id
+                registered[key] = function_id
             if isinstance(function_id, OutpostError):
                 submission.future._submission_failed(function_id)
                 continue
@@ -231,20 +356,104 @@ class Submitter:
                 task["resource_specification"] = spec
             tasks.append(task)
             sent.append(submission)
-        if not tasks:
+        return tasks, sent
+
+    def _register(self, submission: Submission) -> str:
+        if submission.function_payload is not None:
+            return self._client.register_function_payload(
+                submission.function_payload, submission.name.removeprefix("task ")
+            )
+        return self._client.register_function(submission.fn)
+
+    def send_now(
+        self,
+        submissions: list[Submission],
+        request_id: str,
+        group_submitted: dict[str, Any] | None,
+    ) -> None:
+        """Send one saved batch in the calling thread with its saved ``request_id``."""
+        self._send(submissions, request_id, group_submitted)
+
+    def adopt(self, client_id: str, submitted: int) -> None:
+        """Resubmitting another executor's unsent calls: take over its id and count (unless
+        this executor submitted its own tasks), so a file written if this resubmit is given up
+        too still declares the original count."""
+        with self._cond:
+            if not self._accepted:
+                self.client_id = client_id
+                self._unsent.record.client_id = client_id
+                self._unsent.record.submitted = submitted
+
+    # ------------------------------------------------------------------ giving up
+    def interrupt(self) -> SubmitAbandonedError | None:
+        """Stop at once (Ctrl-C): nothing more is sent; queued calls and the batch in flight
+        (whose answer may never come) go to the unsent file.  Returns the error naming the file,
+        or None when nothing was left unsent."""
+        with self._cond:
+            self._interrupted = True
+            self._stopping = True
+            rest = [s for s in self._queue if s.future._claim_for_sending()]
+            self._queue.clear()
+            in_flight = list(self._in_flight.values())
+            in_flight += [
+                UnsentBatch(key, self._unsent_calls([s for s in claimed if not s.future.done()]))
+                for key, claimed in list(self._preparing.items())
+                if key not in self._in_flight
+            ]
+            self._cond.notify_all()
+        self._retry.interrupt()
+        _LIVE.discard(self)  # its thread may sit in a request; exiting must not wait for it
+        if in_flight:
+            path = self._unsent.add(in_flight)
+            with self._cond:
+                if self._abandoned is None:
+                    self._abandoned = self._error(Interrupted(), str(path))
+        if rest:
+            self._set_aside(rest, None, Interrupted())
+        return self._abandoned
+
+    def _set_aside(
+        self, submissions: list[Submission], request_id: str | None, why: Exception | None
+    ) -> None:
+        """Save ``submissions`` (and whatever is queued) to the unsent file and fail them."""
+        with self._cond:
+            rest = [s for s in self._queue if s.future._claim_for_sending()]
+            self._queue.clear()
+        batches = split(self._unsent_calls(submissions), request_id)
+        batches += split(self._unsent_calls(rest))
+        if not batches:
             return
-        try:
-            task_ids = self._client.submit_tasks(tasks)
-        except OutpostError as exc:
-            error = _with_context(exc, f"a batch of {len(tasks)} tasks")
-            for submission in sent:  # first, so a done-callback's cancel() never waits on us
-                submission.future.task_id_ready.set()
-            for submission in sent:
-                submission.future._submission_failed(error)
-            return
-        for submission, task_id in zip(sent, task_ids, strict=True):
-            submission.future.task_id = task_id
-            self._on_accepted(submission.future)
+        path = self._unsent.add(batches)
+        with self._cond:
+            if self._abandoned is None:
+                self._abandoned = self._error(why, str(path))
+            error = self._abandoned
+        for submission in submissions + rest:  # first, so no cancel() waits on us
+            submission.future.task_id_ready.set()
+        for submission in submissions + rest:
+            submission.future._submission_failed(error)
+
+    def _error(self, why: Exception | None, path: str) -> SubmitAbandonedError:
+        what = stop_reason(why, self._client.url, self._retry.retry_for)
+        return abandoned_error(self._unsent.record, path, what)
+
+    def _unsent_calls(self, submissions: list[Submission]) -> list[UnsentCall]:
+        calls = []
+        for submission in submissions:
+            function = submission.function_payload
+            if function is None:
+                function = self._client.function_payload(submission.fn)
+            calls.append(
+                UnsentCall(
+                    name=submission.name.removeprefix("task "),
+                    function=function,
+                    args=submission.payload or b"",
+                    endpoint_id=submission.endpoint_id,
+                    task_group_id=submission.task_group_id,
+                    resource_specification=submission.resource_specification,
+                )
+            )
+        return calls
 
 
 _LIVE: weakref.WeakSet[Submitter] = weakref.WeakSet()
@@ -254,14 +463,21 @@ _LIVE: weakref.WeakSet[Submitter] = weakref.WeakSet()
 def _flush_at_exit() -> None:
     """Send every queued task before the interpreter exits, as CPython's executors finish
     their work items; tasks held for dependencies are waited for (they cannot be sent
-    otherwise)."""
+    otherwise).  During a service outage this waits up to ``submit_retry_for``; Ctrl-C then
+    saves the unsent calls to a file (see :meth:`Submitter.interrupt`)."""
     for submitter in list(_LIVE):
         with submitter._cond:
             held = submitter._held
         if held:
             log.warning("waiting for %d tasks whose dependencies have not finished", held)
         submitter.stop()
-        submitter.join()
+        try:
+            submitter.join()
+        except KeyboardInterrupt:  # Ctrl-C while an outage holds the exit: save, do not drop
+            error = submitter.interrupt()
+            if error is not None:
+                announce(f"outpost: {error}")
+            raise
 
 
 def _with_context(exc: OutpostError, what: str) -> OutpostError:
