@@ -20,7 +20,7 @@ from pathlib import Path
 import pika.exceptions
 import pytest
 
-from outpost.protocol import TaskEnvelope, serialize
+from outpost.protocol import TaskEnvelope, function_id_for, serialize
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.journal import Journal
 
@@ -51,10 +51,11 @@ def consumer(tmp_path: Path) -> Iterator[tuple[TaskConsumer, ResultCollector]]:
 
 def counted_task(runs: Path, x: int) -> TaskEnvelope:
     """A task computing ``x * x`` that appends a line to ``runs`` every time it runs."""
+    function = serialize(tasks.counted_square)
     return TaskEnvelope(
         task_id=str(uuid.uuid4()),
-        function_id="f",
-        function=serialize(tasks.counted_square),
+        function_id=function_id_for(function),
+        function=function,
         args=serialize(((str(runs), x), {})),
         endpoint_id=ENDPOINT,
     )

@@ -111,7 +111,8 @@ def test_version_5_gets_the_task_group_counts(database_url: str) -> None:
             groups.declare(conn, 1, group, "client-b", 5)
         with database.read() as conn:
             assert groups.submitted(conn, 1, group) == 305
-            assert conn.execute(sa.select(meta.c.value)).scalar_one() == str(SCHEMA_VERSION)
+            version = sa.select(meta.c.value).where(meta.c.key == "schema_version")
+            assert conn.execute(version).scalar_one() == str(SCHEMA_VERSION)
     finally:
         database.dispose()
 

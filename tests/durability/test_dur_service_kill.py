@@ -46,15 +46,22 @@ def test_kill_9_service_mid_campaign(
 
 
 def start_ingest(service: RunningService) -> subprocess.Popen[str]:
-    env = dict(os.environ, OUTPOST_HOME=str(service.home), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        OUTPOST_HOME=str(service.home),
+        PYTHONUNBUFFERED="1",
+        OUTPOST_AMQP_URL=amqp_url(service),  # a secret: from the environment, not argv
+    )
     argv = [cli("outpost-service"), "ingest", "--database-url", service.database_url]
-    argv += ["--amqp-url", amqp_url(service), "--amqp-prefix", service.amqp_prefix]
+    argv += ["--amqp-prefix", service.amqp_prefix]
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert process.stdout is not None
-    first = process.stdout.readline()  # printed once it consumes
-    assert "ingest consuming" in first, first
+    said: list[str] = []  # warnings may come first; "ingest consuming" once it consumes
+    while not said or ("ingest consuming" not in said[-1] and said[-1]):
+        said.append(process.stdout.readline())
+    assert "ingest consuming" in said[-1], "".join(said)
     # Keep reading its log, so a full pipe never blocks it.
     threading.Thread(target=process.stdout.read, daemon=True).start()
     return process

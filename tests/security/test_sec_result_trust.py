@@ -32,7 +32,7 @@ from outpost import Client, Executor
 from outpost.cli import cli
 from outpost.errors import RemoteExecutionError, UntrustedResultError
 
-from ..durability.conftest import service, service_home  # noqa: F401
+from ..durability.conftest import service, service_database, service_home  # noqa: F401
 from ..e2e.stack import RunningEndpoint, RunningService, make_endpoint
 from . import result_trust_tasks as tasks
 

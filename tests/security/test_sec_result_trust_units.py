@@ -197,9 +197,15 @@ def test_an_endpoint_cannot_claim_ownership_for_the_service() -> None:
 
 
 def stored_result(caller: Caller, app: Flask, endpoint_id: str, function_id: str) -> list[str]:
-    task_ids = caller.submit(endpoint_id, function_id, (1,)) + caller.submit(
-        endpoint_id, function_id, (2,)
-    )
+    tasks = [  # arguments of a shared user's tasks are JSON data (docs/SECURITY.md)
+        {
+            "function_id": function_id,
+            "endpoint_id": endpoint_id,
+            "args": base64.b64encode(serialize([[x], {}], Strategy.JSON)).decode(),
+        }
+        for x in (1, 2)
+    ]
+    task_ids = list(caller.ok("post", "/v1/tasks", {"tasks": tasks})["task_ids"])
     pickled_error = ErrorInfo("builtins.ValueError", "bad", payload=serialize(ValueError("bad")))
     with app_state(app).database.write() as conn:
         task_store.finish(

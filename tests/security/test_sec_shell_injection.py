@@ -146,7 +146,7 @@ def test_shared_users_values_cannot_run_commands_on_a_real_endpoint(
         allowed = [alice.register_function(echo), alice.register_function(mpi)]
         alice.set_endpoint_policy(endpoint.endpoint_id, ["bob"], allowed_functions=allowed)
         values = hostile_values(marker)[:-1]
-        with Executor(endpoint.endpoint_id, client=bob) as ex:
+        with Executor(endpoint.endpoint_id, client=bob, trust_endpoint=True) as ex:  # ShellResult
             echoes = [ex.submit(echo, msg=value) for value in values]
             ex.resource_specification = {"num_ranks": 1, "launcher_options": "--bind core"}
             legit = ex.submit(mpi)
