@@ -188,9 +188,12 @@ def test_ctrl_c_while_the_exit_waits_out_an_outage_saves_the_tasks(tmp_path: Pat
     )
     assert process.stdout is not None
     lines = []
+    # Both lines must be out before the interrupt: the warning comes from the submitting
+    # thread and may precede "submitted"; an interrupt before the script's end would hit
+    # the main thread's print instead of the interpreter's exit wait this test is about.
     for line in process.stdout:
         lines.append(line)
-        if "is unreachable" in line:
+        if all(any(mark in seen for seen in lines) for mark in ("submitted", "is unreachable")):
             break
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=10)
