@@ -20,7 +20,6 @@ from outpost_service.config import ServiceConfig
 from outpost_service.errors import ApiError, DatabaseUnavailable, Unauthorized
 from outpost_service.state import EXTENSION, ServiceState
 from outpost_service.store.database import database_away
-from outpost_service.task_signing import load_or_create_signer
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,6 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state = ServiceState.build(config)
-    state.database.ensure_schema()
-    state.publisher.signer = load_or_create_signer(state.database)
     app.extensions[EXTENSION] = state
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

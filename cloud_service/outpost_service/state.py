@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -21,8 +22,12 @@ from outpost_service.longpoll import LongPollGate, resolve_slots
 from outpost_service.notifier import ResultNotifier
 from outpost_service.ratelimit import RateLimiter
 from outpost_service.store import Database
+from outpost_service.store.secrets import load_or_create_secret
+from outpost_service.task_signing import load_or_create_signer
 
 EXTENSION = "outpost"
+#: The ``meta`` row holding the key behind task queue names (broker/topology.py says why).
+QUEUE_KEY_NAME = "task_queue_key"
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,15 @@ class ServiceState:
 
     @classmethod
     def build(cls, config: ServiceConfig) -> ServiceState:
-        topology = Topology(config.amqp_prefix, config.queue_type)
+        """The state of one service process: the database's schema is created (or checked)
+        here, and the deployment's secrets read from it (made on first start)."""
+        database = Database(config.database_url)
+        database.ensure_schema()
+        topology = Topology(
+            config.amqp_prefix,
+            config.queue_type,
+            queue_key=load_or_create_secret(database, QUEUE_KEY_NAME, new_queue_key),
+        )
         admin = None
         if config.broker_auth == "per-endpoint":
             management = config.management_url or default_management_url(config.amqp_url)
@@ -61,13 +74,15 @@ class ServiceState:
                 "credentials and could read any endpoint's tasks; use 'per-endpoint' with the "
                 "management plugin (docs/SECURITY.md)"
             )
+        publisher = Publisher(
+            config.amqp_url, topology, attempts=config.publish_attempts, tls=config.amqp_tls
+        )
+        publisher.signer = load_or_create_signer(database)
         return cls(
             config=config,
-            database=Database(config.database_url),
+            database=database,
             topology=topology,
-            publisher=Publisher(
-                config.amqp_url, topology, attempts=config.publish_attempts, tls=config.amqp_tls
-            ),
+            publisher=publisher,
             admin=admin,
             limiter=RateLimiter(config.rate_limit, config.rate_burst)
             if config.rate_limit
@@ -85,6 +100,10 @@ class ServiceState:
         if self.admin is not None:
             self.admin.close()
         self.database.dispose()
+
+
+def new_queue_key() -> str:
+    return secrets.token_hex(32)
 
 
 def endpoint_user_limits(config: ServiceConfig) -> dict[str, int]:
@@ -121,11 +140,10 @@ def prepare_broker(config: ServiceConfig, admin: BrokerAdmin | None = None) -> b
         )
         version = admin.broker_version()
         if not passive_declare_checked(version):
-            log.warning(
-                "RabbitMQ %s does not check permissions on passive queue declarations (4.2.6 "
-                "and later do): an endpoint's broker user can learn the depth of another "
-                "endpoint's task queue whose id it knows (never its tasks); upgrade RabbitMQ "
-                "to close this (docs/SECURITY.md)",
+            log.info(
+                "RabbitMQ %s answers passive queue declarations without a permission check "
+                "(4.2.6 and later check): task queue names carry a secret tag, so an endpoint "
+                "cannot name another's queue to ask (broker/topology.py, docs/SECURITY.md)",
                 ".".join(map(str, version)) if version else "(unknown version)",
             )
         return True

@@ -8,25 +8,13 @@ needs to act (token hashes, tasks): protect it like the key it now is.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from outpost.protocol.signing import Signer, new_private_key
 from outpost_service.store import Database
-from outpost_service.store.schema import meta
+from outpost_service.store.secrets import load_or_create_secret
 
 KEY_NAME = "task_signing_key"
 
 
 def load_or_create_signer(database: Database) -> Signer:
     """The signer of this deployment; the key is created (once) if the database has none."""
-    with database.read() as conn:
-        stored = conn.execute(sa.select(meta.c.value).where(meta.c.key == KEY_NAME)).scalar()
-    if stored is None:
-        try:
-            with database.write() as conn:
-                conn.execute(meta.insert().values(key=KEY_NAME, value=new_private_key()))
-        except sa.exc.IntegrityError:  # another replica made it first: use theirs
-            pass
-        with database.read() as conn:
-            stored = conn.execute(sa.select(meta.c.value).where(meta.c.key == KEY_NAME)).scalar()
-    return Signer(str(stored))
+    return Signer(load_or_create_secret(database, KEY_NAME, new_private_key))

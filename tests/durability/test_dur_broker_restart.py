@@ -62,7 +62,7 @@ def test_rabbitmq_kill_9_with_broker_users_and_quorum_queues(
     broker user ``outpost-ep-<id>`` (which must survive the restart), all queues quorum."""
     service, endpoint = broker_stack
     queues = private_broker.do("ctl", "list_queues", "name", "type")
-    assert f"{service.amqp_prefix}.tasks.{endpoint.endpoint_id}\tquorum" in queues, queues
+    assert f"{endpoint.task_queue}\tquorum" in queues, queues
     users = private_broker.do("ctl", "list_users")
     assert f"outpost-ep-{endpoint.endpoint_id}" in users, users
     kill_and_restart_mid_campaign(service, endpoint, private_broker, tmp_path)

@@ -86,10 +86,10 @@ def start_ingest(database_url: str, prefix: str, home: Path) -> Process:
     return process
 
 
-def queued(prefix: str, endpoint_id: str) -> int:
+def queued(queue: str) -> int:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
-        declared = connection.channel().queue_declare(f"{prefix}.tasks.{endpoint_id}", passive=True)
+        declared = connection.channel().queue_declare(queue, passive=True)
         return int(declared.method.message_count)
     finally:
         connection.close()
@@ -156,9 +156,8 @@ def test_one_sweeper_at_a_time_and_ingest_alone_keeps_sweeping(
     ingests: list[Process] = []
     database = Database(database_url)
     try:
-        endpoint_id = post(service.url, service.token, "/v1/endpoints", {"name": "lease"})[
-            "endpoint_id"
-        ]
+        registration = post(service.url, service.token, "/v1/endpoints", {"name": "lease"})
+        endpoint_id, queue = registration["endpoint_id"], registration["amqp"]["task_queue"]
         service.endpoint_ids.append(endpoint_id)
         function = base64.b64encode(serialize_function(abs)).decode()
         function_id = post(service.url, service.token, "/v1/functions", {"function": function})[
@@ -170,9 +169,9 @@ def test_one_sweeper_at_a_time_and_ingest_alone_keeps_sweeping(
         # three sweepers, one lease: every stored task reaches the queue exactly once
         store_unconfirmed(database, endpoint_id, function_id, FIRST)
         wait_until(lambda: unpublished(database) == 0, 120, "the sweepers to publish every task")
-        wait_until(lambda: queued(service.amqp_prefix, endpoint_id) >= FIRST, 60, "the messages")
+        wait_until(lambda: queued(queue) >= FIRST, 60, "the messages")
         wait_rounds(database)
-        assert queued(service.amqp_prefix, endpoint_id) == FIRST
+        assert queued(queue) == FIRST
         web = Process(service.process, service.output)
         counts = [p.republished() for p in (web, *ingests)]
         assert sorted(counts) == [0, 0, FIRST], counts
@@ -208,7 +207,7 @@ def test_one_sweeper_at_a_time_and_ingest_alone_keeps_sweeping(
         # One cancel message for the expired task (sent by the process that stored the expiry);
         # the task itself was published only if a round published it before expiring it.
         expected = FIRST + LATER + 1 + int(row.published)
-        assert queued(service.amqp_prefix, endpoint_id) == expected
+        assert queued(queue) == expected
         assert sum(p.republished() for p in survivors) == LATER + int(row.published)
     finally:
         for process in ingests:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pika
-import requests
 import yaml
+
+from ..broker_cleanup import delete_topology
 
 BIN = Path(sys.executable).parent
 AMQP_URL = os.environ.get("OUTPOST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -139,32 +139,6 @@ def stop_service(service: RunningService) -> None:
     delete_topology(service.amqp_prefix, service.endpoint_ids)
 
 
-def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
-    """Remove the exchanges, queues and endpoint users a test service made on the shared broker."""
-    for endpoint_id in endpoint_ids:  # per-endpoint users (docs/SECURITY.md); 404 if none
-        requests.delete(
-            f"http://127.0.0.1:15672/api/users/outpost-ep-{endpoint_id}",
-            auth=("guest", "guest"),
-            timeout=10,
-        )
-    requests.delete(  # the operator policy capping P.dead (broker/admin.py)
-        f"http://127.0.0.1:15672/api/operator-policies/%2F/{prefix}.dead-letter-limits",
-        auth=("guest", "guest"),
-        timeout=10,
-    )
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        channel = connection.channel()
-        for endpoint_id in endpoint_ids:
-            channel.queue_delete(f"{prefix}.tasks.{endpoint_id}")
-        for exchange in ("tasks", "results", "dead"):
-            channel.exchange_delete(f"{prefix}.{exchange}")
-        for queue in ("ingest", "dead"):
-            channel.queue_delete(f"{prefix}.{queue}")
-    finally:
-        connection.close()
-
-
 @dataclass
 class RunningEndpoint:
     name: str
@@ -180,6 +154,12 @@ class RunningEndpoint:
         if check:
             return checked(argv, self.env, timeout)
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    @property
+    def task_queue(self) -> str:
+        """The name of its task queue, as the service told it at registration."""
+        info = json.loads((self.home / "endpoints" / self.name / "endpoint.json").read_text())
+        return str(info["task_queue"])
 
     def start(self) -> str:
         run = self.run("start", self.name)

@@ -63,7 +63,7 @@ def test_a_hundred_tasks_round_trip_on_quorum_queues(
     quorum_service: RunningService, quorum_endpoint: RunningEndpoint
 ) -> None:
     prefix = quorum_service.amqp_prefix
-    assert queue_type(f"{prefix}.tasks.{quorum_endpoint.endpoint_id}") == "quorum"
+    assert queue_type(quorum_endpoint.task_queue) == "quorum"
     assert queue_type(f"{prefix}.ingest") == "quorum"
     client = Client(url=quorum_service.url, token=quorum_service.token)
     with Executor(endpoint_id=quorum_endpoint.endpoint_id, client=client) as ex:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -172,12 +173,16 @@ print("submitted", flush=True)
 """
 
 
-def test_ctrl_c_while_the_exit_waits_out_an_outage_saves_the_tasks(tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
+def run_until_interrupted(
+    tmp_path: Path, script_text: str, ready: Callable[[list[str]], bool]
+) -> str:
+    """Run ``script_text`` against a port nothing listens on, send SIGINT once ``ready`` holds
+    for its output lines, and return all its output (it must end within 10 s)."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     script = tmp_path / "script.py"
-    script.write_text(EXIT_DURING_OUTAGE)
+    script.write_text(script_text)
     env = {**os.environ, "OUTPOST_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, str(script), f"http://127.0.0.1:{port}", ENDPOINT],
@@ -187,18 +192,53 @@ def test_ctrl_c_while_the_exit_waits_out_an_outage_saves_the_tasks(tmp_path: Pat
         text=True,
     )
     assert process.stdout is not None
-    lines = []
-    # Both lines must be out before the interrupt: the warning comes from the submitting
-    # thread and may precede "submitted"; an interrupt before the script's end would hit
-    # the main thread's print instead of the interpreter's exit wait this test is about.
+    lines: list[str] = []
     for line in process.stdout:
         lines.append(line)
-        if all(any(mark in seen for seen in lines) for mark in ("submitted", "is unreachable")):
+        if ready(lines):
             break
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=10)
-    output = "".join(lines) + rest
+    return "".join(lines) + rest
+
+
+def test_ctrl_c_while_the_exit_waits_out_an_outage_saves_the_tasks(tmp_path: Path) -> None:
+    # The warning comes from the submitting thread and may precede "submitted" (and itself
+    # says "submitted tasks"): the interrupt must wait for the script's own line, or it would
+    # hit submit() instead of the interpreter's exit wait this test is about.
+    output = run_until_interrupted(
+        tmp_path,
+        EXIT_DURING_OUTAGE,
+        lambda lines: "submitted\n" in lines and any("is unreachable" in s for s in lines),
+    )
     assert "KeyboardInterrupt" in output, output  # (an atexit handler's error keeps status 0)
     [path] = (tmp_path / "home" / "unsent").glob("*.json")
     assert f"outpost tasks resubmit {path}" in output
     assert json.loads(path.read_text())["calls"] == 3
+
+
+SUBMITTING_DURING_OUTAGE = """
+import sys
+from outpost import Client, Executor
+
+client = Client(sys.argv[1], "token", retries=0)
+ex = Executor(sys.argv[2], client, submit_retry_for=600)
+i = 0
+while True:  # a long campaign's submit loop, interrupted by the user
+    ex.submit(abs, -i)
+    i += 1
+"""
+
+
+def test_ctrl_c_in_the_submit_loop_during_an_outage_leaves_at_once_and_saves_the_tasks(
+    tmp_path: Path,
+) -> None:
+    """The script dies of the KeyboardInterrupt: its exit must not then wait out the outage
+    (up to submit_retry_for) before saving what was accepted."""
+    output = run_until_interrupted(
+        tmp_path, SUBMITTING_DURING_OUTAGE, lambda lines: any("is unreachable" in s for s in lines)
+    )
+    assert "KeyboardInterrupt" in output, output
+    [path] = (tmp_path / "home" / "unsent").glob("*.json")
+    assert f"outpost tasks resubmit {path}" in output
+    assert json.loads(path.read_text())["calls"] >= 1

@@ -57,7 +57,6 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, 
     import secrets
 
     from outpost_service import ServiceConfig, create_app
-    from outpost_service.broker.topology import Topology
 
     home: Path = tmp_path_factory.mktemp("fuzz")
     prefix = f"test-fuzz-{secrets.token_hex(4)}"
@@ -81,7 +80,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, 
 
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
-        Topology(prefix).delete_all(connection.channel(), ids)
+        state.topology.delete_all(connection.channel(), ids)
     finally:
         connection.close()
 

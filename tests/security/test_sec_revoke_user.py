@@ -68,7 +68,7 @@ def test_revoke_user_cuts_off_tokens_and_running_endpoints(tmp_path: Path) -> No
         bob = service.create_user("bob")
         endpoint = make_endpoint(service, tmp_path / "alice-ep", f"ep{uuid.uuid4().hex[:6]}")
         broker_user = f"outpost-ep-{endpoint.endpoint_id}"
-        queue = f"{service.amqp_prefix}.tasks.{endpoint.endpoint_id}"
+        queue = endpoint.task_queue
         with Executor(endpoint.endpoint_id, client=Client(service.url, service.token)) as ex:
             assert ex.submit(abs, -3).result(timeout=120) == 3  # the endpoint takes tasks
         assert broker_connections(broker_user) and queue_consumers(queue) >= 1

@@ -19,18 +19,17 @@ from typing import Any
 
 import pika
 import pytest
-import requests
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from outpost.protocol import serialize, serialize_function
 from outpost_service import ServiceConfig, create_app
-from outpost_service.broker.topology import Topology
 from outpost_service.state import EXTENSION, ServiceState
 from outpost_service.store import schema
 from outpost_service.store.users import get_or_create_user, issue_token
 
+from ..broker_cleanup import delete_topology
 from ..recipes import missing
 
 AMQP_URL = os.environ.get("OUTPOST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -88,25 +87,6 @@ def amqp_channel() -> Iterator[pika.adapters.blocking_connection.BlockingChannel
     channel.confirm_delivery()
     yield channel
     connection.close()
-
-
-def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
-    for endpoint_id in endpoint_ids:  # per-endpoint broker users (docs/SECURITY.md)
-        requests.delete(
-            f"http://127.0.0.1:15672/api/users/outpost-ep-{endpoint_id}",
-            auth=("guest", "guest"),
-            timeout=10,
-        )
-    requests.delete(  # the operator policy capping P.dead (broker/admin.py)
-        f"http://127.0.0.1:15672/api/operator-policies/%2F/{prefix}.dead-letter-limits",
-        auth=("guest", "guest"),
-        timeout=10,
-    )
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        Topology(prefix).delete_all(connection.channel(), endpoint_ids)
-    finally:
-        connection.close()
 
 
 # --------------------------------------------------------------------------- apps

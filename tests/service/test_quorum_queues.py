@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from dataclasses import replace
 from typing import Any
 
 import pika
@@ -16,7 +17,6 @@ import requests
 from flask import Flask
 
 from outpost_service import ServiceConfig
-from outpost_service.broker.topology import Topology
 from outpost_service.errors import BrokerError
 from outpost_service.server import make_ingest
 
@@ -127,12 +127,14 @@ def test_a_queue_of_the_other_type_gives_a_clear_error(
 ) -> None:
     old = make_app(queue_type=existing)
     endpoint_id = Caller(old.test_client(), new_token(old, "dave")).register_endpoint()
-    prefix = app_state(old).topology.prefix
-    queue = f"{prefix}.tasks.{endpoint_id}"
+    topology = app_state(old).topology
+    queue = topology.task_queue(endpoint_id)
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         with pytest.raises(BrokerError) as caught:
-            Topology(prefix, wanted).declare_endpoint_queue(connection.channel(), endpoint_id)
+            replace(topology, queue_type=wanted).declare_endpoint_queue(
+                connection.channel(), endpoint_id
+            )
     finally:
         connection.close()
     message = str(caught.value)

@@ -127,7 +127,8 @@ def test_running_server_round_trip(server: Server, amqp_prefix: str, amqp_channe
     call = api(server, token)
     registration = call("POST", "/v1/endpoints", {"name": "laptop"})
     endpoint_id = registration["endpoint_id"]
-    assert registration["amqp"]["task_queue"] == f"{amqp_prefix}.tasks.{endpoint_id}"
+    queue = registration["amqp"]["task_queue"]  # tagged: not guessable from the id
+    assert re.fullmatch(rf"{re.escape(amqp_prefix)}\.tasks\.{endpoint_id}\.[0-9a-f]{{32}}", queue)
     function_id = call("POST", "/v1/functions", {"function": b64(serialize_function(pow))})[
         "function_id"
     ]
@@ -138,7 +139,7 @@ def test_running_server_round_trip(server: Server, amqp_prefix: str, amqp_channe
     }
     (task_id,) = call("POST", "/v1/tasks", {"tasks": [task]})["task_ids"]
 
-    ((_, body),) = take(amqp_channel, f"{amqp_prefix}.tasks.{endpoint_id}", 1)
+    ((_, body),) = take(amqp_channel, queue, 1)
     assert TaskEnvelope.from_bytes(body).task_id == task_id
     result = ResultEnvelope(task_id, endpoint_id, TaskState.SUCCESS, value=serialize(1024))
     amqp_channel.basic_publish(f"{amqp_prefix}.results", f"{endpoint_id}.result", result.to_bytes())

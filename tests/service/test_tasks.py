@@ -12,7 +12,6 @@ from flask import Flask
 
 from outpost.protocol import CancelRequest, TaskEnvelope, decode_message, deserialize
 from outpost_service.broker.admin import with_credentials
-from outpost_service.broker.topology import Topology
 
 from .conftest import Caller, app_state, row_counts
 
@@ -45,7 +44,7 @@ def test_registration_answers_the_contract(app: Flask, alice: Caller, amqp_chann
                 pika.URLParameters(answer["amqp"]["url"]).credentials.password,
             ),
             "task_exchange": f"{topology.prefix}.tasks",
-            "task_queue": f"{topology.prefix}.tasks.{endpoint_id}",
+            "task_queue": topology.task_queue(endpoint_id),
             "result_exchange": f"{topology.prefix}.results",
             "result_routing_key": f"{endpoint_id}.result",
             "status_routing_key": f"{endpoint_id}.status",
@@ -150,7 +149,7 @@ def test_delete_endpoint_removes_its_queue_and_ends_its_tasks(
     assert alice.ok("delete", f"/v1/endpoints/{endpoint_id}") == {"deleted": endpoint_id}
     assert alice.get(f"/v1/endpoints/{endpoint_id}").status_code == 404
     assert alice.ok("get", f"/v1/tasks/{task_id}")["state"] == "cancelled"
-    queue = Topology(app_state(app).topology.prefix).task_queue(endpoint_id)
+    queue = app_state(app).topology.task_queue(endpoint_id)
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as raised:
         amqp_channel.queue_declare(queue, passive=True)
     assert raised.value.reply_code == 404

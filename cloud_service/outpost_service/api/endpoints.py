@@ -80,8 +80,10 @@ def register_endpoint() -> dict[str, Any]:
     if existing is not None and not force:
         _refuse_if_connected(state, existing)
 
-    _broker(lambda: state.publisher.declare_endpoint_queue(endpoint_id))
+    # The grant first: it cuts off a previous instance, whose unacked tasks then go back to
+    # its queue before the declaration moves a legacy queue's tasks (broker/topology.py).
     broker_url = _endpoint_broker_url(state, endpoint_id)
+    _broker(lambda: state.publisher.declare_endpoint_queue(endpoint_id))
     try:
         with state.database.write() as conn:
             if existing is None:

@@ -201,15 +201,13 @@ class BrokerAdmin:
     def _close_connections(self, user: str) -> None:
         """Close the open connections of ``user`` (after a rotation or deletion).
 
-        They are listed from RabbitMQ's connection tracking (``/connections/username/U``),
-        which knows a connection the moment it opens; the plain ``/connections`` listing comes
-        from the statistics database and misses connections younger than its ~5 s interval.
+        ``DELETE /connections/username/U`` closes them through RabbitMQ's connection tracking,
+        which knows a connection the moment it opens.  Closing them one by one by name does
+        not do: ``DELETE /connections/NAME`` looks the name up in the statistics database,
+        which learns of a connection only after its ~5 s interval, so a daemon that had just
+        connected answered 404 and kept serving with its old password.
         """
-        listing = self._call("GET", f"/connections/username/{quote(user, safe='')}", None)
-        for connection in listing if isinstance(listing, list) else []:
-            if isinstance(connection, dict) and connection.get("user") == user:
-                name = quote(str(connection.get("name", "")), safe="")
-                self._call("DELETE", f"/connections/{name}", None, missing_ok=True)
+        self._call("DELETE", f"/connections/username/{quote(user, safe='')}", None, missing_ok=True)
 
     def _call(
         self, method: str, path: str, body: dict[str, Any] | None, *, missing_ok: bool = False

@@ -42,7 +42,6 @@ from outpost_service.state import ServiceState
 from outpost_service.store import leases
 from outpost_service.store import tasks as task_store
 from outpost_service.submission import envelopes_for, publish
-from outpost_service.task_signing import load_or_create_signer
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +157,5 @@ class Sweeper:
 def standalone_sweeper(config: ServiceConfig) -> Sweeper:
     """A sweeper with connections of its own, for a process without the HTTP app
     (``outpost-service ingest``); :meth:`Sweeper.stop` closes them."""
-    state = ServiceState.build(config)
-    state.database.ensure_schema()
-    state.publisher.signer = load_or_create_signer(state.database)  # republishes are signed
+    state = ServiceState.build(config)  # (its publisher signs republished tasks)
     return Sweeper(state, republish_after=config.republish_after, owns_state=True)

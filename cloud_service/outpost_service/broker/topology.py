@@ -1,6 +1,7 @@
 """The AMQP topology of docs/ARCHITECTURE.md, for one prefix ``P``.
 
-* ``P.tasks`` (direct) → ``P.tasks.<endpoint_id>`` (one per endpoint, routing key = its id)
+* ``P.tasks`` (direct) → ``P.tasks.<endpoint_id>.<tag>`` (one per endpoint, routing key = its
+  id; ``tag`` is an HMAC of the id under the deployment's ``queue_key``, see below)
 * ``P.results`` (topic) → ``P.ingest`` bound ``#`` (results ``<id>.result``, heartbeats
   ``<id>.status``)
 * ``P.dead`` (fanout) → ``P.dead``: what ``P.ingest`` and the task queues reject.
@@ -15,10 +16,25 @@ at-least-once (``x-dead-letter-strategy``, RabbitMQ >= 3.10, which needs ``x-ove
 reject-publish``) instead of the default at-most-once.  A queue's type is fixed when it is made:
 redeclaring it as the other type is refused (PRECONDITION_FAILED), reported as a
 :class:`~outpost_service.errors.BrokerError` that says how to migrate.
+
+Why task queue names carry a secret tag: an endpoint's broker user may read only its own queue,
+but RabbitMQ before 4.2.6 answers a *passive* declaration of any queue without a permission
+check, telling its depth and consumer count.  Endpoint ids are no secret (shared users submit
+to them), so a name made of the id alone would let one endpoint watch another's activity; a
+name with a tag only the service can compute cannot be asked about.  The endpoint learns its
+queue's name at registration.  Queues of earlier versions (``P.tasks.<endpoint_id>``, still
+what a topology without ``queue_key`` names) are moved to the tagged name at the endpoint's next
+registration (:meth:`Topology.declare_endpoint_queue`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +45,13 @@ from outpost_service.config import QUEUE_TYPES
 from outpost_service.errors import BrokerError
 
 _PRECONDITION_FAILED = 406
+_NOT_FOUND = 404
+#: Hex digits of the queue name's tag: 128 bits, beyond guessing.
+TAG_LENGTH = 32
+#: Passes at moving a legacy queue's messages (a consumer being cut off may hand some back).
+_RETIRE_PASSES = 3
+
+log = logging.getLogger(__name__)
 #: Arguments only this topology's quorum queues carry.
 _QUORUM_ONLY = ("x-queue-type", "x-dead-letter-strategy", "x-overflow")
 
@@ -37,6 +60,9 @@ _QUORUM_ONLY = ("x-queue-type", "x-dead-letter-strategy", "x-overflow")
 class Topology:
     prefix: str = "outpost"
     queue_type: str = "classic"
+    #: The deployment's secret behind task queue names (the ``meta`` table's
+    #: ``task_queue_key``); empty means the untagged names of earlier versions.
+    queue_key: str = ""
 
     def __post_init__(self) -> None:
         if self.queue_type not in QUEUE_TYPES:
@@ -65,6 +91,14 @@ class Topology:
         return f"{self.prefix}.dead"
 
     def task_queue(self, endpoint_id: str) -> str:
+        """The name of the endpoint's task queue (tagged when this topology has a key)."""
+        if not self.queue_key:
+            return self.legacy_task_queue(endpoint_id)
+        tag = hmac.new(self.queue_key.encode(), endpoint_id.encode(), hashlib.sha256)
+        return f"{self.prefix}.tasks.{endpoint_id}.{tag.hexdigest()[:TAG_LENGTH]}"
+
+    def legacy_task_queue(self, endpoint_id: str) -> str:
+        """The name earlier versions gave the endpoint's queue: guessable from the id."""
         return f"{self.prefix}.tasks.{endpoint_id}"
 
     @staticmethod
@@ -102,9 +136,55 @@ class Topology:
         channel.queue_bind(self.ingest_queue, self.result_exchange, routing_key="#")
 
     def declare_endpoint_queue(self, channel: BlockingChannel, endpoint_id: str) -> None:
+        """Declare and bind the endpoint's queue; move a legacy queue's tasks into it."""
         queue = self.task_queue(endpoint_id)
         self._declare_queue(channel, queue, self.queue_arguments())
         channel.queue_bind(queue, self.task_exchange, routing_key=endpoint_id)
+        if queue != self.legacy_task_queue(endpoint_id):
+            self._retire_legacy_queue(channel, endpoint_id)
+
+    def _retire_legacy_queue(self, channel: BlockingChannel, endpoint_id: str) -> None:
+        """Move the tasks of the endpoint's untagged queue (made by an earlier version) into its
+        tagged one, then delete the old queue.
+
+        It is unbound first, so no new task lands there.  Each message is acked only after the
+        broker confirmed its copy, so a crash here duplicates at most one task (the endpoint's
+        journal runs it once), never loses one.  A queue still consumed (an instance being cut
+        off) or refilled by its consumer's unacked tasks stays, and the next registration tries
+        again.  Runs on channels of its own: a failed passive declaration closes its channel.
+        """
+        legacy = self.legacy_task_queue(endpoint_id)
+        with _own_channel(channel) as probe:
+            try:
+                probe.queue_declare(legacy, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == _NOT_FOUND:
+                    return
+                raise
+        with _own_channel(channel) as mover:
+            mover.confirm_delivery()
+            mover.queue_unbind(legacy, self.task_exchange, routing_key=endpoint_id)
+            moved = 0
+            for attempt in range(_RETIRE_PASSES):
+                if attempt:
+                    time.sleep(0.5)  # let a closing consumer's unacked tasks come back
+                moved += _move_messages(mover, legacy, self.task_queue(endpoint_id))
+                try:
+                    with _own_channel(channel) as deleter:
+                        deleter.queue_delete(legacy, if_unused=True, if_empty=True)
+                    log.info(
+                        "endpoint %s: moved %d task(s) from %s to its tagged queue, deleted it",
+                        endpoint_id, moved, legacy,
+                    )  # fmt: skip
+                    return
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    if exc.reply_code != _PRECONDITION_FAILED:
+                        raise
+        log.warning(
+            "endpoint %s: queue %s of an earlier version is still in use or not empty after "
+            "moving %d task(s); the endpoint's next registration moves the rest",
+            endpoint_id, legacy, moved,
+        )  # fmt: skip
 
     def _declare_queue(
         self, channel: BlockingChannel, queue: str, arguments: dict[str, Any]
@@ -127,16 +207,42 @@ class Topology:
             ) from exc
 
     def delete_endpoint_queue(self, channel: BlockingChannel, endpoint_id: str) -> None:
-        channel.queue_delete(self.task_queue(endpoint_id))
+        """Delete the endpoint's queue, and the legacy one if an earlier version left it."""
+        for queue in {self.task_queue(endpoint_id), self.legacy_task_queue(endpoint_id)}:
+            channel.queue_delete(queue)
 
     def delete_all(self, channel: BlockingChannel, endpoint_ids: list[str]) -> None:
         """Remove everything this prefix declared (tests, and tearing a deployment down)."""
         for endpoint_id in endpoint_ids:
-            channel.queue_delete(self.task_queue(endpoint_id))
+            self.delete_endpoint_queue(channel, endpoint_id)
         for queue in (self.ingest_queue, self.dead_queue):
             channel.queue_delete(queue)
         for exchange in (self.task_exchange, self.result_exchange, self.dead_exchange):
             channel.exchange_delete(exchange)
+
+
+@contextmanager
+def _own_channel(channel: BlockingChannel) -> Iterator[BlockingChannel]:
+    """A new channel on ``channel``'s connection, closed after use unless the broker closed it
+    (as it does after a refused declaration)."""
+    own = channel.connection.channel()
+    try:
+        yield own
+    finally:
+        if own.is_open:
+            own.close()
+
+
+def _move_messages(channel: BlockingChannel, source: str, target: str) -> int:
+    """Move every message now in ``source`` to ``target`` (copy confirmed, then ack)."""
+    moved = 0
+    while True:
+        method, properties, body = channel.basic_get(source)
+        if method is None:
+            return moved
+        channel.basic_publish("", target, body, properties, mandatory=True)
+        channel.basic_ack(method.delivery_tag)
+        moved += 1
 
 
 def _existing_type(reply_text: str, wanted: str) -> str | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -464,7 +465,15 @@ def _flush_at_exit() -> None:
     """Send every queued task before the interpreter exits, as CPython's executors finish
     their work items; tasks held for dependencies are waited for (they cannot be sent
     otherwise).  During a service outage this waits up to ``submit_retry_for``; Ctrl-C then
-    saves the unsent calls to a file (see :meth:`Submitter.interrupt`)."""
+    saves the unsent calls to a file (see :meth:`Submitter.interrupt`).  A script ended by
+    Ctrl-C (an uncaught KeyboardInterrupt, which the interpreter leaves in
+    ``sys.last_value``) is not held at all: what is unsent is saved at once."""
+    if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
+        for submitter in list(_LIVE):
+            error = submitter.interrupt()
+            if error is not None:
+                announce(f"outpost: {error}")
+        return
     for submitter in list(_LIVE):
         with submitter._cond:
             held = submitter._held

@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from outpost_endpoint import pidfile
 from outpost_endpoint.config import EngineConfig
 from outpost_endpoint.errors import ProviderError
 from outpost_endpoint.providers.base import Provider
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 #: The file, in the engine's run directory.
 RECORDS_FILE = "blocks.json"
+HOSTNAME = socket.gethostname()
 
 
 class BlockRecords:
@@ -77,7 +80,12 @@ class BlockRecords:
 
     def _write(self) -> None:
         blocks = list(self._blocks.values())
-        data = {"provider": self.provider, "pid": os.getpid(), "blocks": blocks}
+        data = {
+            "provider": self.provider,
+            "pid": os.getpid(),
+            "hostname": HOSTNAME,
+            "blocks": blocks,
+        }
         temporary = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "w") as handle:
@@ -117,6 +125,8 @@ def end_leftovers(run_dir: Path, provider: Provider) -> list[str]:
     with another provider type (the config changed) is named in the log but not touched: its
     jobs belong to another scheduler, which this provider cannot ask."""
     label, blocks = read_leftovers(run_dir)
+    if blocks and not _ours_to_end(run_dir, label):
+        return []
     job_ids = [str(b["job_id"]) for b in blocks if isinstance(b.get("job_id"), str)]
     if label == provider.label:  # killed while submitting: the job, if any, has that name
         for name in (b["job_name"] for b in blocks if not isinstance(b.get("job_id"), str)):
@@ -144,6 +154,48 @@ def end_leftovers(run_dir: Path, provider: Provider) -> list[str]:
         return job_ids
     (run_dir / RECORDS_FILE).unlink(missing_ok=True)
     return job_ids
+
+
+def _ours_to_end(run_dir: Path, label: str | None) -> bool:
+    """Whether the recorded blocks may be ended by this process.
+
+    Not while the run that recorded them is alive on this host: that is an instance being
+    taken over (``start --force`` with a copied OUTPOST_HOME), which releases its blocks itself
+    as it stops.  Not a local provider's blocks recorded on another host (a home shared by
+    login nodes): their process ids name that host's processes, not ours."""
+    try:
+        data = json.loads((run_dir / RECORDS_FILE).read_text())
+    except (OSError, ValueError):
+        return True
+    pid, host = data.get("pid"), data.get("hostname")
+    if host is None or host == HOSTNAME:
+        if isinstance(pid, int) and pid != os.getpid() and _is_endpoint_process(pid):
+            log.info(
+                "the blocks in %s belong to the run still alive as pid %d on this host; it "
+                "ends them as it stops",
+                run_dir / RECORDS_FILE,
+                pid,
+            )
+            return False
+        return True
+    if label == "local":
+        log.warning(
+            "the local blocks in %s were started on host %s; end them there (`outpost-endpoint "
+            "stop` on that host), this host cannot",
+            run_dir / RECORDS_FILE,
+            host,
+        )
+        return False
+    return True
+
+
+def _is_endpoint_process(pid: int) -> bool:
+    """Whether ``pid`` is alive and an Outpost process (not a stranger that reused the pid)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return pidfile.is_alive(pid) and b"outpost" in command
 
 
 def end_leftovers_of(engine: EngineConfig, run_dir: Path) -> list[str]:
