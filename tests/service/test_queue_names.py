@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from outpost.protocol import TaskEnvelope
+from outpost_service.broker.topology import Topology
 
 from .conftest import AMQP_URL, Caller, app_state
 from .test_tasks import take
@@ -27,6 +28,16 @@ def depth(queue: str) -> int | None:
         return None
     finally:
         connection.close()
+
+
+def leave_legacy_queue(channel: Any, topology: Topology, endpoint_id: str) -> None:
+    """What an earlier version left: the untagged queue, the only one bound."""
+    channel.queue_unbind(
+        topology.task_queue(endpoint_id), topology.task_exchange, routing_key=endpoint_id
+    )
+    legacy = topology.legacy_task_queue(endpoint_id)
+    channel.queue_declare(legacy, durable=True, arguments=topology.queue_arguments() or None)
+    channel.queue_bind(legacy, topology.task_exchange, routing_key=endpoint_id)
 
 
 def test_registration_names_a_tagged_queue(app: Flask, alice: Caller) -> None:
@@ -47,10 +58,7 @@ def test_a_legacy_queue_and_its_tasks_move_to_the_tagged_queue(
     endpoint_id = alice.register_endpoint("old")
     topology = app_state(app).topology
     legacy, tagged = topology.legacy_task_queue(endpoint_id), topology.task_queue(endpoint_id)
-    # What an earlier version left: the untagged queue, the only one bound.
-    amqp_channel.queue_unbind(tagged, topology.task_exchange, routing_key=endpoint_id)
-    amqp_channel.queue_declare(legacy, durable=True, arguments=topology.queue_arguments() or None)
-    amqp_channel.queue_bind(legacy, topology.task_exchange, routing_key=endpoint_id)
+    leave_legacy_queue(amqp_channel, topology, endpoint_id)
     function_id = alice.register_function()
     waiting = alice.submit(endpoint_id, function_id, (1,), (2,), (3,))
     assert depth(legacy) == 3 and depth(tagged) == 0
@@ -71,9 +79,7 @@ def test_a_legacy_queue_still_consumed_stays_until_the_next_registration(
     endpoint_id = alice.register_endpoint("busy")
     topology = app_state(app).topology
     legacy, tagged = topology.legacy_task_queue(endpoint_id), topology.task_queue(endpoint_id)
-    amqp_channel.queue_unbind(tagged, topology.task_exchange, routing_key=endpoint_id)
-    amqp_channel.queue_declare(legacy, durable=True, arguments=topology.queue_arguments() or None)
-    amqp_channel.queue_bind(legacy, topology.task_exchange, routing_key=endpoint_id)
+    leave_legacy_queue(amqp_channel, topology, endpoint_id)
     old_instance = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = old_instance.channel()
