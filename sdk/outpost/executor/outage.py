@@ -91,6 +91,11 @@ class OutageRetry:
         self._lock = threading.Lock()
         self._interrupted = threading.Event()
 
+    @property
+    def in_outage(self) -> bool:
+        """True while the service is unreachable (from the first failure to the next answer)."""
+        return self._since is not None
+
     def interrupt(self) -> None:
         """Stop waiting: a call waiting out an outage raises :class:`Interrupted` at once."""
         self._interrupted.set()

@@ -21,15 +21,17 @@ Tasks with dependencies are *held* here until their parents are done (see
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
+import signal
 import sys
 import threading
 import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,6 +205,10 @@ class Submitter:
         with self._cond:
             self._stopping = True
             self._cond.notify()
+
+    def is_alive(self) -> bool:
+        """True while the submitting thread runs (it ends once everything is sent)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> None:
         thread = self._thread
@@ -464,29 +470,62 @@ _LIVE: weakref.WeakSet[Submitter] = weakref.WeakSet()
 def _flush_at_exit() -> None:
     """Send every queued task before the interpreter exits, as CPython's executors finish
     their work items; tasks held for dependencies are waited for (they cannot be sent
-    otherwise).  During a service outage this waits up to ``submit_retry_for``; Ctrl-C then
-    saves the unsent calls to a file (see :meth:`Submitter.interrupt`).  A script ended by
-    Ctrl-C (an uncaught KeyboardInterrupt, which the interpreter leaves in
+    otherwise).  During a service outage this waits up to ``submit_retry_for``, says so once,
+    and Ctrl-C then saves the unsent calls to a file (see :meth:`Submitter.interrupt`).  A
+    script ended by Ctrl-C (an uncaught KeyboardInterrupt, which the interpreter leaves in
     ``sys.last_value``) is not held at all: what is unsent is saved at once."""
+    live = list(_LIVE)
     if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
-        for submitter in list(_LIVE):
-            error = submitter.interrupt()
-            if error is not None:
-                announce(f"outpost: {error}")
+        _save_unsent(live)
         return
-    for submitter in list(_LIVE):
+    for submitter in live:
         with submitter._cond:
             held = submitter._held
         if held:
             log.warning("waiting for %d tasks whose dependencies have not finished", held)
         submitter.stop()
-        try:
-            submitter.join()
-        except KeyboardInterrupt:  # Ctrl-C while an outage holds the exit: save, do not drop
-            error = submitter.interrupt()
-            if error is not None:
-                announce(f"outpost: {error}")
-            raise
+    # The wait is joined in slices under a SIGINT handler of its own: a KeyboardInterrupt
+    # raised inside a lock wait, or between two atexit callbacks, could otherwise be lost and
+    # leave the exit waiting out the whole outage.
+    with _sigint_flag() as interrupted:
+        told = False
+        while waiting := [s for s in live if s.is_alive()]:
+            if interrupted.is_set():
+                _save_unsent(waiting)
+                raise KeyboardInterrupt
+            if not told and any(s._retry.in_outage for s in waiting):
+                announce(
+                    "outpost: waiting for the service to take the submitted tasks before "
+                    "exiting; Ctrl-C saves them to a file to resubmit later"
+                )
+                told = True
+            waiting[0].join(_EXIT_SLICE)
+
+
+#: How often the exit wait looks for Ctrl-C and for the end of the submitting threads.
+_EXIT_SLICE = 0.2
+
+
+def _save_unsent(submitters: list[Submitter]) -> None:
+    for submitter in submitters:
+        error = submitter.interrupt()
+        if error is not None:
+            announce(f"outpost: {error}")
+
+
+@contextlib.contextmanager
+def _sigint_flag() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C while the block runs (only the main thread may take signals;
+    elsewhere the event is never set and Ctrl-C keeps its usual meaning)."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _with_context(exc: OutpostError, what: str) -> OutpostError:
