@@ -26,8 +26,8 @@ from outpost.errors import (
     ServiceError,
     ServiceUnavailableError,
 )
-from outpost.protocol.conventions import backoff_delay
 from outpost.protocol.tls import CA_BUNDLE_ENV, http_verify, tls_failure
+from outpost.runtime.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

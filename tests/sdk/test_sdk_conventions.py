@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from outpost.protocol.conventions import Backoff, backoff_delay, outpost_home, redact_url
+from outpost.protocol.conventions import outpost_home, redact_url
+from outpost.runtime.backoff import Backoff, backoff_delay
 
 
 def test_outpost_home_follows_the_environment(

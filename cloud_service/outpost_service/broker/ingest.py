@@ -26,8 +26,8 @@ from pika.spec import Basic
 
 from outpost.errors import ProtocolError
 from outpost.protocol import EndpointStatus, ResultEnvelope, decode_message
-from outpost.protocol.conventions import backoff_delay
 from outpost.protocol.tls import TlsFiles
+from outpost.runtime.backoff import Backoff
 from outpost_service.broker.connection import RECOVERABLE, parameters, tls_problem
 from outpost_service.broker.topology import Topology
 from outpost_service.notifier import ResultNotifier
@@ -97,15 +97,14 @@ class IngestConsumer:
 
     def run(self) -> None:
         """Consume until stopped, reconnecting with backoff when the broker goes away."""
-        failures = 0
+        backoff = Backoff(base=0.2, cap=5.0)
         while not self._stop.is_set():
             try:
                 self._consume()
-                failures = 0
+                backoff.reset()
             except Exception as exc:
                 self.consuming.clear()
-                delay = backoff_delay(failures, base=0.2, cap=5.0)
-                failures += 1
+                delay = backoff.next_delay()
                 if isinstance(exc, RECOVERABLE):
                     problem = tls_problem(exc)  # retried too: a broker's new certificate
                     log.warning(

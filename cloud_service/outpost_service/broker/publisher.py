@@ -29,9 +29,10 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from outpost.protocol import CancelRequest, TaskEnvelope
-from outpost.protocol.conventions import backoff_delay, redact_url
+from outpost.protocol.conventions import redact_url
 from outpost.protocol.signing import Signer
 from outpost.protocol.tls import TlsFiles
+from outpost.runtime.backoff import backoff_delay
 from outpost_service.broker.connection import RECOVERABLE, parameters, tls_problem
 from outpost_service.broker.topology import Topology
 from outpost_service.errors import BrokerError

@@ -39,8 +39,8 @@ import pika
 import pika.exceptions
 
 from outpost.protocol import EndpointStatus, ResultEnvelope
-from outpost.protocol.conventions import Backoff
 from outpost.protocol.conventions import redact_url as redact
+from outpost.runtime.backoff import Backoff
 from outpost_endpoint.amqp.confirms import Confirms
 from outpost_endpoint.amqp.connection import AmqpSettings, connect, credentials_refused
 from outpost_endpoint.errors import BrokerError

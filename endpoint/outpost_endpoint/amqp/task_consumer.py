@@ -50,10 +50,10 @@ import pika.exceptions
 
 from outpost.errors import OutpostError
 from outpost.protocol import CancelRequest, ResultEnvelope, TaskEnvelope, decode_message
-from outpost.protocol.conventions import Backoff
 from outpost.protocol.conventions import redact_url as redact
 from outpost.protocol.envelopes import json_object
 from outpost.protocol.signing import SignatureError, Verifier
+from outpost.runtime.backoff import Backoff
 from outpost_endpoint.amqp.connection import AmqpSettings, connect, credentials_refused
 from outpost_endpoint.amqp.result_publisher import ResultPublisher
 from outpost_endpoint.engine.base import Engine

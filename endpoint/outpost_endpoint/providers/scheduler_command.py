@@ -3,7 +3,7 @@
 Login nodes are shared and schedulers are busy: ``qstat`` can hang for a minute, print a
 half-written reply, or fail with "cannot connect to server" during a failover.  Every scheduler
 call therefore runs with a timeout, its output is logged when it fails, and callers choose whether
-to retry it with :func:`~outpost.protocol.conventions.backoff_delay` (full jitter, so a hundred
+to retry it with :func:`~outpost.runtime.backoff.backoff_delay` (full jitter, so a hundred
 endpoints do not hammer the server in lockstep).  Submissions are *not* retried blindly: a
 ``qsub`` that timed out may still have created a job, and a second one would exceed
 ``max_blocks``.
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from outpost.protocol.conventions import backoff_delay
+from outpost.runtime.backoff import backoff_delay
 from outpost_endpoint.errors import ProviderError
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from outpost.errors import ConfigurationError, ServiceError, ServiceUnavailableError
-from outpost.protocol.conventions import backoff_delay
+from outpost.runtime.backoff import backoff_delay
 
 log = logging.getLogger("outpost.executor")
 
@@ -133,7 +133,7 @@ class OutageRetry:
             if elapsed >= self.retry_for:
                 raise GiveUp(exc, elapsed) from exc
             self._attempt += 1
-            pause = max(0.2, backoff_delay(self._attempt, base=0.5, cap=MAX_PAUSE))
+            pause = backoff_delay(self._attempt, base=0.5, cap=MAX_PAUSE, floor=0.2)
             return min(pause, self.retry_for - elapsed)
 
     def _succeeded(self) -> None:

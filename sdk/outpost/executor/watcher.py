@@ -35,9 +35,9 @@ from outpost.errors import (
 from outpost.executor.future import OutpostFuture
 from outpost.executor.sealer import refuse_sealed
 from outpost.protocol import ResultEnvelope, TaskState
-from outpost.protocol.conventions import backoff_delay
 from outpost.remote_errors import exception_from_result, is_cancellation
 from outpost.result_trust import describe, is_trusted, load_value, origin_of
+from outpost.runtime.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
