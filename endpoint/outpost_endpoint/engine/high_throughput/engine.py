@@ -30,7 +30,7 @@ from outpost_endpoint.engine.high_throughput.block_records import BlockRecords, 
 from outpost_endpoint.engine.high_throughput.blocks import BlockBook
 from outpost_endpoint.engine.high_throughput.interchange import Interchange, TaskRecord
 from outpost_endpoint.engine.high_throughput.layout import worker_count
-from outpost_endpoint.engine.high_throughput.manager import MANAGER_CONFIG
+from outpost_endpoint.engine.high_throughput.manager_settings import ManagerSettings
 from outpost_endpoint.engine.high_throughput.status_view import STATUS_FILE
 from outpost_endpoint.engine.high_throughput.submit_backoff import SubmitBackoff
 from outpost_endpoint.errors import ConfigError, EngineError, ProviderError, SubmissionUncertain
@@ -124,18 +124,9 @@ class HighThroughputEngine(Engine):
         self.interchange.on_manager_registered = lambda m: self.book.manager_registered(m.block_id)
         connect_host = self.config.interchange_address or ("127.0.0.1" if local else _hostname())
         self.address = f"tcp://{connect_host}:{self.interchange.port}"
-        manager_config = {
-            "max_workers_per_node": self.config.max_workers_per_node,
-            "accelerators": self.config.available_accelerators,
-            "cpu_affinity": self.config.cpu_affinity,
-            "accelerator_variable": self.config.accelerator_variable,
-            "heartbeat_period": self.config.heartbeat_period,
-            "heartbeat_threshold": self.config.heartbeat_threshold,
-            "walltime_seconds": self.provider.walltime_seconds,
-            "payload_limit": self.payload_limit,
-            "mpi_launcher": self.config.mpi_launcher,
-        }
-        (self.run_dir / MANAGER_CONFIG).write_text(json.dumps(manager_config, indent=1))
+        ManagerSettings.of_engine(
+            self.config, self.provider.walltime_seconds, self.payload_limit
+        ).write(self.run_dir)
         self.interchange.start()
         self._scaler.start()
         log.info(

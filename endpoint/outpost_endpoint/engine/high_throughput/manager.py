@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -35,6 +34,7 @@ import zmq
 from outpost.protocol import ResultEnvelope, TaskEnvelope
 from outpost_endpoint.engine.high_throughput import security, wire
 from outpost_endpoint.engine.high_throughput.layout import WorkerSlot, plan_workers
+from outpost_endpoint.engine.high_throughput.manager_settings import ManagerSettings
 from outpost_endpoint.engine.high_throughput.worker import (
     frame_socket,
     send_frames,
@@ -46,7 +46,6 @@ from outpost_endpoint.launchers.nodelist import this_node
 from outpost_endpoint.results import cancelled_result, timeout_result
 
 log = logging.getLogger("outpost_endpoint.manager")
-MANAGER_CONFIG = "manager.json"
 #: MPI tasks get the nodes the interchange packed them onto; used if flavour detection fails
 #: (hydra and Cray PALS both read ``--hostfile``).  ``engine.mpi_launcher`` replaces it.
 NODEFILE_MPI_LAUNCHER = (
@@ -87,28 +86,28 @@ class _Worker:
 
 
 class Manager:
-    def __init__(self, address: str, block_id: str, run_dir: Path, config: dict[str, Any]):
+    def __init__(self, address: str, block_id: str, run_dir: Path, settings: ManagerSettings):
         self.address = address
         self.block_id = block_id
         self.run_dir = run_dir
-        self.config = config
+        self.settings = settings
         # the scheduler's name for this node (SLURMD_NODENAME, PBS short name): MPI node files
         # must name nodes srun/mpiexec know, and emulated Slurm nodes all have host name "vm"
         self.hostname = this_node()
         self.manager_id = f"{block_id}.{self.hostname}.{os.getpid()}.{uuid.uuid4().hex[:4]}"
-        self.heartbeat_period = float(config.get("heartbeat_period", 2.0))
-        self.heartbeat_threshold = float(config.get("heartbeat_threshold", 30.0))
+        self.heartbeat_period = settings.heartbeat_period
+        self.heartbeat_threshold = settings.heartbeat_threshold
         self.started = time.time()
-        self.expires_at = self.started + float(config.get("walltime_seconds") or 10 * 365 * 86400)
+        self.expires_at = self.started + (settings.walltime_seconds or 10 * 365 * 86400)
         self.context = worker_context()
         self.queue: collections.deque[_Queued] = collections.deque()
         cores = sorted(os.sched_getaffinity(0))
         self.slots = plan_workers(
-            max_workers_per_node=config.get("max_workers_per_node"),
-            accelerators=config.get("accelerators", []),
-            cpu_affinity=config.get("cpu_affinity", "none"),
+            max_workers_per_node=settings.max_workers_per_node,
+            accelerators=settings.accelerators,
+            cpu_affinity=settings.cpu_affinity,
             cores=cores,
-            accelerator_variable=config.get("accelerator_variable", "CUDA_VISIBLE_DEVICES"),
+            accelerator_variable=settings.accelerator_variable,
         )
         self.cores = cores
         self.workers = [_Worker(slot) for slot in self.slots]
@@ -246,7 +245,7 @@ class Manager:
         parent, child = self.context.Pipe(duplex=True)
         process = self.context.Process(
             target=worker_main,
-            args=(child, worker.slot.env, worker.slot.cores, self.config.get("payload_limit")),
+            args=(child, worker.slot.env, worker.slot.cores, self.settings.payload_limit),
             name=f"outpost-worker-{worker.slot.index}",
             daemon=True,
         )
@@ -354,7 +353,7 @@ class Manager:
                     {
                         "OUTPOST_MPI_NODEFILE": self._nodefile(task.task_id, meta["nodes"]),
                         "OUTPOST_MPI_LAUNCHER": (
-                            self.config.get("mpi_launcher") or self._mpi_template()
+                            self.settings.mpi_launcher or self._mpi_template()
                         ),
                     }
                 )
@@ -417,14 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s [manager %(process)d] %(message)s",
     )
-    config = json.loads((args.run_dir / MANAGER_CONFIG).read_text())
+    settings = ManagerSettings.read(args.run_dir)
     # Python 3.12+ warns on fork() once ZMQ's I/O thread exists (a replaced worker): the child
     # only runs Python and its own pipe, never ZMQ, so the locks that thread may hold are
     # never needed there (see .worker).
     warnings.filterwarnings(
         "ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning
     )
-    return Manager(args.address, args.block_id, args.run_dir, config).run()
+    return Manager(args.address, args.block_id, args.run_dir, settings).run()
 
 
 if __name__ == "__main__":
