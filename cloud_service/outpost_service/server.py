@@ -7,7 +7,6 @@ finishes its requests, ingest stops after acknowledging what it stored, connecti
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import sys
@@ -65,7 +64,7 @@ def serve(
     # Waiting long-polls hold a thread each for up to a minute: they get a pool smaller than
     # the threads, so ordinary requests always find one (longpoll.py).
     slots = resolve_slots(config.longpoll_slots, threads)
-    config = dataclasses.replace(config, longpoll_slots=slots)
+    config = config.replace(longpoll_slots=slots)
     app = create_app(config)
     state: ServiceState = app.extensions[EXTENSION]
     try:  # binds the port and loads the certificate: errors before any thread starts
