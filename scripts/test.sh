@@ -13,4 +13,5 @@ say "ruff check";  "$BIN/ruff" check sdk endpoint cloud_service tests benchmarks
 say "ruff format --check"; "$BIN/ruff" format --check sdk endpoint cloud_service tests benchmarks
 say "mypy"; "$BIN/mypy" sdk/outpost endpoint/outpost_endpoint cloud_service/outpost_service
 say "import rules"; "$BIN/lint-imports"
+say "config docs"; "$BIN/python" scripts/config_docs.py --check
 say "pytest"; "$BIN/pytest" -q "$@"

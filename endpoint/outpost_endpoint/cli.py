@@ -24,7 +24,7 @@ from outpost.errors import ConfigurationError
 from outpost.protocol.conventions import exposed_secret, read_secret
 from outpost.protocol.private_files import PRIVATE_UMASK, make_private_dir
 from outpost_endpoint import pidfile
-from outpost_endpoint.config import load_config
+from outpost_endpoint.config import EndpointConfig, load_config
 from outpost_endpoint.daemon import start_daemon
 from outpost_endpoint.engine.high_throughput import status_view
 from outpost_endpoint.engine.high_throughput.block_records import end_leftovers_of
@@ -207,15 +207,18 @@ def _start(paths: EndpointPaths, foreground: bool, force: bool = False) -> None:
         raise EndpointError(errors[0] if errors else f"endpoint {paths.name} failed")
 
 
-@main.command()
-@click.argument("name")
-@click.option(
+_stop_timeout_option = click.option(
     "--timeout",
     type=float,
     default=None,
-    help="Seconds to wait for a graceful exit before killing the daemon "
-    "[default: shutdown_grace + 30 s].",
+    help="Seconds to wait for the daemon to exit before killing it "
+    f"[default: shutdown_grace + {STOP_MARGIN:g} s].",
 )
+
+
+@main.command()
+@click.argument("name")
+@_stop_timeout_option
 def stop(name: str, timeout: float | None) -> None:
     """Stop endpoint NAME: no new tasks, running tasks finish (up to shutdown_grace), results
     are sent; unfinished tasks return to the queue for the next start."""
@@ -256,17 +259,12 @@ def _shutdown_grace(paths: EndpointPaths) -> float:
     try:
         return load_config(paths.config).shutdown_grace
     except EndpointError:
-        return 30.0
+        return float(EndpointConfig.model_fields["shutdown_grace"].default)
 
 
 @main.command()
 @click.argument("name")
-@click.option(
-    "--timeout",
-    type=float,
-    default=None,
-    help="Seconds to wait for the old daemon to exit. [default: shutdown_grace + 30 s]",
-)
+@_stop_timeout_option
 def restart(name: str, timeout: float | None) -> None:
     """Stop endpoint NAME if it runs, then start it again (same endpoint id)."""
     paths = EndpointPaths.for_name(name).require()

@@ -146,3 +146,45 @@ def test_high_throughput_engine_is_built(tmp_path: Path) -> None:
 def test_process_pool_engine_is_built() -> None:
     engine = build_engine(parse_config({"engine": {"max_workers": 3}}).engine)
     assert isinstance(engine, ProcessPoolEngine) and engine.max_workers == 3
+
+
+def test_unknown_keys_suggest_the_key_meant() -> None:
+    message = error_for({"max_worker": 2, "engine": {"provider": {"qeue": "debug"}}})
+    assert "launcher; did you mean 'queue'?" in message
+    assert "did you mean engine.max_workers?" in message  # a key put in the wrong section
+
+
+class _Billion(list[str]):
+    """A list that says it holds a billion items (building a real one would take ~8 GB)."""
+
+    def __len__(self) -> int:
+        return 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"engine": {"available_accelerators": 1_000_000_000}},
+            "engine.available_accelerators: 1000000000 is too large",
+        ),
+        ({"engine": {"available_accelerators": _Billion()}}, "lists too many devices"),
+        (
+            {"engine": {"max_workers_per_node": 10**12}},
+            "engine.max_workers_per_node: 1000000000000 is too large; use a whole number <= ",
+        ),
+        ({"engine": {"provider": {"max_blocks": 10**9}}}, "engine.provider.max_blocks: 1000000000"),
+        ({"prefetch": 10**9}, "prefetch: 1000000000 is too large; use a whole number <= 65535"),
+        ({"allowed_functions": _Billion()}, "allowed_functions: [] lists more than"),
+    ],
+)
+def test_huge_values_are_refused_before_anything_is_built(data: Any, expected: str) -> None:
+    """A mistyped count must be refused, not turned into a list that fills the memory."""
+    message = error_for(data)
+    assert expected in message and len(message) < 400
+
+
+def test_special_numbers_are_refused() -> None:
+    message = error_for({"engine": {"heartbeat_period": float("nan"), "max_idletime": True}})
+    assert "engine.heartbeat_period: nan is not a finite number" in message
+    assert "engine.max_idletime: True is not a number" in message

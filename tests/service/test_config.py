@@ -67,3 +67,19 @@ def test_fairness_and_broker_limit_settings(monkeypatch: pytest.MonkeyPatch) -> 
             ServiceConfig.from_env(**bad)
     with pytest.raises(ConfigurationError, match="longpoll_slots must be 0"):
         ServiceConfig.from_env(longpoll_slots=-2)
+
+
+def test_every_setting_reads_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OUTPOST_<NAME> for every setting (docs/CONFIGURATION.md), and the one older name."""
+    monkeypatch.setenv("OUTPOST_PURGE_INTERVAL", "60")
+    monkeypatch.setenv("OUTPOST_AMQP_MANAGEMENT_URL", "http://mq:15672/")
+    config = ServiceConfig.from_env()
+    assert (config.purge_interval, config.management_url) == (60.0, "http://mq:15672/")
+    monkeypatch.setenv("OUTPOST_PURGE_INTERVAL", "-1")
+    with pytest.raises(ConfigurationError, match=r"purge_interval \(env OUTPOST_PURGE_INTERVAL\)"):
+        ServiceConfig.from_env()
+
+
+def test_unknown_settings_suggest_the_one_meant() -> None:
+    with pytest.raises(ConfigurationError, match="did you mean 'payload_limit'"):
+        ServiceConfig.from_mapping({"payload_limt": 1})

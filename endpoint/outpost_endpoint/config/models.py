@@ -83,7 +83,7 @@ class BlockProviderConfig(Section):
     """Where blocks of nodes come from (high-throughput engine): the keys every scheduler
     understands."""
 
-    type: str = "local"
+    type: Literal["local", "pbspro", "slurm"] = "local"
     """Which scheduler gives the blocks: local (process groups on this machine), pbspro or
     slurm."""
     account: Text | None = None

@@ -60,8 +60,8 @@ def bounds(field: FieldInfo) -> tuple[Any, Any]:
     """The field's smallest and largest allowed values (``None`` where unbounded)."""
     low = high = None
     for item in field.metadata:
-        if isinstance(item, (annotated_types.Ge, annotated_types.Gt)):
-            low = item.ge if isinstance(item, annotated_types.Ge) else item.gt
+        if isinstance(item, annotated_types.Ge):
+            low = item.ge
         elif isinstance(item, annotated_types.Le):
             high = item.le
     return low, high
