@@ -104,7 +104,7 @@ class Manager:
         cores = sorted(os.sched_getaffinity(0))
         self.slots = plan_workers(
             max_workers_per_node=settings.max_workers_per_node,
-            accelerators=settings.accelerators,
+            accelerators=settings.available_accelerators,
             cpu_affinity=settings.cpu_affinity,
             cores=cores,
             accelerator_variable=settings.accelerator_variable,

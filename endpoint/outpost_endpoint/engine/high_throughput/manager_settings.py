@@ -24,7 +24,7 @@ class ManagerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_workers_per_node: int | None
-    accelerators: list[str]
+    available_accelerators: list[str]
     cpu_affinity: str
     accelerator_variable: str
     heartbeat_period: float
@@ -40,17 +40,10 @@ class ManagerSettings(BaseModel):
     def of_engine(
         cls, config: EngineConfig, walltime_seconds: float | None, payload_limit: int | None
     ) -> ManagerSettings:
-        return cls(
-            max_workers_per_node=config.max_workers_per_node,
-            accelerators=config.available_accelerators,
-            cpu_affinity=config.cpu_affinity,
-            accelerator_variable=config.accelerator_variable,
-            heartbeat_period=config.heartbeat_period,
-            heartbeat_threshold=config.heartbeat_threshold,
-            walltime_seconds=walltime_seconds,
-            payload_limit=payload_limit,
-            mpi_launcher=config.mpi_launcher,
-        )
+        """The settings of ``config`` a manager shares (they keep their ``config.yaml``
+        names), and the two only the engine knows."""
+        shared = config.model_dump(include=set(cls.model_fields))
+        return cls(**shared, walltime_seconds=walltime_seconds, payload_limit=payload_limit)
 
     def write(self, run_dir: Path) -> None:
         (run_dir / MANAGER_SETTINGS).write_text(self.model_dump_json(indent=1))
