@@ -91,7 +91,7 @@ def _complaint(kind: str, message: str, field: FieldInfo | None) -> str:
     unit = "a whole number" if is_whole_number(field) else "a number of seconds"
     if kind in _TYPE_ERRORS:
         return _TYPE_ERRORS[kind] + (f"; use {unit} >= {low}" if low is not None else "")
-    if kind in ("greater_than_equal", "greater_than"):
+    if kind == "greater_than_equal":
         return f"is too small; use {unit} >= {low}"
     if kind == "less_than_equal":
         return f"is too large; use {unit} <= {high}"

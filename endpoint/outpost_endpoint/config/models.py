@@ -42,7 +42,8 @@ def conflict(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("conflict", message, {"field": field})
 
 
-def _whole(low: int, *, default: Any = None) -> Any:
+def _count(low: int, *, default: Any = None) -> Any:
+    """A count of processes, nodes or blocks: at least ``low``, at most :data:`MAX_COUNT`."""
     return Field(default, ge=low, le=MAX_COUNT)
 
 
@@ -97,15 +98,15 @@ class BlockProviderConfig(Section):
     worker_init: Text = ""
     """Shell commands run on each node before the manager starts (load modules, activate an
     environment)."""
-    nodes_per_block: int = _whole(1, default=1)
+    nodes_per_block: int = _count(1, default=1)
     """Nodes of one block (one scheduler job)."""
-    min_blocks: int = _whole(0, default=0)
+    min_blocks: int = _count(0, default=0)
     """Blocks kept even without tasks."""
-    max_blocks: int = _whole(0, default=1)
+    max_blocks: int = _count(0, default=1)
     """Most blocks at once."""
-    cpus_per_node: int | None = _whole(1)
+    cpus_per_node: int | None = _count(1)
     """Cores of one node (default: the node's own count, once the block runs)."""
-    max_queued_blocks: int | None = _whole(1)
+    max_queued_blocks: int | None = _count(1)
     """Site limit on this endpoint's jobs waiting in the queue (Polaris: 100 per user)."""
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     """How each block's managers are started."""
@@ -181,13 +182,13 @@ class EngineConfig(Section):
     interchange hands tasks to a manager per node of each block from the provider."""
     max_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=MAX_COUNT)
     """Workers of the process-pool engine (default: one per CPU core)."""
-    max_workers_per_node: int | None = _whole(1)
+    max_workers_per_node: int | None = _count(1)
     """Workers per node (default: one per accelerator if any, else one per CPU core)."""
     available_accelerators: Accelerators = Field(default_factory=list)
     """An integer N (devices "0".."N-1") or a list of device ids; one worker per device."""
     cpu_affinity: CpuAffinity = "none"
     """none | block | alternating | block-reverse | list:0-3:4-7 (cores per worker)."""
-    prefetch_capacity: int = _whole(0, default=0)
+    prefetch_capacity: int = _count(0, default=0)
     """Tasks sent to a manager beyond its free workers."""
     accelerator_variable: Literal[
         "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK"
