@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -20,6 +18,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from outpost.runtime.settings import members
 from outpost_endpoint.config import EndpointConfig
 from outpost_service.config import ServiceConfig, env_variable
 
@@ -77,7 +76,7 @@ def _sections(
     keys only that type has."""
     yield (f"`{path}`" if path else "top level"), model, list(model.model_fields.items())
     for name, field in model.model_fields.items():
-        inner = [arg for arg in _members(field.annotation) if _is_section(arg)]
+        inner = [arg for arg in members(field.annotation) if _is_section(arg)]
         where = f"{path}.{name}" if path else name
         if len(inner) == 1:
             yield from _sections(inner[0], where)
@@ -91,22 +90,13 @@ def _sections(
             yield from _sections(base.model_fields["launcher"].annotation, f"{where}.launcher")
 
 
-def _members(annotation: Any) -> tuple[Any, ...]:
-    """The types an annotation stands for, without ``None`` and ``Annotated`` metadata."""
-    if get_origin(annotation) is typing.Annotated:
-        return _members(get_args(annotation)[0])
-    if get_origin(annotation) in (typing.Union, types.UnionType):
-        return tuple(m for arg in get_args(annotation) for m in _members(arg))
-    return () if annotation is type(None) else (annotation,)
-
-
 def _is_section(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _type(field: FieldInfo) -> str:
     names = []
-    for member in _members(field.annotation):
+    for member in members(field.annotation):
         if get_origin(member) is Literal:
             names.append(" \\| ".join(f"`{value}`" for value in get_args(member)))
         elif _is_section(member):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from outpost.runtime.settings import bounds, choices, closest, is_whole_number, shown
+from outpost.runtime.settings import bounds, choices, closest, is_whole_number, members, shown
 
 _NOT_A_MAPPING = ("model_type", "model_attributes_type", "dict_type")
 _TYPE_ERRORS = {
@@ -138,6 +138,8 @@ def _tag(model: type[BaseModel]) -> str:
 
 def _models_in(annotation: Any) -> tuple[type[BaseModel], ...]:
     """The section classes a field's annotation names (one, or the members of a union)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return (annotation,)
-    return tuple(model for arg in get_args(annotation) for model in _models_in(arg))
+    return tuple(
+        model
+        for model in members(annotation)
+        if isinstance(model, type) and issubclass(model, BaseModel)
+    )

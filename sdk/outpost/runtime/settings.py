@@ -45,7 +45,7 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
 
 def choices(field: FieldInfo) -> tuple[Any, ...]:
     """The values a ``Literal`` field (possibly optional) allows, in their declared order."""
-    for arg in _members(field.annotation):
+    for arg in members(field.annotation):
         if get_origin(arg) is Literal:
             return get_args(arg)
     return ()
@@ -53,7 +53,7 @@ def choices(field: FieldInfo) -> tuple[Any, ...]:
 
 def is_whole_number(field: FieldInfo) -> bool:
     """Whether the field holds an ``int`` (else, for number errors, it holds seconds)."""
-    return int in _members(field.annotation)
+    return int in members(field.annotation)
 
 
 def bounds(field: FieldInfo) -> tuple[Any, Any]:
@@ -67,8 +67,11 @@ def bounds(field: FieldInfo) -> tuple[Any, Any]:
     return low, high
 
 
-def _members(annotation: Any) -> tuple[Any, ...]:
-    """The types ``X | None`` (or a plain ``X``) stands for."""
+def members(annotation: Any) -> tuple[Any, ...]:
+    """The types an annotation stands for: each member of a union, without ``None`` and
+    without ``Annotated`` metadata."""
+    if get_origin(annotation) is typing.Annotated:
+        return members(get_args(annotation)[0])
     if get_origin(annotation) in (typing.Union, types.UnionType):
-        return get_args(annotation)
-    return (annotation,)
+        return tuple(member for arg in get_args(annotation) for member in members(arg))
+    return () if annotation is type(None) else (annotation,)
