@@ -162,7 +162,9 @@ class ServiceConfig(BaseModel):
     @classmethod
     def _public_url_defaults_to_amqp_url(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("public_amqp_url"):
-            return {**data, "public_amqp_url": data.get("amqp_url", DEFAULT_AMQP_URL)}
+            amqp_url = data.get("amqp_url", DEFAULT_AMQP_URL)
+            if isinstance(amqp_url, str):  # else amqp_url's own error says it
+                return {**data, "public_amqp_url": amqp_url}
         return data
 
     @field_validator("amqp_prefix")
@@ -236,6 +238,7 @@ _NEEDS = {
     "finite_number": "must be a finite number",
     "greater_than": "must be positive",
     "greater_than_equal": "must be 0 or positive",
+    "string_type": "must be text",
 }
 
 
