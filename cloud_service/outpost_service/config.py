@@ -197,7 +197,7 @@ class ServiceConfig(BaseModel):
         try:
             return handler(data)
         except ValidationError as exc:
-            from_env = (info.context or {}).get("environment", ())
+            from_env = (info.context or {}).get("environment", set())
             message = "; ".join(_explain(error, from_env) for error in exc.errors())
             raise ConfigurationError(message) from None
 
