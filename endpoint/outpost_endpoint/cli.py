@@ -23,6 +23,7 @@ from outpost.credentials import normalize_url
 from outpost.errors import ConfigurationError
 from outpost.protocol.conventions import exposed_secret, read_secret
 from outpost.protocol.private_files import PRIVATE_UMASK, make_private_dir
+from outpost.runtime.files import write_json_private
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
 from outpost_endpoint.daemon import start_daemon
@@ -34,7 +35,7 @@ from outpost_endpoint.errors import (
     EndpointError,
     NotRunning,
 )
-from outpost_endpoint.paths import EndpointPaths, list_endpoints, read_json, write_json
+from outpost_endpoint.paths import EndpointPaths, list_endpoints, read_json
 from outpost_endpoint.paths import global_credentials_path as user_credentials
 from outpost_endpoint.runner import run_endpoint, setup_logging
 from outpost_endpoint.service_link import ServiceLink, resolve_access
@@ -147,7 +148,7 @@ def configure(
     make_private_dir(paths.root)
     paths.config.write_text(content)
     if token:
-        write_json(paths.credentials, stored, mode=0o600)
+        write_json_private(paths.credentials, stored)
     click.echo(f"configured endpoint {name} in {paths.config}")
     if not url:
         click.echo("no service URL known yet: set service_url in config.yaml or OUTPOST_URL")

@@ -7,7 +7,6 @@ Every other module asks this one for a path, so the layout described in ARCHITEC
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from outpost.protocol.conventions import outpost_home
+from outpost.runtime.files import write_json_private
 from outpost_endpoint.errors import ConfigError, EndpointNotFound
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -84,7 +84,7 @@ class EndpointPaths:
         return self.root / "failed.json"
 
     def record_failure(self, reason: str) -> None:
-        write_json(self.failure, {"reason": reason, "at": time.time()})
+        write_json_private(self.failure, {"reason": reason, "at": time.time()})
 
     def read_failure(self) -> str | None:
         try:
@@ -113,7 +113,7 @@ class EndpointPaths:
         return read_json(self.info)
 
     def write_info(self, info: dict[str, Any]) -> None:
-        write_json(self.info, info)
+        write_json_private(self.info, info)
 
 
 def list_endpoints() -> list[EndpointPaths]:
@@ -142,15 +142,3 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
     return data
-
-
-def write_json(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

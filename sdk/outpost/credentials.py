@@ -20,6 +20,7 @@ from pathlib import Path
 
 from outpost.errors import ConfigurationError
 from outpost.protocol.conventions import outpost_home
+from outpost.runtime.files import write_json_private
 
 ENV_HOME = "OUTPOST_HOME"
 ENV_URL = "OUTPOST_URL"
@@ -77,15 +78,8 @@ def read_credentials_file(path: Path | None = None) -> dict[str, str]:
 
 def write_credentials(url: str, token: str, path: Path | None = None) -> Path:
     """Write ``credentials.json`` readable by the owner only (0600), atomically."""
-    path = path or credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"url": normalize_url(url), "token": token}, handle)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+    stored = {"url": normalize_url(url), "token": token}
+    return write_json_private(path or credentials_path(), stored, indent=None)
 
 
 def stored_token(stored: Mapping[str, str], url: str | None, path: Path) -> str | None:
