@@ -19,10 +19,11 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from outpost.credentials import normalize_url
+from outpost.credentials import normalize_url, read_credentials_file
 from outpost.errors import ConfigurationError
 from outpost.protocol.conventions import exposed_secret, read_secret
 from outpost.protocol.private_files import PRIVATE_UMASK, make_private_dir
+from outpost.runtime.cli import OutpostGroup
 from outpost.runtime.files import write_json_private
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
@@ -35,8 +36,7 @@ from outpost_endpoint.errors import (
     EndpointError,
     NotRunning,
 )
-from outpost_endpoint.paths import EndpointPaths, list_endpoints, read_json
-from outpost_endpoint.paths import global_credentials_path as user_credentials
+from outpost_endpoint.paths import EndpointPaths, list_endpoints
 from outpost_endpoint.runner import run_endpoint, setup_logging
 from outpost_endpoint.service_link import ServiceLink, resolve_access
 
@@ -49,17 +49,7 @@ TEMPLATES = sorted(
 STOP_MARGIN = 30.0
 
 
-class _Group(click.Group):
-    """Turns endpoint errors into ``Error: <message>`` and exit status 1 (no traceback)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except EndpointError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OutpostGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="outpost")
 def main() -> None:
     """Run an Outpost endpoint: a daemon on this host that receives tasks from the Outpost
@@ -136,7 +126,7 @@ def configure(
             f"endpoint {name!r} is already configured ({paths.config}); pass --force to "
             "overwrite it, or edit the file"
         )
-    url = service_url or os.environ.get("OUTPOST_URL") or read_json(user_credentials()).get("url")
+    url = service_url or os.environ.get("OUTPOST_URL") or read_credentials_file().get("url")
     token = token or os.environ.get("OUTPOST_TOKEN")
     # The token is stored with the URL it is for: `start` never sends it elsewhere, even when
     # service_url is edited later (outpost.credentials.stored_token).

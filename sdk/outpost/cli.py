@@ -24,6 +24,7 @@ from outpost.errors import OutpostError, ResultNotReady, ServiceError, TaskError
 from outpost.executor import Executor, unsent
 from outpost.executor.wait_message import endpoint_problem
 from outpost.protocol.conventions import exposed_secret, read_secret
+from outpost.runtime.cli import OutpostGroup
 
 EPILOG = """\b
 Configuration (the same as the Python SDK):
@@ -81,17 +82,7 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-class _Group(click.Group):
-    """Turns every Outpost error into a one-line message and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except OutpostError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_Group, epilog=EPILOG)
+@click.group(cls=OutpostGroup, epilog=EPILOG)
 @click.option("--url", envvar="OUTPOST_URL", help="Service URL (default: $OUTPOST_URL, login).")
 @click.option(
     "--token",
