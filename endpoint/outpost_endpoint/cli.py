@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from outpost.credentials import normalize_url, read_credentials_file
 from outpost.errors import ConfigurationError
-from outpost.protocol.conventions import exposed_secret, read_secret
 from outpost.protocol.private_files import PRIVATE_UMASK, make_private_dir
-from outpost.runtime.cli import OutpostGroup
+from outpost.runtime.cli import OutpostGroup, secret_callback
 from outpost.runtime.files import write_json_private
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import load_config
@@ -73,23 +71,6 @@ def main() -> None:
     click.get_current_context().call_on_close(lambda: os.umask(previous))
 
 
-def _secret_option(
-    ctx: click.Context, param: click.Parameter, value: str | None, env: str
-) -> str | None:
-    """``@FILE`` reads the secret from FILE; a literal one typed on the command line (visible
-    in ``ps``) gets a warning on stderr."""
-    option = param.opts[0]
-    try:
-        secret = read_secret(value, option)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
-        warning = exposed_secret(value, option, env)
-        if warning:
-            click.echo(warning, err=True)
-    return secret
-
-
 @main.command()
 @click.argument("name")
 @click.option(
@@ -100,7 +81,7 @@ def _secret_option(
 @click.option(
     "--token",
     metavar="TOKEN|@FILE",
-    callback=lambda ctx, param, value: _secret_option(ctx, param, value, "OUTPOST_TOKEN"),
+    callback=secret_callback("OUTPOST_TOKEN", url=False),
     help="API token for this endpoint, stored 0600 in its credentials.json "
     "[default: $OUTPOST_TOKEN; else the token of `outpost login` is used at start]. Prefer "
     "$OUTPOST_TOKEN or @FILE (a file holding the token): a command line shows in ps.",
