@@ -79,8 +79,8 @@ def resolve_access(
     how_to_fix = (
         f"set service_url in {paths.config} to the service that issued the token, or give "
         f"endpoint {paths.name!r} a token for its service: `outpost-endpoint configure "
-        f"{paths.name} --service-url URL --token TOKEN --force`, OUTPOST_TOKEN, or "
-        "`outpost login --url URL --token TOKEN`"
+        f"{paths.name} --service-url {{url}} --token TOKEN --force`, OUTPOST_TOKEN, or "
+        "`outpost login --url {url} --token TOKEN`"
     )
     try:
         credentials = resolve_credentials(
