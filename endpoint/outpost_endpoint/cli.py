@@ -179,15 +179,18 @@ def _start(paths: EndpointPaths, foreground: bool, force: bool = False) -> None:
         raise EndpointError(errors[0] if errors else f"endpoint {paths.name} failed")
 
 
-@main.command()
-@click.argument("name")
-@click.option(
+_stop_timeout = click.option(
     "--timeout",
     type=float,
     default=None,
-    help="Seconds to wait for a graceful exit before killing the daemon "
+    help="Seconds to wait for the daemon's graceful exit before killing it "
     "[default: shutdown_grace + 30 s].",
 )
+
+
+@main.command()
+@click.argument("name")
+@_stop_timeout
 def stop(name: str, timeout: float | None) -> None:
     """Stop endpoint NAME: no new tasks, running tasks finish (up to shutdown_grace), results
     are sent; unfinished tasks return to the queue for the next start."""
@@ -233,12 +236,7 @@ def _shutdown_grace(paths: EndpointPaths) -> float:
 
 @main.command()
 @click.argument("name")
-@click.option(
-    "--timeout",
-    type=float,
-    default=None,
-    help="Seconds to wait for the old daemon to exit. [default: shutdown_grace + 30 s]",
-)
+@_stop_timeout
 def restart(name: str, timeout: float | None) -> None:
     """Stop endpoint NAME if it runs, then start it again (same endpoint id)."""
     paths = EndpointPaths.for_name(name).require()
