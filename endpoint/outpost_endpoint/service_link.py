@@ -32,7 +32,7 @@ from outpost_endpoint.paths import EndpointPaths
 _TIMEOUT = 30.0
 #: What the transport's errors tell an operator on a login node to check.
 _GUIDANCE = Guidance(
-    url_setting="service_url in config.yaml, or OUTPOST_URL",
+    url_setting="service_url in config.yaml or OUTPOST_URL",
     ca_setting="service_ca_file in config.yaml (or OUTPOST_CA_BUNDLE)",
     hints={
         401: "the token is missing or not accepted; pass one with `outpost-endpoint configure "
