@@ -19,11 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from outpost.errors import OutpostError
-from outpost.protocol.conventions import exposed_secret, read_secret
 from outpost.protocol.private_files import PRIVATE_UMASK
+from outpost.runtime.cli import secret_callback
 from outpost_service.config import ServiceConfig
 from outpost_service.store import Database, redact
 from outpost_service.store.users import (
@@ -33,33 +32,13 @@ from outpost_service.store.users import (
     revoke_token,
 )
 
-
-def _secret(env: str | None, *, url: bool = True) -> Callable[..., str | None]:
-    """Click callback of a secret-bearing option: ``@PATH`` reads the value from a file, and
-    a literal secret typed on the command line (visible in ``ps``) gets a warning."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-        option = param.opts[0] if param.param_type_name == "option" else param.human_readable_name
-        try:
-            secret = read_secret(value, option)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-        if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
-            warning = exposed_secret(value, option, env, url=url)
-            if warning:
-                click.echo(warning, err=True)
-        return secret
-
-    return callback
-
-
 #: Appended to the help of every option that may carry a password.
 _SECRET_HELP = "; with a password prefer the env variable or @FILE (command lines show in ps)"
 
 _database_option = click.option(
     "--database-url",
     metavar="URL|@FILE",
-    callback=_secret("OUTPOST_DATABASE_URL"),
+    callback=secret_callback("OUTPOST_DATABASE_URL", url=True),
     help="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
     "[env OUTPOST_DATABASE_URL; default sqlite under $OUTPOST_HOME/service/]" + _SECRET_HELP,
 )
@@ -91,14 +70,14 @@ def _amqp_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--public-amqp-url",
         metavar="URL|@FILE",
-        callback=_secret("OUTPOST_PUBLIC_AMQP_URL"),
+        callback=secret_callback("OUTPOST_PUBLIC_AMQP_URL", url=True),
         help="broker URL handed to endpoints, if they reach it at another address "
         "[env OUTPOST_PUBLIC_AMQP_URL; default: --amqp-url]" + _SECRET_HELP,
     )(command)
     return click.option(
         "--amqp-url",
         metavar="URL|@FILE",
-        callback=_secret("OUTPOST_AMQP_URL"),
+        callback=secret_callback("OUTPOST_AMQP_URL", url=True),
         help="RabbitMQ URL [env OUTPOST_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/]"
         + _SECRET_HELP,
     )(command)
@@ -200,7 +179,7 @@ def main(verbose: bool) -> None:
 @click.option(
     "--management-url",
     metavar="URL|@FILE",
-    callback=_secret("OUTPOST_AMQP_MANAGEMENT_URL"),
+    callback=secret_callback("OUTPOST_AMQP_MANAGEMENT_URL", url=True),
     help="RabbitMQ management API, http(s)://[USER:PASSWORD@]HOST:PORT/ "
     "[env OUTPOST_AMQP_MANAGEMENT_URL; default: the --amqp-url host, port + 10000]" + _SECRET_HELP,
 )
@@ -360,7 +339,7 @@ def create_user(
 
 
 @main.command("revoke-token")
-@click.argument("token", callback=_secret(None, url=False))
+@click.argument("token", callback=secret_callback(None, url=False))
 @_database_option
 @_friendly
 def revoke(token: str, database_url: str | None) -> None:
@@ -385,7 +364,7 @@ def revoke(token: str, database_url: str | None) -> None:
 @click.option(
     "--management-url",
     metavar="URL|@FILE",
-    callback=_secret("OUTPOST_AMQP_MANAGEMENT_URL"),
+    callback=secret_callback("OUTPOST_AMQP_MANAGEMENT_URL", url=True),
     help="RabbitMQ management API, as for serve [env OUTPOST_AMQP_MANAGEMENT_URL]" + _SECRET_HELP,
 )
 @click.option(

@@ -27,6 +27,7 @@ long-poll notifier, which ``serve`` runs in-process.
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cheroot import wsgi
@@ -68,9 +69,21 @@ def build_server(
     """Bind ``host:port`` and return the server for ``app``: HTTPS with ``tls_cert`` and
     ``tls_key`` (unreadable or mismatched files raise ConfigurationError), else HTTP."""
     _allow_descriptors(connection_limit + threads + 64)
+    listen = _Listen(host, port, threads, connection_limit, channel_timeout)
     if tls_cert or tls_key:
-        return _CherootServer(app, host, port, threads, tls_cert, tls_key, channel_timeout)
-    return _WaitressServer(app, host, port, threads, connection_limit, channel_timeout)
+        return _CherootServer(app, listen, tls_cert, tls_key)
+    return _WaitressServer(app, listen)
+
+
+@dataclass(frozen=True)
+class _Listen:
+    """Where and how either server listens (see :func:`build_server`)."""
+
+    host: str
+    port: int
+    threads: int
+    connection_limit: int
+    channel_timeout: float
 
 
 def _allow_descriptors(needed: int) -> None:
@@ -88,25 +101,17 @@ def _allow_descriptors(needed: int) -> None:
 
 
 class _WaitressServer:
-    def __init__(
-        self,
-        app: Any,
-        host: str,
-        port: int,
-        threads: int,
-        connection_limit: int,
-        channel_timeout: float,
-    ) -> None:
+    def __init__(self, app: Any, listen: _Listen) -> None:
         self._server: Any = create_server(
             app,
-            host=host,
-            port=port,
-            threads=threads,
-            connection_limit=connection_limit,
-            channel_timeout=channel_timeout,
+            host=listen.host,
+            port=listen.port,
+            threads=listen.threads,
+            connection_limit=listen.connection_limit,
+            channel_timeout=listen.channel_timeout,
             # How often silent connections are looked for: often enough that one is closed
             # within about 1.5 x channel_timeout.
-            cleanup_interval=max(1.0, min(30.0, channel_timeout / 2)),
+            cleanup_interval=max(1.0, min(30.0, listen.channel_timeout / 2)),
             ident="outpost-service",
         )
         self.url = f"http://{_host(self._server.effective_host)}:{self._server.effective_port}"
@@ -128,24 +133,15 @@ class _HandshakeBounded(BuiltinSSLAdapter):
 
 
 class _CherootServer:
-    def __init__(
-        self,
-        app: Any,
-        host: str,
-        port: int,
-        threads: int,
-        tls_cert: str,
-        tls_key: str,
-        channel_timeout: float,
-    ) -> None:
+    def __init__(self, app: Any, listen: _Listen, tls_cert: str, tls_key: str) -> None:
         context = server_context(tls_cert, tls_key)  # clear errors before cheroot's own
         self._server = wsgi.Server(
-            (host, port),
+            (listen.host, listen.port),
             app,
-            numthreads=threads,
-            max=threads,
+            numthreads=listen.threads,
+            max=listen.threads,
             server_name="outpost-service",
-            timeout=int(max(1.0, channel_timeout)),
+            timeout=int(max(1.0, listen.channel_timeout)),
             request_queue_size=128,
         )
         adapter = _HandshakeBounded(tls_cert, tls_key)

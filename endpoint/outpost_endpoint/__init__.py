@@ -13,9 +13,10 @@ engines are no part of their start (see ``benchmarks/README.md``, engine cold st
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from outpost.runtime.lazy import lazy_attributes
 from outpost_endpoint.errors import (
     AlreadyRunning,
     BrokerError,
@@ -35,7 +36,15 @@ if TYPE_CHECKING:
 
     __version__: str
 
-_EXPORTS = {
+
+def _version() -> str:
+    from outpost.protocol.version import runtime_versions
+
+    return runtime_versions()["outpost"]
+
+
+_EXPORTS: dict[str, str | Callable[[], Any]] = {
+    "__version__": _version,
     "EndpointConfig": "outpost_endpoint.config",
     "load_config": "outpost_endpoint.config",
     "parse_config": "outpost_endpoint.config",
@@ -66,14 +75,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from outpost.protocol.version import runtime_versions
-
-        value: Any = runtime_versions()["outpost"]
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

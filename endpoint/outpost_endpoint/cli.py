@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from outpost.credentials import normalize_url
+from outpost.credentials import normalize_url, read_credentials_file
 from outpost.errors import ConfigurationError
-from outpost.protocol.conventions import exposed_secret, read_secret
 from outpost.protocol.private_files import PRIVATE_UMASK, make_private_dir
+from outpost.runtime.cli import OutpostGroup, secret_callback
+from outpost.runtime.files import write_json_private
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import EndpointConfig, load_config
 from outpost_endpoint.daemon import start_daemon
@@ -34,8 +34,7 @@ from outpost_endpoint.errors import (
     EndpointError,
     NotRunning,
 )
-from outpost_endpoint.paths import EndpointPaths, list_endpoints, read_json, write_json
-from outpost_endpoint.paths import global_credentials_path as user_credentials
+from outpost_endpoint.paths import EndpointPaths, list_endpoints
 from outpost_endpoint.runner import run_endpoint, setup_logging
 from outpost_endpoint.service_link import ServiceLink, resolve_access
 
@@ -48,17 +47,7 @@ TEMPLATES = sorted(
 STOP_MARGIN = 30.0
 
 
-class _Group(click.Group):
-    """Turns endpoint errors into ``Error: <message>`` and exit status 1 (no traceback)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except EndpointError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OutpostGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="outpost")
 def main() -> None:
     """Run an Outpost endpoint: a daemon on this host that receives tasks from the Outpost
@@ -82,23 +71,6 @@ def main() -> None:
     click.get_current_context().call_on_close(lambda: os.umask(previous))
 
 
-def _secret_option(
-    ctx: click.Context, param: click.Parameter, value: str | None, env: str
-) -> str | None:
-    """``@FILE`` reads the secret from FILE; a literal one typed on the command line (visible
-    in ``ps``) gets a warning on stderr."""
-    option = param.opts[0]
-    try:
-        secret = read_secret(value, option)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
-        warning = exposed_secret(value, option, env)
-        if warning:
-            click.echo(warning, err=True)
-    return secret
-
-
 @main.command()
 @click.argument("name")
 @click.option(
@@ -109,7 +81,7 @@ def _secret_option(
 @click.option(
     "--token",
     metavar="TOKEN|@FILE",
-    callback=lambda ctx, param, value: _secret_option(ctx, param, value, "OUTPOST_TOKEN"),
+    callback=secret_callback("OUTPOST_TOKEN", url=False),
     help="API token for this endpoint, stored 0600 in its credentials.json "
     "[default: $OUTPOST_TOKEN; else the token of `outpost login` is used at start]. Prefer "
     "$OUTPOST_TOKEN or @FILE (a file holding the token): a command line shows in ps.",
@@ -135,7 +107,7 @@ def configure(
             f"endpoint {name!r} is already configured ({paths.config}); pass --force to "
             "overwrite it, or edit the file"
         )
-    url = service_url or os.environ.get("OUTPOST_URL") or read_json(user_credentials()).get("url")
+    url = service_url or os.environ.get("OUTPOST_URL") or read_credentials_file().get("url")
     token = token or os.environ.get("OUTPOST_TOKEN")
     # The token is stored with the URL it is for: `start` never sends it elsewhere, even when
     # service_url is edited later (outpost.credentials.stored_token).
@@ -147,7 +119,7 @@ def configure(
     make_private_dir(paths.root)
     paths.config.write_text(content)
     if token:
-        write_json(paths.credentials, stored, mode=0o600)
+        write_json_private(paths.credentials, stored)
     click.echo(f"configured endpoint {name} in {paths.config}")
     if not url:
         click.echo("no service URL known yet: set service_url in config.yaml or OUTPOST_URL")

@@ -7,7 +7,6 @@ Every other module asks this one for a path, so the layout described in ARCHITEC
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from outpost.protocol.conventions import outpost_home
+from outpost.runtime.files import write_json_private
 from outpost_endpoint.errors import ConfigError, EndpointNotFound
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -22,11 +22,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 def endpoints_dir() -> Path:
     return outpost_home() / "endpoints"
-
-
-def global_credentials_path() -> Path:
-    """``OUTPOST_HOME/credentials.json`` (``{"url", "token"}``), written by ``outpost login``."""
-    return outpost_home() / "credentials.json"
 
 
 def check_name(name: str) -> str:
@@ -37,6 +32,16 @@ def check_name(name: str) -> str:
             "(starting with a letter or digit, at most 64 characters)"
         )
     return name
+
+
+class _File:
+    """One file of an endpoint's folder, read as an attribute of :class:`EndpointPaths`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: EndpointPaths, owner: type[EndpointPaths]) -> Path:
+        return paths.root / self.name
 
 
 @dataclass(frozen=True)
@@ -50,41 +55,21 @@ class EndpointPaths:
     def for_name(cls, name: str) -> EndpointPaths:
         return cls(check_name(name), endpoints_dir() / name)
 
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def info(self) -> Path:
-        """``endpoint.json``: the id the service gave us, kept across restarts."""
-        return self.root / "endpoint.json"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.root / "endpoint.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "endpoint.log"
-
-    @property
-    def credentials(self) -> Path:
-        """Optional per-endpoint ``{"token"}`` (0600); overrides the user's token."""
-        return self.root / "credentials.json"
-
-    @property
-    def sealing_key(self) -> Path:
-        """The endpoint's X25519 private key (0600) for end-to-end encrypted tasks."""
-        return self.root / "sealing_key"
-
-    @property
-    def failure(self) -> Path:
-        """``failed.json`` (``{"reason", "at"}``): why the last run stopped by itself, shown by
-        ``status`` and ``list`` until the next successful start removes it."""
-        return self.root / "failed.json"
+    config = _File("config.yaml")
+    #: the id the service gave us, kept across restarts
+    info = _File("endpoint.json")
+    pidfile = _File("endpoint.pid")
+    log = _File("endpoint.log")
+    #: optional per-endpoint ``{"url", "token"}`` (0600); its token goes to that URL only
+    credentials = _File("credentials.json")
+    #: the endpoint's X25519 private key (0600) for end-to-end encrypted tasks
+    sealing_key = _File("sealing_key")
+    #: ``{"reason", "at"}``: why the last run stopped by itself, shown by ``status`` and
+    #: ``list`` until the next successful start removes it
+    failure = _File("failed.json")
 
     def record_failure(self, reason: str) -> None:
-        write_json(self.failure, {"reason": reason, "at": time.time()})
+        write_json_private(self.failure, {"reason": reason, "at": time.time()})
 
     def read_failure(self) -> str | None:
         try:
@@ -113,7 +98,7 @@ class EndpointPaths:
         return read_json(self.info)
 
     def write_info(self, info: dict[str, Any]) -> None:
-        write_json(self.info, info)
+        write_json_private(self.info, info)
 
 
 def list_endpoints() -> list[EndpointPaths]:
@@ -124,7 +109,7 @@ def list_endpoints() -> list[EndpointPaths]:
     found = [
         EndpointPaths(child.name, child)
         for child in sorted(root.iterdir())
-        if (child / "config.yaml").is_file()
+        if EndpointPaths(child.name, child).exists()
     ]
     return found
 
@@ -142,15 +127,3 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
     return data
-
-
-def write_json(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

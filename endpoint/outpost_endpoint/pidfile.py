@@ -14,6 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+from outpost.runtime.files import write_private
+
 
 def process_state(pid: int) -> str | None:
     """The one-letter state from ``/proc/PID/stat`` (``R``, ``S``, ``Z``...), None if gone."""
@@ -51,10 +53,7 @@ def read_pid(path: Path) -> int | None:
 
 
 def write_pid(path: Path, pid: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{pid or os.getpid()}\n")
-    os.replace(tmp, path)
+    write_private(path, f"{pid or os.getpid()}\n")
 
 
 def remove_pid(path: Path, pid: int | None = None) -> None:

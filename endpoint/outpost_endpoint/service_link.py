@@ -1,26 +1,25 @@
 """The endpoint's HTTP conversation with the Outpost service: register, delete.
 
-Small on purpose: the SDK's ``outpost.Client`` is the general HTTP client; the endpoint needs two
-calls and, above all, errors that tell an operator on a login node what to fix (wrong URL,
-service down, bad token).
+The requests go through the SDK's transport (:mod:`outpost.runtime.http`: the same timeouts,
+TLS checks, retries and messages as a script's); what is the endpoint's own is the guidance in
+those messages, which tells an operator on a login node what to fix (wrong URL, service down,
+bad token), and the endpoint's exceptions they are raised as.
 """
 
 from __future__ import annotations
 
 import platform
-import re
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import requests
-
 import outpost
 from outpost.credentials import resolve_credentials
-from outpost.errors import ConfigurationError
+from outpost.errors import ConfigurationError, ServiceError
 from outpost.protocol import PROTOCOL_VERSION
-from outpost.protocol.tls import http_verify, tls_failure
+from outpost.protocol.tls import http_verify
+from outpost.runtime.http import DEFAULT_RETRIES, Guidance, Transport
 from outpost_endpoint.amqp.connection import AmqpSettings
 from outpost_endpoint.errors import (
     ConfigError,
@@ -31,6 +30,23 @@ from outpost_endpoint.errors import (
 from outpost_endpoint.paths import EndpointPaths
 
 _TIMEOUT = 30.0
+#: What the transport's errors tell an operator on a login node to check.
+_GUIDANCE = Guidance(
+    url_setting="service_url in config.yaml or OUTPOST_URL",
+    ca_setting="service_ca_file in config.yaml (or OUTPOST_CA_BUNDLE)",
+    hints={
+        401: "the token is missing or not accepted; pass one with `outpost-endpoint configure "
+        "NAME --token TOKEN --force`, set OUTPOST_TOKEN, or run `outpost login`",
+        403: "the endpoint id in endpoint.json belongs to another user; delete endpoint.json",
+        404: "is service_url in config.yaml the Outpost service URL (and the endpoint not "
+        "deleted)?",
+    },
+)
+#: Added to a 409 refusal of registration that is not about a connected instance.
+_CLASH_HINT = (
+    "the name or the endpoint_id in endpoint.json clashes with another endpoint; choose another "
+    "name, or delete endpoint.json to register under a new id"
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +79,8 @@ def resolve_access(
     how_to_fix = (
         f"set service_url in {paths.config} to the service that issued the token, or give "
         f"endpoint {paths.name!r} a token for its service: `outpost-endpoint configure "
-        f"{paths.name} --service-url URL --token TOKEN --force`, OUTPOST_TOKEN, or "
-        "`outpost login --url URL --token TOKEN`"
+        f"{paths.name} --service-url {{url}} --token TOKEN --force`, OUTPOST_TOKEN, or "
+        "`outpost login --url {url} --token TOKEN`"
     )
     try:
         credentials = resolve_credentials(
@@ -110,12 +126,19 @@ def pin_signing_key(
 class ServiceLink:
     """Registration and deletion of one endpoint on the service."""
 
-    def __init__(self, access: ServiceAccess, *, timeout: float = _TIMEOUT) -> None:
+    def __init__(
+        self, access: ServiceAccess, *, timeout: float = _TIMEOUT, retries: int = DEFAULT_RETRIES
+    ) -> None:
         self.access = access
-        self.timeout = timeout
-        self._session = requests.Session()
-        if access.token:
-            self._session.headers["Authorization"] = f"Bearer {access.token}"
+        self._http = Transport(
+            access.url,
+            access.token,
+            timeout=timeout,
+            retries=retries,
+            verify=access.verify,
+            guidance=_GUIDANCE,
+            user_agent="outpost-endpoint",
+        )
 
     def register(
         self,
@@ -127,15 +150,27 @@ class ServiceLink:
     ) -> dict[str, Any]:
         """``POST /v1/endpoints``; the answer holds ``endpoint_id`` and the ``amqp`` settings.
         ``metadata`` is added to the host description (e.g. the sealing public key).  Raises
-        :class:`EndpointConnected` while another instance heartbeats, unless ``force``."""
+        :class:`EndpointConnected` while another instance heartbeats, unless ``force``.
+
+        Not idempotent (each registration rotates the broker password), so it is retried only
+        when the request never reached the service."""
         body: dict[str, Any] = {"name": name, "metadata": {**host_metadata(), **(metadata or {})}}
         if endpoint_id:
             body["endpoint_id"] = endpoint_id
         if force:
             body["force"] = True
-        answer = self._request("POST", "/v1/endpoints", body, RegistrationError)
-        if not isinstance(answer.get("endpoint_id"), str) or not isinstance(
-            answer.get("amqp"), dict
+        try:
+            answer = self._http.request("POST", "/v1/endpoints", json=body, idempotent=False)
+        except ServiceError as exc:
+            if exc.status != 409:
+                raise RegistrationError(str(exc), status=exc.status) from exc
+            if exc.details.get("connected"):
+                raise EndpointConnected(str(exc), details=exc.details) from exc
+            raise RegistrationError(f"{exc}; {_CLASH_HINT}", status=409) from exc
+        if not (
+            isinstance(answer, dict)
+            and isinstance(answer.get("endpoint_id"), str)
+            and isinstance(answer.get("amqp"), dict)
         ):
             raise RegistrationError(
                 f"the service at {self.access.url} answered registration without endpoint_id "
@@ -146,94 +181,7 @@ class ServiceLink:
     def delete(self, endpoint_id: str) -> None:
         """``DELETE /v1/endpoints/<id>``; an endpoint the service does not know is fine."""
         try:
-            self._request("DELETE", f"/v1/endpoints/{endpoint_id}", None, ServiceRequestError)
-        except ServiceRequestError as exc:
+            self._http.request("DELETE", f"/v1/endpoints/{endpoint_id}", idempotent=True)
+        except ServiceError as exc:
             if exc.status != 404:
-                raise
-
-    def _request(
-        self, method: str, path: str, body: dict[str, Any] | None, error: type[RegistrationError]
-    ) -> dict[str, Any]:
-        url = self.access.url + path
-        try:
-            response = self._session.request(
-                method, url, json=body, timeout=self.timeout, verify=self.access.verify
-            )
-        except requests.exceptions.SSLError as exc:
-            problem = tls_failure(
-                exc,
-                ca_setting="service_ca_file in config.yaml (or OUTPOST_CA_BUNDLE)",
-                cert_setting=None,
-            )
-            raise error(
-                f"cannot talk HTTPS to the Outpost service at {self.access.url}: "
-                f"{problem or _short(exc)}"
-            ) from exc
-        except requests.RequestException as exc:
-            raise error(
-                f"cannot reach the Outpost service at {self.access.url}: {_short(exc)}; is it "
-                "running? set service_url in config.yaml or OUTPOST_URL"
-            ) from exc
-        if response.status_code < 400:
-            try:
-                data = response.json()
-            except ValueError as exc:
-                raise error(
-                    f"the service at {self.access.url} answered {method} {path} with non-JSON "
-                    f"({response.text[:200]!r}); is that URL an Outpost service?"
-                ) from exc
-            return data if isinstance(data, dict) else {}
-        raise _http_error(error, method, path, self.access.url, response)
-
-
-def _short(exc: requests.RequestException) -> str:
-    """``Connection refused`` rather than three nested urllib3 reprs."""
-    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
-    if match:
-        return match.group(1)
-    if isinstance(exc, requests.Timeout):
-        return "no answer (timed out)"
-    return str(exc)[:300]
-
-
-def _error_details(response: Any) -> dict[str, Any]:
-    try:
-        details = response.json()["error"]["details"]
-    except (ValueError, KeyError, TypeError):
-        return {}
-    return details if isinstance(details, dict) else {}
-
-
-def _http_error(
-    error: type[RegistrationError], method: str, path: str, base: str, response: Any
-) -> RegistrationError:
-    try:
-        detail = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        detail = response.text[:200]
-    status = response.status_code
-    details = _error_details(response)
-    if status == 409 and details.get("connected"):
-        return EndpointConnected(
-            f"the service at {base} refused {method} {path}: {detail}", details=details
-        )
-    if status == 401:
-        hint = (
-            "the token is missing or not accepted; pass one with `outpost-endpoint configure "
-            "NAME --token TOKEN --force`, set OUTPOST_TOKEN, or run `outpost login`"
-        )
-    elif status == 403:
-        hint = "the endpoint id in endpoint.json belongs to another user; delete endpoint.json"
-    elif status == 409:
-        hint = (
-            "the name or the endpoint_id in endpoint.json clashes with another endpoint; choose "
-            "another name, or delete endpoint.json to register under a new id"
-        )
-    elif status == 404:
-        hint = f"is {base} the Outpost service URL (and the endpoint not deleted)?"
-    else:
-        hint = "see the service's logs"
-    return error(
-        f"the service at {base} refused {method} {path} (HTTP {status}: {detail}); {hint}",
-        status=status,
-    )
+                raise ServiceRequestError(str(exc), status=exc.status) from exc

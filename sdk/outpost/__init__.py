@@ -9,8 +9,9 @@ the executor on its way to its first task.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from outpost.runtime.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ _EXPORTS = {
     "MPIFunction": "outpost.shell",
     "ShellFunction": "outpost.shell",
     "ShellResult": "outpost.shell",
+    "errors": "outpost.errors",
 }
 
 __all__ = [
@@ -41,12 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "errors":
-        value: Any = importlib.import_module("outpost.errors")
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from outpost.client import Client
 from outpost.credentials import normalize_url, write_credentials
@@ -23,7 +22,7 @@ from outpost.endpoint_keys import fingerprint_of, read_pins, write_pin
 from outpost.errors import OutpostError, ResultNotReady, ServiceError, TaskError
 from outpost.executor import Executor, unsent
 from outpost.executor.wait_message import endpoint_problem
-from outpost.protocol.conventions import exposed_secret, read_secret
+from outpost.runtime.cli import OutpostGroup, secret_callback
 
 EPILOG = """\b
 Configuration (the same as the Python SDK):
@@ -44,19 +43,7 @@ Examples:
 """
 
 
-def _secret_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``@FILE`` reads the token from FILE; a literal one typed on the command line (visible
-    in ``ps``) gets a warning on stderr."""
-    option = param.opts[0]
-    try:
-        secret = read_secret(value, option)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
-        warning = exposed_secret(value, option, "OUTPOST_TOKEN")
-        if warning:
-            click.echo(warning, err=True)
-    return secret
+_token_callback = secret_callback("OUTPOST_TOKEN", url=False)
 
 
 class _Context:
@@ -81,23 +68,13 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-class _Group(click.Group):
-    """Turns every Outpost error into a one-line message and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except OutpostError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_Group, epilog=EPILOG)
+@click.group(cls=OutpostGroup, epilog=EPILOG)
 @click.option("--url", envvar="OUTPOST_URL", help="Service URL (default: $OUTPOST_URL, login).")
 @click.option(
     "--token",
     envvar="OUTPOST_TOKEN",
     metavar="TOKEN|@FILE",
-    callback=_secret_option,
+    callback=_token_callback,
     help="API token (default: $OUTPOST_TOKEN, login). Prefer $OUTPOST_TOKEN or @FILE (a file "
     "holding the token): a command line shows in ps.",
 )
@@ -118,7 +95,7 @@ def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
     "--token",
     "login_token",
     metavar="TOKEN|@FILE",
-    callback=_secret_option,
+    callback=_token_callback,
     help="API token (from `outpost-service create-user`). Prefer $OUTPOST_TOKEN or @FILE (a "
     "file holding the token): a command line shows in ps.",
 )

@@ -13,7 +13,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from outpost._http import Transport
 from outpost.credentials import normalize_url, resolve_credentials
 from outpost.errors import (
     ConfigurationError,
@@ -32,6 +31,7 @@ from outpost.protocol import (
 from outpost.protocol.envelopes import b64encode
 from outpost.remote_errors import exception_from_result
 from outpost.result_trust import describe, is_trusted, load_value, origin_of
+from outpost.runtime.http import Transport
 
 #: The longest long-poll the service accepts (seconds).
 MAX_RESULT_WAIT = 60.0

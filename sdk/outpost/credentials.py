@@ -20,14 +20,16 @@ from pathlib import Path
 
 from outpost.errors import ConfigurationError
 from outpost.protocol.conventions import outpost_home
+from outpost.runtime.files import write_json_private
 
 ENV_HOME = "OUTPOST_HOME"
 ENV_URL = "OUTPOST_URL"
 ENV_TOKEN = "OUTPOST_TOKEN"
 CREDENTIALS_FILE = "credentials.json"
 
+#: Ends the resolver's errors; ``{url}`` becomes the service URL when it is known.
 _HOW_TO_FIX = (
-    "run `outpost login --url URL --token TOKEN`, set OUTPOST_URL and OUTPOST_TOKEN, "
+    "run `outpost login --url {url} --token TOKEN`, set OUTPOST_URL and OUTPOST_TOKEN, "
     "or pass url= and token= to Client()"
 )
 
@@ -68,24 +70,19 @@ def read_credentials_file(path: Path | None = None) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(
-            f"cannot read credentials file {path}: {exc}; delete it and {_HOW_TO_FIX}"
+            f"cannot read credentials file {path}: {exc}; delete it and {_fix(_HOW_TO_FIX)}"
         ) from exc
     if not isinstance(data, dict):
-        raise ConfigurationError(f"credentials file {path} must hold a JSON object; {_HOW_TO_FIX}")
+        raise ConfigurationError(
+            f"credentials file {path} must hold a JSON object; {_fix(_HOW_TO_FIX)}"
+        )
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def write_credentials(url: str, token: str, path: Path | None = None) -> Path:
     """Write ``credentials.json`` readable by the owner only (0600), atomically."""
-    path = path or credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"url": normalize_url(url), "token": token}, handle)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+    stored = {"url": normalize_url(url), "token": token}
+    return write_json_private(path or credentials_path(), stored, indent=None)
 
 
 def stored_token(stored: Mapping[str, str], url: str | None, path: Path) -> str | None:
@@ -121,7 +118,8 @@ def resolve_credentials(
     consulted after ``token`` and before ``OUTPOST_TOKEN``; its token too goes only to the URL
     it names.  A file's token stored for another URL is passed over; when no other token is
     found the error says which file holds a token for which URL.  ``how_to_fix`` ends every
-    error message (the endpoint's tells an operator what to edit)."""
+    error message (the endpoint's tells an operator what to edit); a ``{url}`` in it becomes
+    the service URL, so the fix can be copied as it is."""
     url = url or os.environ.get(ENV_URL) or None
     user_file = read_credentials_file() if url is None or token is None else {}
     url = url or user_file.get("url") or None
@@ -147,8 +145,13 @@ def resolve_credentials(
         if token:
             break
     if not url:
-        raise ConfigurationError(f"no Outpost service URL configured; {how_to_fix}")
+        raise ConfigurationError(f"no Outpost service URL configured; {_fix(how_to_fix)}")
     if not token:
         reason = "; ".join(refusals) or f"no Outpost API token configured for {url}"
-        raise ConfigurationError(f"{reason}; {how_to_fix}")
+        raise ConfigurationError(f"{reason}; {_fix(how_to_fix, url)}")
     return Credentials(url=normalize_url(url), token=token)
+
+
+def _fix(how_to_fix: str, url: str | None = None) -> str:
+    """``how_to_fix`` naming ``url`` (or the placeholder ``URL`` while none is known)."""
+    return how_to_fix.replace("{url}", url.strip().rstrip("/") if url else "URL")

@@ -19,15 +19,14 @@ already lies the first time: compare the fingerprint with the one the endpoint l
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 from outpost.errors import ConfigurationError, EndpointKeyChangedError
 from outpost.protocol.conventions import outpost_home
 from outpost.protocol.sealing import key_fingerprint, public_key_from_text
+from outpost.runtime.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +76,9 @@ def write_pin(endpoint_id: str, fingerprint: str, path: Path | None = None) -> P
     with _LOCK:
         pins = read_pins(path)
         pins[endpoint_id] = fingerprint
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         body = "# endpoint_id sealing-key fingerprint (outpost.endpoint_keys; trust on first use)\n"
         body += "".join(f"{eid} {fp}\n" for eid, fp in sorted(pins.items()))
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".known_endpoints.")
-        try:
-            with os.fdopen(fd, "w") as file:
-                file.write(body)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-    return path
+        return write_private(path, body)
 
 
 def check_endpoint_key(endpoint_id: str, offered: str, pinned: str | None = None) -> None:

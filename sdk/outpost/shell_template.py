@@ -40,6 +40,8 @@ _REFUSED = {
     "aparen": "inside $((...))",
     "comment": "inside a # comment",
 }
+#: The character that ends each context left at one character.
+_ENDS = {"sq": "'", "comment": "\n", "dq": '"', "param": "}"}
 #: Characters a launcher option may never hold: they only make sense to a shell.
 LAUNCHER_OPTION_FORBIDDEN = frozenset(";&|<>`$\n\r\\")
 
@@ -65,22 +67,17 @@ class _Scanner:
             self.escaped, self.last = False, "x"
             return i + 1
         self.last = c
-        if top == "sq":
-            if c == "'":
-                self.stack.pop()
-            return i + 1
-        if top == "comment":
-            if c == "\n":
-                self.stack.pop()
+        if top in ("sq", "comment"):  # nothing is special inside them but their end
+            self._close_at(c)
             return i + 1
         if c == "\\":
             self.escaped = True
             return i + 1
-        if top == "bt" and c == "`":
-            self.stack.pop()
-            return i + 1
-        if c == "`":
-            self.stack.append("bt")
+        if c == "`":  # ends a backtick substitution, or starts one
+            if top == "bt":
+                self.stack.pop()
+            else:
+                self.stack.append("bt")
             return i + 1
         if c == "$" and nxt[:2] == "((":
             self.stack.append("arith")
@@ -91,13 +88,8 @@ class _Scanner:
         if c == "$" and nxt[:1] == "{":
             self.stack.append("param")
             return i + 2
-        if top == "dq":
-            if c == '"':
-                self.stack.pop()
-            return i + 1
-        if top == "param":
-            if c == "}":
-                self.stack.pop()
+        if top in ("dq", "param"):
+            self._close_at(c)
             return i + 1
         if top in ("arith", "aparen"):
             if c == "(":
@@ -121,6 +113,11 @@ class _Scanner:
         elif c == "<" and text[i + 1 : i + 2] == "<":
             self.heredoc = True
         return i + 1
+
+    def _close_at(self, c: str) -> None:
+        """Leave the current context if ``c`` is the character that ends it."""
+        if c == _ENDS[self.stack[-1]]:
+            self.stack.pop()
 
     def problem(self) -> str | None:
         """Why a placeholder may not go here, or None."""

@@ -20,6 +20,8 @@ class FakeService:
         self.registration = registration
         self.token = token
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        #: the Authorization header of every request (None where it had none)
+        self.authorizations: list[str | None] = []
         self.deleted: list[str] = []
         fake = self
 
@@ -39,6 +41,7 @@ class FakeService:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append((method, self.path, body))
+                fake.authorizations.append(self.headers.get("Authorization"))
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     error = {"code": "unauthorized", "message": "missing or bad token"}
                     self._answer(401, {"error": error, "details": {}})

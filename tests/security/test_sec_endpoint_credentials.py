@@ -3,68 +3,33 @@
 The endpoint resolves its URL and token with the SDK's resolver
 (``outpost.credentials.resolve_credentials``): a token in ``~/.outpost/credentials.json`` or in
 the endpoint's own ``credentials.json`` goes only to the URL stored with it.  Each test points
-config.yaml's ``service_url`` at a real local HTTP listener that records every Authorization
-header it receives, starts the endpoint as a real process, and checks what reached the wire.
+config.yaml's ``service_url`` (or a ``Client``) at a real local HTTP listener that records every
+request and Authorization header it receives, runs the endpoint as a real process, and checks
+what reached the wire.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from outpost import Client
 from outpost.credentials import write_credentials
+from outpost.errors import ConfigurationError
+from tests.endpoint.fake_service import FakeService
 
 CLI = str(Path(sys.executable).parent / "outpost-endpoint")
 
 
-class RecordingListener:
-    """An HTTP server that answers every request 401 and remembers each Authorization header
-    (None for a request without one)."""
-
-    def __init__(self) -> None:
-        self.authorizations: list[str | None] = []
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _answer(self) -> None:
-                listener.authorizations.append(self.headers.get("Authorization"))
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.dumps(
-                    {"error": {"code": "unauthorized", "message": "recorded", "details": {}}}
-                ).encode()
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_DELETE = do_PUT = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def listener() -> Iterator[RecordingListener]:
-    server = RecordingListener()
+def listener() -> Iterator[FakeService]:
+    """A service that records every Authorization header and accepts none (answers 401)."""
+    server = FakeService({}, token="accepted-by-nobody")
     yield server
     server.close()
 
@@ -89,7 +54,7 @@ def point_at(env: dict[str, str], name: str, url: str) -> None:
 
 
 def test_the_user_token_for_another_url_is_not_sent(
-    env: dict[str, str], listener: RecordingListener
+    env: dict[str, str], listener: FakeService
 ) -> None:
     write_credentials("https://outpost.example.org", "user-secret")  # `outpost login`
     assert cli(env, "configure", "ep", "--service-url", listener.url).returncode == 0
@@ -106,7 +71,7 @@ def test_the_user_token_for_another_url_is_not_sent(
 
 
 def test_the_endpoint_token_follows_its_url_not_an_edited_config(
-    env: dict[str, str], listener: RecordingListener
+    env: dict[str, str], listener: FakeService
 ) -> None:
     configured = cli(
         env, "configure", "ep", "--service-url", "https://outpost.example.org", "--token", "ep-tok"
@@ -122,7 +87,7 @@ def test_the_endpoint_token_follows_its_url_not_an_edited_config(
 
 
 def test_a_token_stored_for_the_configured_url_is_sent(
-    env: dict[str, str], listener: RecordingListener
+    env: dict[str, str], listener: FakeService
 ) -> None:
     """The control: the listener does see a token it may see, so the tests above are not
     passing because nothing is ever recorded."""
@@ -134,3 +99,54 @@ def test_a_token_stored_for_the_configured_url_is_sent(
 
     assert started.returncode == 1 and "HTTP 401" in started.stderr
     assert listener.authorizations and set(listener.authorizations) == {"Bearer ep-tok"}
+
+
+def test_the_user_token_stored_for_the_configured_url_is_sent(
+    env: dict[str, str], listener: FakeService
+) -> None:
+    """The control for the user's own file (`outpost login` to the endpoint's service)."""
+    write_credentials(listener.url, "user-secret")
+    assert cli(env, "configure", "ep", "--service-url", listener.url).returncode == 0
+
+    started = cli(env, "start", "ep")
+
+    assert started.returncode == 1 and "HTTP 401" in started.stderr
+    assert set(listener.authorizations) == {"Bearer user-secret"}
+
+
+def test_delete_does_not_send_a_token_stored_for_another_url(
+    env: dict[str, str], listener: FakeService
+) -> None:
+    """``delete`` talks to the service too (DELETE /v1/endpoints/<id>): same resolver."""
+    write_credentials("https://outpost.example.org", "user-secret")
+    assert cli(env, "configure", "ep", "--service-url", listener.url).returncode == 0
+    info = Path(env["OUTPOST_HOME"]) / "endpoints" / "ep" / "endpoint.json"
+    info.write_text('{"endpoint_id": "0e6c0b5e-registered-before"}')
+
+    deleted = cli(env, "delete", "ep", "--yes")
+
+    assert deleted.returncode == 1
+    assert f"no token for {listener.url}" in deleted.stderr
+    assert f"outpost login --url {listener.url}" in deleted.stderr  # the fix, ready to copy
+    assert listener.requests == [] and listener.authorizations == []
+    assert info.exists()  # nothing removed while the service was not told
+
+
+def test_the_sdk_refuses_the_same_way(
+    env: dict[str, str], listener: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's side of the one resolver: a Client for another URL than the stored token's
+    sends nothing and says how to get a token for that URL."""
+    monkeypatch.delenv("OUTPOST_URL", raising=False)
+    monkeypatch.delenv("OUTPOST_TOKEN", raising=False)
+    write_credentials("https://outpost.example.org", "user-secret")
+
+    with pytest.raises(ConfigurationError) as refused:
+        Client(listener.url, retries=0).list_endpoints()
+
+    message = str(refused.value)
+    assert f"no token for {listener.url}" in message
+    assert "holds a token for https://outpost.example.org" in message
+    assert f"outpost login --url {listener.url}" in message and "OUTPOST_TOKEN" in message
+    assert "user-secret" not in message
+    assert listener.requests == []

@@ -57,6 +57,9 @@ class Provider(abc.ABC):
 
     #: short name used in logs and job names, e.g. "local", "pbspro", "slurm"
     label: str = "provider"
+    #: the ``engine.provider`` fields of config.yaml the constructor takes, besides those every
+    #: provider takes (see :mod:`~outpost_endpoint.providers.registry`)
+    config_fields: tuple[str, ...] = ()
 
     def __init__(
         self,

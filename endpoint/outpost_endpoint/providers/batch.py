@@ -19,6 +19,7 @@ import abc
 import logging
 import re
 import secrets
+import shlex
 import threading
 from collections.abc import Sequence
 from importlib import resources
@@ -57,8 +58,26 @@ def render_template(name: str, values: dict[str, str]) -> str:
 
 
 class BatchProvider(Provider, abc.ABC):
-    """Submit/poll/cancel bookkeeping around the scheduler-specific ``_submit``, ``_query``
-    and ``_cancel``."""
+    """Submit/poll/cancel bookkeeping, and the scheduler commands every batch system has in
+    the same form; a subclass names its commands and says what is its own: the script's
+    directives, how job ids look, how the scheduler says "no such job", and the poll."""
+
+    config_fields: tuple[str, ...] = (
+        "account",
+        "queue",
+        "walltime",
+        "scheduler_options",
+        "cpus_per_node",
+        "max_queued_blocks",
+    )
+    #: the scheduler's name for people, in the job script's first line, e.g. "Slurm"
+    scheduler_name: str
+    #: what submits a script (its path is added), e.g. ``("sbatch", "--parsable")``
+    submit_command: tuple[str, ...]
+    #: what ends jobs (their ids are added), e.g. ``"scancel"``
+    cancel_command: str
+    #: what a user runs to see their jobs, suggested when a submission's answer was lost
+    list_command: str
 
     def __init__(
         self,
@@ -104,25 +123,84 @@ class BatchProvider(Provider, abc.ABC):
     # -- what subclasses provide -------------------------------------------------------------
 
     @abc.abstractmethod
-    def job_script(self, command: str, job_name: str) -> str:
-        """The batch script text for one block."""
+    def directives(self, job_name: str, logs: Path) -> list[str]:
+        """The scheduler's lines at the top of the job script: name, log files in ``logs``,
+        size, time limit and the optional settings that are set."""
 
     @abc.abstractmethod
-    def _submit(self, script_path: Path) -> str:
-        """Submit the script; return the job id or raise ProviderError."""
+    def job_id_in(self, line: str) -> str | None:
+        """The job id a line of the submit or find command prints, None if it holds none."""
+
+    @abc.abstractmethod
+    def unknown_job(self, stderr: str) -> bool:
+        """Whether the scheduler's error output says it does not know a job id."""
+
+    @abc.abstractmethod
+    def find_command(self, job_name: str) -> list[str]:
+        """The command that lists the ids of unfinished jobs named ``job_name``, one a line."""
 
     @abc.abstractmethod
     def _query(self, job_ids: Sequence[str]) -> dict[str, BlockStatus] | None:
         """Ask the scheduler.  ``None``: it could not be asked (everything UNKNOWN).  A job id
         absent from the answer is one the scheduler definitely does not know any more."""
 
-    @abc.abstractmethod
+    # -- the scheduler commands, in the same form everywhere ---------------------------------
+
+    def job_script(self, command: str, job_name: str) -> str:
+        """The batch script text for one block."""
+        logs = self.run_dir / "block_logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        return render_template(
+            "block.sh",
+            {
+                "job_name": job_name,
+                "scheduler": self.scheduler_name,
+                "directives": "\n".join(self.directives(job_name, logs)),
+                "scheduler_options": self.scheduler_options.strip(),
+                "run_dir": shlex.quote(str(self.run_dir)),
+                "worker_init": self.worker_init.strip(),
+                "command": command,
+            },
+        )
+
+    def _submit(self, script_path: Path) -> str:
+        """Submit the script; return the job id, or raise ProviderError (refused) or
+        SubmissionUncertain (the answer was lost: the job may exist)."""
+        tool = self.submit_command[0]
+        result = self.commands.run([*self.submit_command, str(script_path)])
+        if result.timed_out:
+            raise SubmissionUncertain(f"{tool} of {script_path}: {result.describe()}")
+        if not result.ok:
+            raise ProviderError(
+                f"{tool} refused block script {script_path}: {result.describe()}",
+                detail=result.said(),
+            )
+        lines = result.stdout.strip().splitlines()
+        job_id = self.job_id_in(lines[-1].strip()) if lines else None
+        if not job_id:
+            raise SubmissionUncertain(
+                f"{tool} printed no job id for {script_path}: {result.describe()}; "
+                f"check `{self.list_command}` for a job that may have been created"
+            )
+        return job_id
+
     def _find_by_name(self, job_name: str) -> list[str] | None:
         """Ids of unfinished jobs named ``job_name``; None if the scheduler could not say."""
+        result = self.commands.run_with_retries(self.find_command(job_name))
+        if not result.ok:
+            return None
+        found = (self.job_id_in(line.strip()) for line in result.stdout.splitlines())
+        return [job_id for job_id in found if job_id]
 
-    @abc.abstractmethod
     def _cancel(self, job_ids: Sequence[str]) -> None:
-        """Ask the scheduler to end these jobs (raise ProviderError if it refused)."""
+        """Ask the scheduler to end these jobs (raise ProviderError if it refused); a job it
+        no longer knows is ended already."""
+        result = self.commands.run_with_retries(
+            [self.cancel_command, *job_ids],
+            accept=lambda r: r.ok or self.unknown_job(r.stderr),
+        )
+        if not result.ok and not self.unknown_job(result.stderr):
+            raise ProviderError(f"{self.cancel_command} failed: {result.describe()}")
 
     # -- the Provider interface --------------------------------------------------------------
 

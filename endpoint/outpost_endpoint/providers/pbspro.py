@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from outpost_endpoint.errors import ProviderError, SubmissionUncertain
 from outpost_endpoint.providers.base import BlockState, BlockStatus
-from outpost_endpoint.providers.batch import BatchProvider, render_template
+from outpost_endpoint.providers.batch import BatchProvider
 from outpost_endpoint.providers.scheduler_command import CommandResult
 
 log = logging.getLogger(__name__)
@@ -164,6 +162,11 @@ class PBSProProvider(BatchProvider):
     """Blocks as PBS Pro jobs with ``select``/``place`` chunks, as on Polaris."""
 
     label = "pbspro"
+    config_fields = (*BatchProvider.config_fields, "select_options", "place")
+    scheduler_name = "PBS Pro"
+    submit_command = ("qsub",)
+    cancel_command = "qdel"
+    list_command = "qstat -u $USER"
 
     def __init__(
         self, *, select_options: str | None = None, place: str = "scatter", **kwargs: Any
@@ -181,48 +184,31 @@ class PBSProProvider(BatchProvider):
             parts.append(self.select_options)
         return ":".join(parts)
 
-    def job_script(self, command: str, job_name: str) -> str:
-        optional = []
+    def directives(self, job_name: str, logs: Path) -> list[str]:
+        lines = [
+            f"#PBS -N {job_name}",
+            "#PBS -S /bin/bash",
+            f"#PBS -o {logs / f'{job_name}.out'}",
+            f"#PBS -e {logs / f'{job_name}.err'}",
+            f"#PBS -l walltime={self.walltime}",
+            f"#PBS -l select={self.select()}",
+            f"#PBS -l place={self.place}",
+        ]
         if self.account:
-            optional.append(f"#PBS -A {self.account}")
+            lines.append(f"#PBS -A {self.account}")
         if self.queue:
-            optional.append(f"#PBS -q {self.queue}")
-        logs = self.run_dir / "block_logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        return render_template(
-            "pbspro.sh",
-            {
-                "job_name": job_name[:236],
-                "stdout_path": str(logs / f"{job_name}.out"),
-                "stderr_path": str(logs / f"{job_name}.err"),
-                "walltime": self.walltime,
-                "select": self.select(),
-                "place": self.place,
-                "optional_directives": "\n".join(optional),
-                "scheduler_options": self.scheduler_options.strip(),
-                "run_dir": shlex.quote(str(self.run_dir)),
-                "worker_init": self.worker_init.strip(),
-                "command": command,
-            },
-        )
+            lines.append(f"#PBS -q {self.queue}")
+        return lines
 
-    def _submit(self, script_path: Path) -> str:
-        result = self.commands.run(["qsub", str(script_path)])
-        if result.timed_out:
-            raise SubmissionUncertain(f"qsub of {script_path}: {result.describe()}")
-        if not result.ok:
-            raise ProviderError(
-                f"qsub refused block script {script_path}: {result.describe()}",
-                detail=result.said(),
-            )
-        lines = result.stdout.strip().splitlines()
-        job_id = lines[-1].strip() if lines else ""
-        if not _JOB_ID.fullmatch(job_id):
-            raise SubmissionUncertain(
-                f"qsub printed no job id for {script_path}: {result.describe()}; "
-                "check `qstat -u $USER` for a job that may have been created"
-            )
-        return job_id
+    def job_id_in(self, line: str) -> str | None:
+        return line if _JOB_ID.fullmatch(line) else None
+
+    def unknown_job(self, stderr: str) -> bool:
+        return bool(_UNKNOWN_JOB.search(stderr))
+
+    def find_command(self, job_name: str) -> list[str]:
+        """``qselect -N NAME`` lists the unfinished jobs with that name."""
+        return ["qselect", "-N", job_name]
 
     def _query(self, job_ids: Sequence[str]) -> dict[str, BlockStatus] | None:
         for _ in range(2):  # a second round only after switching to the text format
@@ -238,12 +224,12 @@ class PBSProProvider(BatchProvider):
 
     def _readable(self, result: CommandResult) -> bool:
         if not self._json or _json_unsupported(result.stderr):
-            return result.ok or bool(_UNKNOWN_JOB.search(result.stderr))
+            return result.ok or self.unknown_job(result.stderr)
         try:
             parse_qstat_json(result.stdout)
         except ValueError:
             return False
-        return result.ok or bool(_UNKNOWN_JOB.search(result.stderr))
+        return result.ok or self.unknown_job(result.stderr)
 
     def _interpret(
         self, job_ids: Sequence[str], stdout: str, stderr: str, ok: bool, use_json: bool
@@ -269,23 +255,6 @@ class PBSProProvider(BatchProvider):
             else:
                 answer[job_id] = BlockStatus(BlockState.UNKNOWN, message="qstat failed")
         return answer
-
-    def _find_by_name(self, job_name: str) -> list[str] | None:
-        """``qselect -N NAME`` lists the unfinished jobs with that name."""
-        result = self.commands.run_with_retries(["qselect", "-N", job_name])
-        if not result.ok:
-            return None
-        return [
-            line.strip() for line in result.stdout.splitlines() if _JOB_ID.fullmatch(line.strip())
-        ]
-
-    def _cancel(self, job_ids: Sequence[str]) -> None:
-        result = self.commands.run_with_retries(
-            ["qdel", *job_ids],
-            accept=lambda r: r.ok or bool(_UNKNOWN_JOB.search(r.stderr)),
-        )
-        if not result.ok and not _UNKNOWN_JOB.search(result.stderr):
-            raise ProviderError(f"qdel failed: {result.describe()}")
 
 
 def _json_unsupported(stderr: str) -> bool:

@@ -14,8 +14,11 @@ from typing import Any
 from outpost_endpoint.config import ProviderConfig
 from outpost_endpoint.errors import ConfigError
 from outpost_endpoint.providers.base import Provider
+from outpost_endpoint.providers.batch import BatchProvider, walltime_seconds
 from outpost_endpoint.providers.scheduler_command import SchedulerCommands
 
+#: The config.yaml fields every provider takes; each class adds its own ``config_fields``.
+_COMMON_FIELDS = ("worker_init", "nodes_per_block", "min_blocks", "max_blocks")
 #: provider type -> (module, class)
 PROVIDERS: dict[str, tuple[str, str]] = {
     "local": ("outpost_endpoint.providers.local", "LocalProvider"),
@@ -34,39 +37,14 @@ def provider_from_config(
             f"engine.provider.type: {config.type!r} is not one of: {', '.join(PROVIDERS)}"
         )
     module_name, class_name = PROVIDERS[config.type]
-    cls = getattr(importlib.import_module(module_name), class_name)
-    common: dict[str, Any] = {
-        "run_dir": run_dir,
-        "worker_init": config.worker_init,
-        "nodes_per_block": config.nodes_per_block,
-        "min_blocks": config.min_blocks,
-        "max_blocks": config.max_blocks,
+    cls: Any = getattr(importlib.import_module(module_name), class_name)  # a Provider class
+    settings: dict[str, Any] = {
+        name: getattr(config, name) for name in (*_COMMON_FIELDS, *cls.config_fields)
     }
-    if config.type == "local":
-        from outpost_endpoint.providers.batch import walltime_seconds
-
-        provider: Provider = cls(
-            walltime_seconds=float(walltime_seconds(config.walltime)), **common
+    if issubclass(cls, BatchProvider):
+        provider: Provider = cls(run_dir=run_dir, commands=commands, **settings)
+    else:  # the local provider: processes on this host, only a time limit to keep
+        provider = cls(
+            run_dir=run_dir, walltime_seconds=float(walltime_seconds(config.walltime)), **settings
         )
-        return provider
-    common.update(
-        account=config.account,
-        queue=config.queue,
-        walltime=config.walltime,
-        scheduler_options=config.scheduler_options,
-        cpus_per_node=config.cpus_per_node,
-        max_queued_blocks=config.max_queued_blocks,
-        commands=commands,
-    )
-    if config.type == "pbspro":
-        common.update(select_options=config.select_options, place=config.place)
-    else:
-        common.update(
-            partition=config.partition,
-            qos=config.qos,
-            constraint=config.constraint,
-            gpus_per_node=config.gpus_per_node,
-            exclusive=config.exclusive,
-        )
-    provider = cls(**common)
     return provider

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from outpost.runtime.backoff import backoff_delay
 from outpost_endpoint.errors import ProviderError
@@ -69,6 +69,7 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= _EXCERPT else "…" + text[-_EXCERPT:]
 
 
+@dataclass(kw_only=True)
 class SchedulerCommands:
     """Runs scheduler commands with a timeout and optional retries.
 
@@ -76,22 +77,14 @@ class SchedulerCommands:
     ``stop`` interrupts a backoff wait when the endpoint shuts down.
     """
 
-    def __init__(
-        self,
-        *,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 30.0,
-        env: Mapping[str, str] | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.env = dict(env) if env else None
-        self.stop = stop or threading.Event()
+    #: seconds one command may take before it is killed (and reported as timed out)
+    timeout: float = 30.0
+    #: how often :meth:`run_with_retries` runs a command again
+    retries: int = 3
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    env: Mapping[str, str] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self, argv: Sequence[str], *, input_text: str | None = None) -> CommandResult:
         """Run once; never raises for a failing command (look at ``result.ok``)."""

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from outpost_endpoint.errors import ProviderError, SubmissionUncertain
 from outpost_endpoint.launchers.nodelist import NodeListError, expand_hostlist
 from outpost_endpoint.providers.base import BlockState, BlockStatus
-from outpost_endpoint.providers.batch import BatchProvider, render_template
+from outpost_endpoint.providers.batch import BatchProvider
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +82,18 @@ class SlurmProvider(BatchProvider):
     """Blocks as Slurm jobs; ``queue`` is the partition (``partition`` wins if both are set)."""
 
     label = "slurm"
+    config_fields = (
+        *BatchProvider.config_fields,
+        "partition",
+        "qos",
+        "constraint",
+        "gpus_per_node",
+        "exclusive",
+    )
+    scheduler_name = "Slurm"
+    submit_command = ("sbatch", "--parsable")
+    cancel_command = "scancel"
+    list_command = "squeue -u $USER"
 
     def __init__(
         self,
@@ -106,8 +116,15 @@ class SlurmProvider(BatchProvider):
         self.exclusive = exclusive
         self._sacct_works = True
 
-    def job_script(self, command: str, job_name: str) -> str:
-        optional = []
+    def directives(self, job_name: str, logs: Path) -> list[str]:
+        lines = [
+            f"#SBATCH --job-name={job_name}",
+            f"#SBATCH --output={logs / f'{job_name}.%j.out'}",
+            f"#SBATCH --error={logs / f'{job_name}.%j.err'}",
+            f"#SBATCH --nodes={self.nodes_per_block}",
+            f"#SBATCH --ntasks-per-node={self.tasks_per_node}",
+            f"#SBATCH --time={self.walltime}",
+        ]
         for flag, value in (
             ("partition", self.partition),
             ("account", self.account),
@@ -117,51 +134,27 @@ class SlurmProvider(BatchProvider):
             ("cpus-per-task", self.cpus_per_node),
         ):
             if value:
-                optional.append(f"#SBATCH --{flag}={value}")
+                lines.append(f"#SBATCH --{flag}={value}")
         if self.exclusive:
-            optional.append("#SBATCH --exclusive")
-        logs = self.run_dir / "block_logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        return render_template(
-            "slurm.sh",
-            {
-                "job_name": job_name,
-                "stdout_path": str(logs / f"{job_name}.%j.out"),
-                "stderr_path": str(logs / f"{job_name}.%j.err"),
-                "nodes": str(self.nodes_per_block),
-                "tasks_per_node": str(self.tasks_per_node),
-                "walltime": self.walltime,
-                "optional_directives": "\n".join(optional),
-                "scheduler_options": self.scheduler_options.strip(),
-                "run_dir": shlex.quote(str(self.run_dir)),
-                "worker_init": self.worker_init.strip(),
-                "command": command,
-            },
-        )
+            lines.append("#SBATCH --exclusive")
+        return lines
 
-    def _submit(self, script_path: Path) -> str:
-        result = self.commands.run(["sbatch", "--parsable", str(script_path)])
-        if result.timed_out:
-            raise SubmissionUncertain(f"sbatch of {script_path}: {result.describe()}")
-        if not result.ok:
-            raise ProviderError(
-                f"sbatch refused block script {script_path}: {result.describe()}",
-                detail=result.said(),
-            )
-        match = _JOB_ID.fullmatch(result.stdout.strip().splitlines()[-1] if result.stdout else "")
-        if not match:
-            raise SubmissionUncertain(
-                f"sbatch printed no job id for {script_path}: {result.describe()}; "
-                "check `squeue -u $USER` for a job that may have been created"
-            )
-        return match.group(1)
+    def job_id_in(self, line: str) -> str | None:
+        match = _JOB_ID.fullmatch(line)  # ``sbatch --parsable`` adds ``;cluster`` on some sites
+        return match.group(1) if match else None
+
+    def unknown_job(self, stderr: str) -> bool:
+        return _INVALID_ID in stderr.lower()
+
+    def find_command(self, job_name: str) -> list[str]:
+        return ["squeue", "-h", "-n", job_name, "-t", "PENDING,RUNNING,CONFIGURING", "-o", "%i"]
 
     def _query(self, job_ids: Sequence[str]) -> dict[str, BlockStatus] | None:
         result = self.commands.run_with_retries(
             ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%N|%r"],
-            accept=lambda r: r.ok or _INVALID_ID in r.stderr.lower(),
+            accept=lambda r: r.ok or self.unknown_job(r.stderr),
         )
-        if not result.ok and _INVALID_ID not in result.stderr.lower():
+        if not result.ok and not self.unknown_job(result.stderr):
             return None
         answer: dict[str, BlockStatus] = {}
         for line in result.stdout.splitlines() if result.ok else []:
@@ -223,22 +216,6 @@ class SlurmProvider(BatchProvider):
             if len(parts) == 3 and parts[0] in job_ids and (state := slurm_state(parts[1])):
                 answer[parts[0]] = BlockStatus(state, parse_exit_code(parts[2]), message=parts[1])
         return answer
-
-    def _find_by_name(self, job_name: str) -> list[str] | None:
-        result = self.commands.run_with_retries(
-            ["squeue", "-h", "-n", job_name, "-t", "PENDING,RUNNING,CONFIGURING", "-o", "%i"]
-        )
-        if not result.ok:
-            return None
-        return [line.strip() for line in result.stdout.splitlines() if line.strip().isdigit()]
-
-    def _cancel(self, job_ids: Sequence[str]) -> None:
-        result = self.commands.run_with_retries(
-            ["scancel", *job_ids],
-            accept=lambda r: r.ok or _INVALID_ID in r.stderr.lower(),
-        )
-        if not result.ok and _INVALID_ID not in result.stderr.lower():
-            raise ProviderError(f"scancel failed: {result.describe()}")
 
 
 def _nodes(text: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from typing import Any
 from outpost.errors import ConfigurationError, SubmitAbandonedError
 from outpost.protocol import function_id_for
 from outpost.protocol.conventions import outpost_home
+from outpost.runtime.files import write_json_private
 
 FORMAT = "outpost-unsent/1"
 #: The most calls, and base64 bytes of arguments, per batch in the file (a resubmit request).
@@ -157,14 +158,7 @@ def write(record: UnsentRecord, path: Path) -> None:
         "functions": functions,
         "batches": batches,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
+    write_json_private(path, data, indent=None)
 
 
 def read(path: str | os.PathLike[str]) -> UnsentRecord:

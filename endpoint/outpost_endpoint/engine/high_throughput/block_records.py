@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from outpost.runtime.files import write_json_private
 from outpost_endpoint import pidfile
 from outpost_endpoint.config import EngineConfig
 from outpost_endpoint.errors import ProviderError
@@ -86,13 +87,7 @@ class BlockRecords:
             "hostname": HOSTNAME,
             "blocks": blocks,
         }
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())  # the record must survive the crash it is for
-        temporary.replace(self.path)
+        write_json_private(self.path, data, indent=1)  # durable: it is for surviving a crash
 
 
 def read_leftovers(run_dir: Path) -> tuple[str | None, list[dict[str, Any]]]:

@@ -11,7 +11,6 @@ see :mod:`outpost_endpoint.engine.base`.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import shlex
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from outpost.protocol import DEFAULT_PAYLOAD_LIMIT, ResultEnvelope, TaskEnvelope
+from outpost.runtime.files import write_json_private
 from outpost_endpoint.config import EngineConfig
 from outpost_endpoint.engine.base import Engine
 from outpost_endpoint.engine.high_throughput import packing, security, strategy
@@ -388,10 +388,8 @@ class HighThroughputEngine(Engine):
     def _write_status(self) -> None:
         """``<run_dir>/status.json``: the engine's view (managers, workers, blocks, queues) for
         tools on this host, e.g. ``outpost-endpoint status``; replaced atomically."""
-        path = self.run_dir / STATUS_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"at": time.time(), **self.status()}, indent=1))
-        temporary.replace(path)
+        status = {"at": time.time(), **self.status()}
+        write_json_private(self.run_dir / STATUS_FILE, status, indent=1, durable=False)
 
     def _block_loads(self, snap: dict[str, Any]) -> dict[str, strategy.BlockLoad]:
         assert self.interchange is not None

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import zmq
 
+from outpost.runtime.files import write_private
+
 if TYPE_CHECKING:  # the server side only: managers need not import its asyncio machinery
     import zmq.auth.thread
 
@@ -48,11 +50,7 @@ def write_client_files(keys: CurveKeys, directory: Path) -> Path:
         (CLIENT_PUBLIC, keys.client_public),
         (CLIENT_SECRET, keys.client_secret),
     ):
-        path = directory / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(value)
-        os.chmod(path, 0o600)
+        write_private(directory / name, value, durable=False)
     return directory
 
 
