@@ -131,7 +131,7 @@ class ServiceConfig:
     #: Publish attempts (each after a fresh connection) before a 503.
     publish_attempts: int = 3
     #: Seconds after which a stored task RabbitMQ never confirmed is published again by the
-    #: sweeper of ``serve`` (see broker/sweeper.py).
+    #: sweeper of ``serve`` (see jobs/sweep.py).
     republish_after: float = 30.0
     #: Seconds after submission at which an unfinished task fails as ``expired``, for tasks
     #: whose resource_specification has no ``expires_after``; 0 (the default) means never.

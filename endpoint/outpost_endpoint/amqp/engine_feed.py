@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from outpost.protocol import ResultEnvelope, TaskEnvelope
 from outpost_endpoint.amqp.checks import Checks, NotCancelled
@@ -26,32 +27,24 @@ from outpost_endpoint.journal import RECEIVED, Journal
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class EngineFeed:
     """See the module docstring."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        publisher: ResultPublisher,
-        journal: Journal,
-        window: Window,
-        checks: Checks,
-        cancelled: NotCancelled,
-        on_consumer_thread: Callable[[Callable[[], None]], None],
-    ) -> None:
-        self.engine = engine
-        self.publisher = publisher
-        self.journal = journal
-        self.window = window
-        self.checks = checks
-        #: The task check that answers tasks cancelled before they arrived.
-        self.cancelled = cancelled
-        self._on_consumer_thread = on_consumer_thread
-        #: Tasks the engine finished whose result went to the result publisher, which spools it
-        #: on its next turn -- until then the journal still says ``received``.  A redelivery or
-        #: the reconcile must not start them again (a publisher blocked by a RabbitMQ disk
-        #: alarm once made 6 of 1,000 tasks run twice).  Pruned by the reconcile.
-        self.handed_over: set[str] = set()
+    engine: Engine
+    publisher: ResultPublisher
+    journal: Journal
+    window: Window
+    checks: Checks
+    #: The task check that answers tasks cancelled before they arrived.
+    cancelled: NotCancelled
+    #: Runs a callable on the consumer thread, soon (the engine's done callbacks use it).
+    on_consumer_thread: Callable[[Callable[[], None]], None]
+    #: Tasks the engine finished whose result went to the result publisher, which spools it
+    #: on its next turn -- until then the journal still says ``received``.  A redelivery or
+    #: the reconcile must not start them again (a publisher blocked by a RabbitMQ disk
+    #: alarm once made 6 of 1,000 tasks run twice).  Pruned by the reconcile.
+    handed_over: set[str] = field(default_factory=set)
 
     def admit(self, task: TaskEnvelope, new: bool) -> None:
         """Start a task just journaled (``new``: the journal did not know it before)."""
@@ -135,7 +128,7 @@ class EngineFeed:
                 self.publisher.publish_result(future.result())
                 handed = True
         finally:
-            self._on_consumer_thread(lambda: self._finished(task_id, handed))
+            self.on_consumer_thread(lambda: self._finished(task_id, handed))
 
     def _finished(self, task_id: str, handed: bool) -> None:
         """Consumer thread: the task left the engine (its result handed to the publisher,
