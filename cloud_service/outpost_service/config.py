@@ -93,7 +93,7 @@ class ServiceConfig(BaseModel):
     """Publish attempts (each after a fresh connection) before a 503."""
     republish_after: float = Field(30.0, gt=0)
     """Seconds after which a stored task RabbitMQ never confirmed is published again by the
-    sweeper (see broker/sweeper.py)."""
+    sweeper (see jobs/sweep.py)."""
     task_expiry: float = Field(0.0, ge=0)
     """Seconds after submission at which an unfinished task fails as expired, for tasks whose
     resource_specification has no expires_after; 0 means never."""

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from outpost_service.broker.admin import BrokerAdmin, default_management_url
-from outpost_service.broker.topology import Topology
 from outpost_service.config import ServiceConfig
 from outpost_service.errors import BrokerError, ServiceError
+from outpost_service.state import broker_admin
 from outpost_service.store import Database
 from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store.users import find_user, revoke_user_tokens
@@ -56,12 +55,7 @@ def revoke_user(config: ServiceConfig, database: Database, name: str) -> Revocat
     if config.broker_auth != "per-endpoint":
         outcome.shared_broker_login = True
         return outcome
-    admin = BrokerAdmin(
-        config.management_url or default_management_url(config.amqp_url),
-        config.amqp_url,
-        Topology(config.amqp_prefix, config.queue_type),
-        ca_file=config.amqp_ca_file,
-    )
+    admin = broker_admin(config)
     try:
         for endpoint_id in endpoint_ids:
             admin.revoke(endpoint_id)

@@ -1,5 +1,5 @@
-"""Running the service: the HTTP(S) server (http_server.py), plus the ingest consumer and the
-republish sweeper in threads.
+"""Running the service: the HTTP(S) server (http_server.py), plus its jobs in threads: the
+ingest consumer (fed from RabbitMQ) and the republish sweeper.
 
 SIGTERM and SIGINT stop it cleanly: long-polls are released, the server stops accepting and
 finishes its requests, ingest stops after acknowledging what it stored, connections close.
@@ -16,9 +16,10 @@ from typing import Any
 
 from outpost_service.app import create_app
 from outpost_service.broker.ingest import IngestConsumer
-from outpost_service.broker.sweeper import Sweeper, standalone_sweeper
 from outpost_service.config import DEFAULT_THREADS, ServiceConfig
 from outpost_service.http_server import build_server
+from outpost_service.jobs.ingest import IngestJob
+from outpost_service.jobs.sweep import Sweeper, standalone_sweeper
 from outpost_service.longpoll import resolve_slots
 from outpost_service.state import EXTENSION, ServiceState, prepare_broker
 
@@ -33,16 +34,19 @@ def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> Ing
     database = state.database if state else Database(config.database_url)
     if state is None:
         database.ensure_schema()
-    return IngestConsumer(
+    job = IngestJob(
         database,
-        config.amqp_url,
-        state.topology if state else Topology(config.amqp_prefix, config.queue_type),
         state.notifier if state else None,
         retention=config.result_retention,
-        prefetch=config.ingest_prefetch,
         purge_interval=config.purge_interval,
-        tls=config.amqp_tls,
         max_details_bytes=config.max_metadata_bytes,
+    )
+    return IngestConsumer(
+        job,
+        config.amqp_url,
+        state.topology if state else Topology(config.amqp_prefix, config.queue_type),
+        prefetch=config.ingest_prefetch,
+        tls=config.amqp_tls,
     )
 
 
@@ -118,7 +122,7 @@ def serve(
 
 def run_ingest(config: ServiceConfig) -> None:
     """Run only the ingest consumer (``outpost-service ingest``) until SIGTERM/SIGINT, with
-    a sweeper beside it (one sweeps per deployment at a time: broker/sweeper.py)."""
+    a sweeper beside it (one sweeps per deployment at a time: jobs/sweep.py)."""
     prepare_broker(config)
     consumer = make_ingest(config)
     sweeper = standalone_sweeper(config)
@@ -130,4 +134,4 @@ def run_ingest(config: ServiceConfig) -> None:
         consumer.run()
     finally:
         sweeper.stop()
-        consumer.database.dispose()
+        consumer.job.database.dispose()

@@ -60,14 +60,7 @@ class ServiceState:
         )
         admin = None
         if config.broker_auth == "per-endpoint":
-            management = config.management_url or default_management_url(config.amqp_url)
-            admin = BrokerAdmin(
-                management,
-                config.amqp_url,
-                topology,
-                ca_file=config.amqp_ca_file,
-                user_limits=endpoint_user_limits(config),
-            )
+            admin = broker_admin(config, topology)
         else:
             log.warning(
                 "broker_auth is 'shared': every endpoint gets the service's own RabbitMQ "
@@ -106,12 +99,20 @@ def new_queue_key() -> str:
     return secrets.token_hex(32)
 
 
-def endpoint_user_limits(config: ServiceConfig) -> dict[str, int]:
-    """The RabbitMQ user limits of every per-endpoint broker user, from ``config``."""
-    return {
-        "max-connections": config.endpoint_max_connections,
-        "max-channels": config.endpoint_max_channels,
-    }
+def broker_admin(config: ServiceConfig, topology: Topology | None = None) -> BrokerAdmin:
+    """A client of RabbitMQ's management API (per-endpoint broker users) for ``config``;
+    ``topology`` names the queues (by default ``config``'s, without the queue-name key, which
+    only making broker users needs)."""
+    return BrokerAdmin(
+        config.management_url or default_management_url(config.amqp_url),
+        config.amqp_url,
+        topology or Topology(config.amqp_prefix, config.queue_type),
+        ca_file=config.amqp_ca_file,
+        user_limits={
+            "max-connections": config.endpoint_max_connections,
+            "max-channels": config.endpoint_max_channels,
+        },
+    )
 
 
 def prepare_broker(config: ServiceConfig, admin: BrokerAdmin | None = None) -> bool:
@@ -128,12 +129,7 @@ def prepare_broker(config: ServiceConfig, admin: BrokerAdmin | None = None) -> b
         return False
     own = admin is None
     if admin is None:
-        admin = BrokerAdmin(
-            config.management_url or default_management_url(config.amqp_url),
-            config.amqp_url,
-            Topology(config.amqp_prefix, config.queue_type),
-            ca_file=config.amqp_ca_file,
-        )
+        admin = broker_admin(config)
     try:
         admin.limit_dead_letters(
             config.dead_letter_max_length, config.dead_letter_max_bytes, config.dead_letter_ttl

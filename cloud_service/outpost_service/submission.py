@@ -6,7 +6,7 @@ publishing, so a result can never arrive for a row that does not exist yet; the 
 answered only after RabbitMQ confirmed every message, and the tasks are then marked published.
 
 If publishing fails after the publisher's retries, or the process dies between the commit and
-the confirms, the tasks stay stored and unpublished: the sweeper (:mod:`.broker.sweeper`)
+the confirms, the tasks stay stored and unpublished: the sweeper (:mod:`.jobs.sweep`)
 publishes them again once RabbitMQ takes messages.  The client of a failed publish gets a 503
 whose ``details.task_ids`` names the stored tasks: they *will* run, and can be watched like any
 other task.  A client that retries the same request with the same ``request_id`` gets the same

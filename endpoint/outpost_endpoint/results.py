@@ -1,25 +1,21 @@
 """Building :class:`ResultEnvelope` s for outcomes decided outside the function.
 
-The engine (timeouts, lost workers, cancels) and the task consumer (cancelled before arrival,
-refused tasks) all describe failures the same way, so the wording lives here once.
+The engine (timeouts, lost workers, cancels) and the task checks (:mod:`.amqp.checks`:
+cancelled before arrival, refused tasks) all describe failures the same way, so the wording
+lives here once.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
-from collections.abc import Collection
 
-from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope, TaskState, function_id_for
+from outpost.protocol import ErrorInfo, ResultEnvelope, TaskEnvelope, TaskState
 from outpost.protocol.data_only import REASON as NOT_DATA
 from outpost.protocol.data_only import RULE as DATA_RULE
-from outpost.protocol.data_only import is_data_payload, payload_strategy
-from outpost.protocol.sealing import is_sealed
 
 HOSTNAME = socket.gethostname()
-log = logging.getLogger("outpost_endpoint.amqp.task_consumer")  # where refusals were logged
 
 
 def failed_result(
@@ -169,53 +165,3 @@ def arguments_not_data_result(task: TaskEnvelope, declared: str) -> ResultEnvelo
         "endpoints shared with you), or ask the endpoint's owner to run it",
         error_type="outpost.errors.ArgumentsNotDataError",
     )
-
-
-def data_refusal(task: TaskEnvelope) -> ResultEnvelope | None:
-    """The failed result of a shared user's task whose (unsealed) arguments do not declare
-    the JSON format, else None.  Reads the format byte only.  Sealed arguments are checked by
-    the worker once opened (:func:`outpost_endpoint.execution.run_task`)."""
-    if not task.args_must_be_data or is_data_payload(task.args) or is_sealed(task.args):
-        return None
-    strategy = payload_strategy(task.args)
-    declared = "no outpost format" if strategy is None else f"the {strategy.value!r} format"
-    log.warning(
-        "task %s: submitter %r sent arguments in %s, not JSON data; failing it without "
-        "reading them",
-        task.task_id,
-        task.submitter,
-        declared,
-    )
-    return arguments_not_data_result(task, declared)
-
-
-def refusal(task: TaskEnvelope, allowed_functions: Collection[str] | None) -> ResultEnvelope | None:
-    """The failed result of a task this endpoint will not run, else None: function bytes that
-    do not hash to its ``function_id`` (checked first: the allow-list trusts the id), a
-    function left out of ``allowed_functions``, a shared user's arguments that are not JSON
-    data (:func:`data_refusal`), or a task delivered past its deadline.
-
-    The hash is the one the service computes ids with (:func:`outpost.protocol.function_id_for`,
-    sha256): about 1 us per KiB of function payload, once per task."""
-    actual = function_id_for(task.function)
-    if actual != task.function_id:
-        log.warning(
-            "task %s: function payload hashes to %s, not its function_id %s; failing it "
-            "without running",
-            task.task_id,
-            actual,
-            task.function_id,
-        )
-        return function_mismatch_result(task, actual)
-    if allowed_functions is not None and task.function_id not in allowed_functions:
-        log.warning(
-            "task %s: function %s is not in allowed_functions; failing it without running",
-            task.task_id,
-            task.function_id,
-        )
-        return refused_function_result(task)
-    not_data = data_refusal(task)
-    if not_data is not None:
-        return not_data
-    deadline = deadline_of(task)
-    return expired_result(task, deadline) if deadline is not None else None

@@ -131,7 +131,7 @@ def test_a_redelivery_while_the_result_waits_for_the_publisher_does_not_run_it_a
     handler._on_task(Channel(), 1, task, task.to_bytes())
     handler._flush_burst()
     publisher.wait(1)
-    wait_until(lambda: _turn(handler) and task.task_id not in handler._running, 30,
+    wait_until(lambda: _turn(handler) and task.task_id not in handler.window.running, 30,
                "the consumer to see the task leave the engine")  # fmt: skip
     assert handler.journal.state(task.task_id) == "received"  # the result is not spooled
     redelivery = Channel()

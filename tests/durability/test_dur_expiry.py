@@ -14,7 +14,7 @@ from typing import Any
 
 from outpost.protocol import TaskEnvelope, TaskState, function_id_for, serialize
 from outpost_endpoint.service import EndpointService
-from outpost_service.expiry import expire_due
+from outpost_service.jobs.expiry import expire_due
 
 from ..endpoint import tasks
 from ..endpoint.conftest import Topology, make_service, rabbitmq, topology

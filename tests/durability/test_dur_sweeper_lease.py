@@ -36,7 +36,7 @@ import requests
 import sqlalchemy as sa
 
 from outpost.protocol import serialize, serialize_function
-from outpost_service.broker.sweeper import LEASE_MIN_TTL
+from outpost_service.jobs.sweep import LEASE_MIN_TTL
 from outpost_service.store import Database
 from outpost_service.store import tasks as task_store
 from outpost_service.store.leases import holder_of

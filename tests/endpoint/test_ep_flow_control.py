@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from outpost.protocol import TaskEnvelope, function_id_for, serialize
-from outpost_endpoint.amqp import task_consumer
+from outpost_endpoint.amqp import flow
 from outpost_endpoint.amqp.task_consumer import TaskConsumer
 from outpost_endpoint.journal import Journal
 
@@ -98,7 +98,7 @@ def test_a_delivery_that_waits_too_long_goes_back_to_rabbitmq(
     assert channel.acks == [(WINDOW, True)]
     handler._throttle()  # within the hold limit: the waiting deliveries stay
     assert channel.rejects == []
-    monkeypatch.setattr(task_consumer, "HOLD_LIMIT", 0.0)
+    monkeypatch.setattr(flow, "HOLD_LIMIT", 0.0)
     handler._throttle()
     assert channel.rejects == [(WINDOW + 1, True), (WINDOW + 2, True)]  # requeued, untouched
     assert [handler.journal.state(t) for t in ids[WINDOW:]] == [None, None]

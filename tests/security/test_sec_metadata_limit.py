@@ -22,9 +22,11 @@ from flask import Flask
 from outpost.errors import ConfigurationError
 from outpost.protocol import EndpointStatus
 from outpost_service.config import DEFAULT_MAX_METADATA_BYTES, ServiceConfig
-from outpost_service.server import make_ingest
 
-from ..service.conftest import amqp_channel  # noqa: F401
+from ..service.conftest import (
+    amqp_channel,  # noqa: F401
+    running_ingest,
+)
 from ..service.conftest import app_state as state_of
 from .conftest import caller
 
@@ -73,12 +75,8 @@ def small_app(make_app: Any) -> Flask:
 
 @pytest.fixture
 def ingest(small_app: Flask) -> Iterator[Any]:
-    state = state_of(small_app)
-    consumer = make_ingest(state.config, state)
-    consumer.start()
-    assert consumer.consuming.wait(10), "ingest did not start consuming"
-    yield consumer
-    consumer.stop()
+    with running_ingest(small_app) as consumer:
+        yield consumer
 
 
 def test_an_oversized_heartbeat_keeps_the_endpoint_online_without_its_details(

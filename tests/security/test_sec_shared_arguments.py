@@ -41,9 +41,9 @@ from outpost.protocol.data_only import MAGIC, data_problem, dump_data, load_data
 from outpost.protocol.envelopes import b64encode
 from outpost.protocol.sealing import SEAL_MAGIC
 from outpost.protocol.signing import SignatureError, Verifier
+from outpost_endpoint.amqp.checks import endpoint_checks
 from outpost_endpoint.engine.high_throughput import wire
 from outpost_endpoint.execution import run_task
-from outpost_endpoint.results import refusal
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
 from outpost_service.store.users import get_or_create_user
@@ -188,7 +188,7 @@ def test_retries_and_republished_tasks_keep_the_rule(
         rows = task_store.unpublished(conn, 0.0, 10, task_ids=[old.task_id])
     [envelope] = envelopes_for(state, rows)
     assert envelope.submitter == "shared"
-    assert refusal(envelope, None) is not None
+    assert refusal(envelope) is not None
 
     with state.database.write() as conn:
         task_store.mark_published(conn, [old.task_id])
@@ -248,6 +248,11 @@ def test_the_sdk_sends_json_to_shared_endpoints_and_refuses_what_is_not_data(
 
 
 # --------------------------------------------------------------------------- the endpoint
+def refusal(task: TaskEnvelope) -> ResultEnvelope | None:
+    """The endpoint's answer to ``task`` instead of running it (its task checks), or None."""
+    return endpoint_checks(task.endpoint_id).refusal(task)
+
+
 def shared_task(args: bytes, submitter: str | None = "shared") -> TaskEnvelope:
     function = serialize_function(repr)
     return TaskEnvelope(
@@ -266,7 +271,7 @@ def test_the_endpoint_refuses_non_data_arguments_of_shared_users_before_reading_
     marker = tmp_path / "pwned"
     for kind, payload in hostile_payloads(marker).items():
         for submitter in ("shared", "someone-new"):  # an unknown relation fails closed
-            answer = refusal(shared_task(payload, submitter), None)
+            answer = refusal(shared_task(payload, submitter))
             assert answer is not None, kind
             assert answer.error is not None and answer.error.reason == "arguments_not_data"
             assert "JSON data" in answer.error.message and "was not run" in answer.error.message
@@ -283,11 +288,11 @@ def test_the_endpoint_refuses_non_data_arguments_of_shared_users_before_reading_
     # plain data runs; the owner's pickles (and messages of older services) are untouched
     data = run_task(shared_task(dump_data([[[1, "a", None]], {}], limit=None)), None)
     assert data.state is TaskState.SUCCESS, data.error
-    assert refusal(shared_task(serialize((((1, 2),), {})), "owner"), None) is None
+    assert refusal(shared_task(serialize((((1, 2),), {})), "owner")) is None
     owners = run_task(shared_task(serialize((((1, 2),), {})), None), None)
     assert owners.state is TaskState.SUCCESS and b"(1, 2)" in (owners.value or b"")
     # sealed arguments are left to the worker, which opens them first
-    assert refusal(shared_task(SEAL_MAGIC + bytes(80)), None) is None
+    assert refusal(shared_task(SEAL_MAGIC + bytes(80))) is None
 
 
 def test_the_submitter_crosses_the_interchange_wire() -> None:

@@ -24,7 +24,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from outpost.protocol import serialize, serialize_function
-from outpost_service import ServiceConfig, create_app
+from outpost_service import IngestConsumer, ServiceConfig, create_app
+from outpost_service.server import make_ingest
 from outpost_service.state import EXTENSION, ServiceState
 from outpost_service.store import schema
 from outpost_service.store.users import get_or_create_user, issue_token
@@ -139,6 +140,22 @@ def client(app: Flask) -> FlaskClient:
 def app_state(app: Flask) -> ServiceState:
     state: ServiceState = app.extensions[EXTENSION]
     return state
+
+
+@contextlib.contextmanager
+def running_ingest(app: Flask, **batching: Any) -> Iterator[IngestConsumer]:
+    """``app``'s ingest consumer, consuming until the block ends; ``batching`` sets its
+    ``prefetch`` / ``max_batch_age`` / ``idle_flush``."""
+    state = app_state(app)
+    consumer = make_ingest(state.config, state)
+    for name, value in batching.items():
+        setattr(consumer, name, value)
+    consumer.start()
+    try:
+        assert consumer.consuming.wait(10), "ingest did not start consuming"
+        yield consumer
+    finally:
+        consumer.stop()
 
 
 # --------------------------------------------------------------------------- users and helpers

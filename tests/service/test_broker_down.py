@@ -6,7 +6,7 @@ from typing import Any
 
 import pika
 
-from outpost_service.broker.sweeper import Sweeper
+from outpost_service.jobs.sweep import Sweeper
 
 from .conftest import Caller, app_state, args_b64, new_token, row_counts
 from .test_validation import assert_error

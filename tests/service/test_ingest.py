@@ -14,18 +14,14 @@ from flask import Flask
 from outpost.protocol import EndpointStatus, ErrorInfo, ResultEnvelope, TaskState, serialize
 from outpost_service.server import make_ingest
 
-from .conftest import Caller, app_state, new_token
+from .conftest import Caller, app_state, new_token, running_ingest
 from .test_tasks import take
 
 
 @pytest.fixture
 def ingest(app: Flask) -> Iterator[Any]:
-    state = app_state(app)
-    consumer = make_ingest(state.config, state)
-    consumer.start()
-    assert consumer.consuming.wait(10), "ingest did not start consuming"
-    yield consumer
-    consumer.stop()
+    with running_ingest(app) as consumer:
+        yield consumer
 
 
 def publish(channel: Any, app: Flask, routing_key: str, body: bytes) -> None:

@@ -10,22 +10,15 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from outpost_service.server import make_ingest
-
-from .conftest import Caller, app_state
+from .conftest import Caller, app_state, running_ingest
 from .test_ingest import long_poll, publish_result, success
 
 
 @pytest.fixture
 def slow_batching_ingest(app: Flask) -> Iterator[Any]:
-    state = app_state(app)
-    consumer = make_ingest(state.config, state)
-    consumer.max_batch_age = 3600.0  # only urgency (or a full batch) can make it commit
-    consumer.prefetch = 1000
-    consumer.start()
-    assert consumer.consuming.wait(10), "ingest did not start consuming"
-    yield consumer
-    consumer.stop()
+    # only urgency (or a full batch) can make it commit
+    with running_ingest(app, max_batch_age=3600.0, prefetch=1000) as consumer:
+        yield consumer
 
 
 def test_an_awaited_result_is_stored_without_waiting_for_the_batch(

@@ -18,9 +18,8 @@ from flask import Flask
 
 from outpost_service import ServiceConfig
 from outpost_service.errors import BrokerError
-from outpost_service.server import make_ingest
 
-from .conftest import AMQP_URL, Caller, app_state, new_token
+from .conftest import AMQP_URL, Caller, app_state, new_token, running_ingest
 from .test_tasks import take
 
 MANAGEMENT = "http://127.0.0.1:15672"
@@ -104,10 +103,7 @@ def test_ingest_dead_letters_malformed_results_from_a_quorum_queue(
     quorum_app: Flask, amqp_channel: Any
 ) -> None:
     state = app_state(quorum_app)
-    consumer = make_ingest(state.config, state)
-    consumer.start()
-    try:
-        assert consumer.consuming.wait(10), "ingest did not start consuming"
+    with running_ingest(quorum_app):
         amqp_channel.basic_publish(
             state.topology.result_exchange,
             "x.result",
@@ -115,8 +111,6 @@ def test_ingest_dead_letters_malformed_results_from_a_quorum_queue(
             pika.BasicProperties(delivery_mode=2),
         )
         ((props, body),) = take(amqp_channel, state.topology.dead_queue, 1)
-    finally:
-        consumer.stop()
     assert body == b"not json"
     assert props.headers["x-death"][0]["queue"] == state.topology.ingest_queue
 

@@ -1,4 +1,5 @@
-"""The result-ingest consumer: ``P.ingest`` → SQL store → acknowledgement.
+"""The result-ingest consumer: ``P.ingest`` → the ingest job (:mod:`outpost_service.jobs.ingest`,
+the SQL store) → acknowledgement.
 
 Messages are taken with a prefetch window and stored in batches: one transaction per batch,
 committed, *then* acknowledged (``multiple=True`` up to the batch's last delivery tag), so a
@@ -14,12 +15,11 @@ results for longer than that anyway).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, InitVar, dataclass, field
+from typing import NamedTuple
 
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.spec import Basic
@@ -30,62 +30,48 @@ from outpost.protocol.tls import TlsFiles
 from outpost.runtime.backoff import Backoff
 from outpost_service.broker.connection import RECOVERABLE, parameters, tls_problem
 from outpost_service.broker.topology import Topology
-from outpost_service.notifier import ResultNotifier
-from outpost_service.store import Database
-from outpost_service.store import endpoints as endpoint_store
-from outpost_service.store import tasks as task_store
+from outpost_service.jobs.ingest import IngestJob, Report
 from outpost_service.store.database import database_away
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
+    """A decoded message not yet stored nor acked."""
+
     tag: int
-    message: ResultEnvelope | EndpointStatus
+    message: Report
 
 
+@dataclass(eq=False)
 class IngestConsumer:
     """Consumes results and heartbeats until :meth:`stop` is called."""
 
-    def __init__(
-        self,
-        database: Database,
-        amqp_url: str,
-        topology: Topology,
-        notifier: ResultNotifier | None = None,
-        *,
-        retention: float = 14 * 24 * 3600.0,
-        prefetch: int = 200,
-        purge_interval: float = 300.0,
-        idle_flush: float = 0.005,
-        max_batch_age: float = 0.05,
-        tls: TlsFiles | None = None,
-        max_details_bytes: int | None = None,
-    ) -> None:
-        self.database = database
-        #: heartbeat ``details`` over this many bytes are stored as a note instead (None: any)
-        self.max_details_bytes = max_details_bytes
-        self.topology = topology
-        self.notifier = notifier
-        self.retention = retention
-        self.prefetch = prefetch
-        self.purge_interval = purge_interval
-        self.idle_flush = idle_flush
-        self.max_batch_age = max_batch_age
+    job: IngestJob
+    amqp_url: InitVar[str]
+    topology: Topology
+    _: KW_ONLY
+    #: Most messages in one batch (and the channel's prefetch window).
+    prefetch: int = 200
+    #: Seconds of quiet on the queue after which the batch held is looked at again.
+    idle_flush: float = 0.005
+    #: Seconds a batch gathers results before it is stored.
+    max_batch_age: float = 0.05
+    tls: InitVar[TlsFiles | None] = None
+    #: Set each time the consumer is connected and consuming (tests wait on it).
+    consuming: threading.Event = field(default_factory=threading.Event, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _connection: BlockingConnection | None = field(default=None, init=False)
+
+    def __post_init__(self, amqp_url: str, tls: TlsFiles | None) -> None:
         self._params = parameters(amqp_url, tls)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        #: Set each time the consumer is connected and consuming (tests wait on it).
-        self.consuming = threading.Event()
-        self._next_purge = 0.0
-        self._connection: BlockingConnection | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> threading.Thread:
         """Run in a daemon thread; results now wake this process's long-polls directly."""
-        if self.notifier is not None:
-            self.notifier.local_source = True
+        if self.job.notifier is not None:
+            self.job.notifier.local_source = True
         self._thread = threading.Thread(target=self.run, name="outpost-ingest", daemon=True)
         self._thread.start()
         return self._thread
@@ -136,10 +122,9 @@ class IngestConsumer:
                     self._flush(channel, list(batch))
                     batch.clear()
 
-            if self.notifier is not None:
-                self.notifier.on_urgent = lambda: connection.add_callback_threadsafe(
-                    flush_if_awaited
-                )
+            notifier = self.job.notifier
+            if notifier is not None:
+                notifier.on_urgent = lambda: connection.add_callback_threadsafe(flush_if_awaited)
             for method, _properties, body in channel.consume(
                 self.topology.ingest_queue, inactivity_timeout=self.idle_flush
             ):
@@ -158,24 +143,19 @@ class IngestConsumer:
                     self._flush(channel, list(batch))
                     batch.clear()
                 if method is None:
-                    self._maybe_purge()
+                    self.job.purge_if_due()
                     if self._stop.is_set():
                         break
             channel.cancel()
         finally:
             self.consuming.clear()
-            if self.notifier is not None:
-                self.notifier.on_urgent = None
+            if self.job.notifier is not None:
+                self.job.notifier.on_urgent = None
             if connection.is_open:
                 connection.close()
 
     def _awaited(self, entries: list[_Entry]) -> bool:
-        """Whether a long-poll waits for one of these results (see ``ResultNotifier.awaiting``)."""
-        if self.notifier is None:
-            return False
-        return self.notifier.awaited(
-            e.message.task_id for e in entries if isinstance(e.message, ResultEnvelope)
-        )
+        return self.job.awaited([e.message for e in entries])
 
     def _take(
         self, channel: BlockingChannel, batch: list[_Entry], method: Basic.Deliver, body: bytes
@@ -209,27 +189,10 @@ class IngestConsumer:
                 )
                 return
             if isinstance(message, EndpointStatus):
-                message = self._bounded(message, len(body))
+                message = self.job.bounded(message, len(body))
             batch.append(_Entry(tag, message))
         else:
             self._reject(channel, tag, f"a {message.TYPE!r} message does not belong here", body)
-
-    def _bounded(self, status: EndpointStatus, size: int) -> EndpointStatus:
-        """``status`` with its details replaced by a note when the message is over
-        ``max_details_bytes``: the heartbeat still counts (the endpoint stays online), but a
-        huge blob is not stored and served by every ``GET /v1/endpoints``."""
-        limit = self.max_details_bytes
-        if limit is None or size <= limit:
-            return status
-        log.warning(
-            "endpoint %s sent a heartbeat of %d bytes, over max_metadata_bytes (%d); its "
-            "details are not stored",
-            status.endpoint_id,
-            size,
-            limit,
-        )
-        note = f"heartbeat details of {size:,} bytes dropped: over the limit of {limit:,} bytes"
-        return dataclasses.replace(status, details={"error": note})
 
     @staticmethod
     def _reject(channel: BlockingChannel, tag: int, reason: str, body: bytes) -> None:
@@ -243,17 +206,9 @@ class IngestConsumer:
         may be one poisonous message: the batch is retried one message at a time and a
         message that cannot be stored on its own is dead-lettered, so it cannot block ingest.
         """
-        results = [e.message for e in batch if isinstance(e.message, ResultEnvelope)]
-        beats: dict[str, tuple[str, dict[str, Any]]] = {
-            e.message.endpoint_id: (e.message.state, e.message.details)
-            for e in batch
-            if isinstance(e.message, EndpointStatus)
-        }
         last = batch[-1].tag
         try:
-            with self.database.write() as conn:
-                stored = task_store.finish(conn, results, self.retention)
-                endpoint_store.record_heartbeats(conn, beats)
+            self.job.store([e.message for e in batch])
         except Exception as exc:
             if not database_away(exc):
                 self._store_one_by_one(channel, batch, exc)
@@ -263,8 +218,6 @@ class IngestConsumer:
             self._stop.wait(1.0)
             return
         channel.basic_ack(last, multiple=len(batch) > 1)
-        if stored and self.notifier is not None:
-            self.notifier.notify(stored)
 
     def _store_one_by_one(
         self, channel: BlockingChannel, batch: list[_Entry], exc: Exception
@@ -279,19 +232,3 @@ class IngestConsumer:
         self._reject(
             channel, batch[-1].tag, f"cannot be stored: {exc!r}", repr(batch[0].message).encode()
         )
-
-    def _maybe_purge(self) -> None:
-        now = time.time()
-        if now < self._next_purge:
-            return
-        self._next_purge = now + self.purge_interval
-        try:
-            with self.database.write() as conn:
-                purged = task_store.purge_expired(conn, now, task_store.PURGE_BATCH)
-        except Exception:
-            log.exception("retention sweep failed; will retry in %.0fs", self.purge_interval)
-            return
-        if purged:
-            log.info("retention sweep deleted %d expired task(s)", purged)
-        if purged >= task_store.PURGE_BATCH:  # more are due: the next quiet moment goes on
-            self._next_purge = now

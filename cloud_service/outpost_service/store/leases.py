@@ -8,7 +8,7 @@ over once ``until`` has passed (its holder died or hangs), and a holder that sto
 Rows are read ``FOR UPDATE`` on PostgreSQL and under ``BEGIN IMMEDIATE`` on SQLite, so two
 processes cannot both take a free lease.  Times are each host's clock: keep hosts on NTP (a
 large skew can let two processes hold it at once, which is wasteful but harmless -- see
-:mod:`outpost_service.broker.sweeper`).
+:mod:`outpost_service.jobs.sweep`).
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ tasks = sa.Table(
     sa.Column("completed_at", sa.Float, nullable=True),
     # Set when the task finishes; a sweep deletes the task once it is passed.
     sa.Column("expires_at", sa.Float, nullable=True),
-    # False from the insert until RabbitMQ confirmed the task message (see broker/sweeper.py).
+    # False from the insert until RabbitMQ confirmed the task message (see jobs/sweep.py).
     sa.Column("published", sa.Boolean, nullable=False, server_default=sa.true()),
     # The client's id for the POST /v1/tasks request that created the task (or None).
     sa.Column("request_id", sa.String(64), nullable=True),

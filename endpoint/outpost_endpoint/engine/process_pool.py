@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from outpost.protocol import DEFAULT_PAYLOAD_LIMIT, ResultEnvelope, TaskEnvelope
-from outpost_endpoint.engine.base import Engine
+from outpost_endpoint.engine.base import Engine, first_cancel
 from outpost_endpoint.engine.worker import task_environment, worker_main
 from outpost_endpoint.errors import EngineError
 from outpost_endpoint.results import (
@@ -93,10 +93,9 @@ class ProcessPoolEngine(Engine):
 
     def cancel(self, task_id: str) -> bool:
         with self._cond:
-            job = self._jobs.get(task_id)
-            if job is None or job.cancel_requested:
+            job = first_cancel(self._jobs, task_id)
+            if job is None:
                 return False
-            job.cancel_requested = True
             if job.running and job.slot is not None:
                 # Killing the worker is the only way to stop arbitrary Python code; the slot
                 # sees the death, answers ``cancelled`` (not worker_lost) and starts a fresh

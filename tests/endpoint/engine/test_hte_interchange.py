@@ -16,6 +16,7 @@ from outpost_endpoint.engine.high_throughput import security, wire
 from outpost_endpoint.engine.high_throughput.interchange import (
     Interchange,
     ManagerRecord,
+    Scheduling,
     TaskRecord,
 )
 
@@ -29,7 +30,7 @@ def keys() -> security.CurveKeys:
 
 @pytest.fixture
 def interchange(keys: security.CurveKeys) -> Iterator[Interchange]:
-    built = Interchange(keys, heartbeat_period=0.2, heartbeat_threshold=30)
+    built = Interchange(keys, Scheduling(heartbeat_period=0.2, heartbeat_threshold=30))
     yield built
     built.stop()
 
@@ -75,7 +76,7 @@ def test_walltime_aware_dispatch(interchange: Interchange) -> None:
 
 
 def test_dispatch_respects_workers_plus_prefetch(keys: security.CurveKeys) -> None:
-    interchange = Interchange(keys, prefetch_capacity=1)
+    interchange = Interchange(keys, Scheduling(prefetch_capacity=1))
     try:
         records = [record() for _ in range(5)]
         with interchange.lock:

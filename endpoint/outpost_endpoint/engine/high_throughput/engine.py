@@ -28,7 +28,7 @@ from outpost_endpoint.engine.base import Engine
 from outpost_endpoint.engine.high_throughput import packing, security, strategy
 from outpost_endpoint.engine.high_throughput.block_records import BlockRecords, end_leftovers
 from outpost_endpoint.engine.high_throughput.blocks import BlockBook
-from outpost_endpoint.engine.high_throughput.interchange import Interchange, TaskRecord
+from outpost_endpoint.engine.high_throughput.interchange import Interchange, Scheduling, TaskRecord
 from outpost_endpoint.engine.high_throughput.layout import worker_count
 from outpost_endpoint.engine.high_throughput.manager_settings import ManagerSettings
 from outpost_endpoint.engine.high_throughput.status_view import STATUS_FILE
@@ -115,11 +115,13 @@ class HighThroughputEngine(Engine):
         local = self.provider.label == "local"
         self.interchange = Interchange(
             keys,
+            Scheduling(
+                prefetch_capacity=self.config.prefetch_capacity,
+                heartbeat_period=self.config.heartbeat_period,
+                heartbeat_threshold=self.config.heartbeat_threshold,
+                drain_period=self.drain_period,
+            ),
             bind_host="127.0.0.1" if local and not self.config.interchange_address else "*",
-            prefetch_capacity=self.config.prefetch_capacity,
-            heartbeat_period=self.config.heartbeat_period,
-            heartbeat_threshold=self.config.heartbeat_threshold,
-            drain_period=self.drain_period,
         )
         self.interchange.on_manager_registered = lambda m: self.book.manager_registered(m.block_id)
         connect_host = self.config.interchange_address or ("127.0.0.1" if local else _hostname())

@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from outpost.protocol import ResultEnvelope, TaskEnvelope
+from outpost_endpoint.engine.base import first_cancel
 from outpost_endpoint.engine.high_throughput import outcomes, packing, security, wire
 from outpost_endpoint.results import cancelled_result
 
@@ -65,23 +66,30 @@ class ManagerRecord:
     idle_since: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True)
+class Scheduling:
+    """How the interchange hands out tasks and watches its managers (the engine's config)."""
+
+    #: Tasks a manager may hold beyond one per worker.
+    prefetch_capacity: int = 0
+    #: Seconds between the interchange's heartbeats to each manager.
+    heartbeat_period: float = 2.0
+    #: Seconds of silence after which a manager is lost (its tasks fail or go back).
+    heartbeat_threshold: float = 30.0
+    #: Seconds before its block ends in which a manager gets only tasks whose walltime fits.
+    drain_period: float = 0.0
+
+
 class Interchange:
     def __init__(
         self,
         keys: security.CurveKeys,
+        scheduling: Scheduling = Scheduling(),
         *,
         bind_host: str = "127.0.0.1",
-        prefetch_capacity: int = 0,
-        heartbeat_period: float = 2.0,
-        heartbeat_threshold: float = 30.0,
-        drain_period: float = 0.0,
     ) -> None:
         self.keys = keys
-        #: seconds before its block ends in which a manager gets only tasks whose walltime fits
-        self.drain_period = drain_period
-        self.prefetch_capacity = prefetch_capacity
-        self.heartbeat_period = heartbeat_period
-        self.heartbeat_threshold = heartbeat_threshold
+        self.scheduling = scheduling
         self.lock = threading.RLock()
         self.tasks: dict[str, TaskRecord] = {}
         self.queues: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
@@ -120,10 +128,9 @@ class Interchange:
 
     def cancel(self, task_id: str) -> bool:
         with self.lock:
-            record = self.tasks.get(task_id)
-            if record is None or record.cancel_requested:
+            record = first_cancel(self.tasks, task_id)
+            if record is None:
                 return False
-            record.cancel_requested = True
             if record.manager_id is None:
                 self.queues[record.shape].remove(task_id)
                 self._finish(record, cancelled_result(record.task, {"received": record.received}))
@@ -233,7 +240,7 @@ class Interchange:
                 now = time.monotonic()
                 try:
                     if now >= next_beat:
-                        next_beat = now + self.heartbeat_period
+                        next_beat = now + self.scheduling.heartbeat_period
                         self._check_heartbeats(now)
                         for manager_id in self.managers:
                             self._outbox.append([manager_id.encode(), wire.HEARTBEAT])
@@ -337,7 +344,7 @@ class Interchange:
     def _check_heartbeats(self, now: float) -> None:
         for manager in list(self.managers.values()):
             silent = now - manager.last_heard
-            if silent > self.heartbeat_threshold:
+            if silent > self.scheduling.heartbeat_threshold:
                 self._lose_manager(manager, f"no heartbeat for {silent:.0f} s")
 
     def _lose_manager(self, manager: ManagerRecord, why: str) -> None:
@@ -412,11 +419,11 @@ class Interchange:
         if not queue:
             return
         for manager in self.managers.values():
-            room = manager.workers + self.prefetch_capacity - len(manager.tasks)
+            room = manager.workers + self.scheduling.prefetch_capacity - len(manager.tasks)
             if room <= 0:
                 continue
             left = manager.expires_at - now
-            if left <= self.drain_period:
+            if left <= self.scheduling.drain_period:
                 continue  # draining: no new task (checked here so the queue is not scanned)
             skipped: list[str] = []
             while room > 0 and queue:
@@ -445,7 +452,7 @@ class Interchange:
                 if placed is None:
                     continue
                 head = self.managers[placed[1][0]]
-                if len(head.tasks) >= head.workers + self.prefetch_capacity:
+                if len(head.tasks) >= head.workers + self.scheduling.prefetch_capacity:
                     continue
                 queue.remove(task_id)
                 for node in placed[1]:
@@ -457,13 +464,16 @@ class Interchange:
         """Whether a manager with ``left`` seconds of walltime may start ``record``: not while
         it drains (``left`` within ``drain_period``: it finishes its work and starts nothing
         that could be cut off by the block's end), and only if the task's walltime fits."""
-        if left <= self.drain_period:
+        if left <= self.scheduling.drain_period:
             return False
         return record.walltime is None or record.walltime <= left
 
     def draining(self, manager: ManagerRecord, now: float | None = None) -> bool:
         """Whether ``manager``'s block ends within ``drain_period``."""
-        return manager.expires_at - (time.time() if now is None else now) <= self.drain_period
+        return (
+            manager.expires_at - (time.time() if now is None else now)
+            <= self.scheduling.drain_period
+        )
 
     def _send_task(self, manager: ManagerRecord, record: TaskRecord, hosts: list[str]) -> None:
         record.manager_id = manager.manager_id

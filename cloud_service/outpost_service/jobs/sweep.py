@@ -10,7 +10,7 @@ submit that is still publishing) and publishes them, a batch at a time, oldest f
 A task published by both the submit and the sweeper is delivered twice; the endpoint's journal
 recognises the second delivery and the service keeps one result per task.
 
-The same thread fails the tasks whose expiry deadline passed (:mod:`outpost_service.expiry`).
+The same thread fails the tasks whose expiry deadline passed (:mod:`.expiry`).
 
 Every ``serve`` and every ``ingest`` process runs a sweeper (so a deployment of ``serve
 --no-ingest`` web nodes and standalone ``ingest`` consumers sweeps as long as any of them
@@ -20,7 +20,7 @@ and before each batch; it lapses ``lease_ttl`` seconds after a holder died, and 
 once by a holder that stops or cannot reach RabbitMQ, so another process takes over.  Should
 two sweep at once anyway (a round longer than the lease, clock skew), nothing breaks: a task
 republished twice is delivered twice and run once (the endpoint journal), and an expiry is
-stored once (:func:`.store.tasks.finish` locks the rows and compares the state) and only the
+stored once (:func:`..store.tasks.finish` locks the rows and compares the state) and only the
 process that stored it tells the endpoint to cancel.
 """
 
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from outpost_service.config import ServiceConfig
 from outpost_service.errors import BrokerUnavailable, ServiceError
-from outpost_service.expiry import expire_due
+from outpost_service.jobs.expiry import expire_due
 from outpost_service.state import ServiceState
 from outpost_service.store import leases
 from outpost_service.store import tasks as task_store

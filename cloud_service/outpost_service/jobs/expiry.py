@@ -3,10 +3,10 @@
 Off by default.  A task gets a deadline from ``resource_specification["expires_after"]``
 (seconds after submission) or, when it has none, from the service's ``task_expiry`` setting
 (0 = never).  The service's sweeper (in ``serve`` and ``ingest``; one process at a time,
-:mod:`.broker.sweeper`) fails due tasks -- typically ones waiting for an endpoint that stayed
+:mod:`.sweep`) fails due tasks -- typically ones waiting for an endpoint that stayed
 offline -- with a stored ``failed`` result whose ``ErrorInfo.reason == "expired"``, so the
 client sees a clear final answer; then it tells the endpoint to cancel them (best effort, like
-a user's cancel).  Should two processes expire at once, :func:`.store.tasks.finish` stores one
+a user's cancel).  Should two processes expire at once, :func:`..store.tasks.finish` stores one
 result and only the process that stored it sends the cancel.  The endpoint, for its part, does
 not start a task delivered after its deadline (it answers ``expired`` itself).  A task already
 running when its deadline passes is killed by that cancel; if the endpoint's result wins the
