@@ -27,6 +27,7 @@ from outpost.protocol import (
     function_id_for,
     serialize,
 )
+from outpost.protocol import api as answers
 
 TOKEN = "test-token"
 ENDPOINT = "7f1c2c1e-0000-4000-8000-000000000001"
@@ -138,7 +139,7 @@ class FakeService:
     def route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
         if parts == ["health"] and method == "GET":
-            return 200, {"status": "ok", "version": "0.1.0", "protocol": 1}
+            return 200, answers.Health(status="ok", version="0.1.0", protocol=1).model_dump()
         if parts[:1] != ["v1"]:
             return _error(404, "not_found", f"no route {path}")
         rest = parts[1:]
@@ -161,25 +162,33 @@ class FakeService:
         if len(rest) == 3 and rest[0] == "task_groups" and rest[2] == "tasks":
             with self.cond:
                 tasks = [
-                    {k: t[k] for k in ("task_id", "state", "function_id", "endpoint_id")}
+                    answers.GroupTask(**{**t, "retried_by": None})
                     for t in self.tasks.values()
                     if t["task_group_id"] == rest[1]
                 ]
             if not tasks:  # like the real service: an unknown group is a 404, not []
                 return _error(404, "task_group_not_found", f"no task group {rest[1]} among yours")
-            return 200, {"task_group_id": rest[1], "tasks": tasks}
+            group = answers.GroupTasks(task_group_id=rest[1], submitted=None, tasks=tasks)
+            return 200, group.model_dump()
         if rest == ["endpoints"] and method == "POST":
             endpoint_id = body.get("endpoint_id") or str(uuid.uuid4())
-            self.endpoints[endpoint_id] = {
-                "endpoint_id": endpoint_id,
-                "name": body["name"],
-                "state": "online",
-                "last_heartbeat": time.time(),
-                "details": body.get("metadata") or {},
-                "outstanding_tasks": 0,
-                "created_at": time.time(),
-            }
-            return 200, {"endpoint_id": endpoint_id, "name": body["name"], "amqp": {}}
+            self.endpoints[endpoint_id] = answers.Endpoint(
+                endpoint_id=endpoint_id,
+                name=body["name"],
+                state="online",
+                last_heartbeat=time.time(),
+                details={},
+                metadata=body.get("metadata") or {},
+                outstanding_tasks=0,
+                created_at=time.time(),
+                owner="tester",
+                shared=False,
+                allowed_functions=None,
+            ).model_dump()
+            registration = answers.Registration(
+                endpoint_id=endpoint_id, name=body["name"], amqp=_broker_settings(endpoint_id)
+            )
+            return 200, registration.model_dump()
         if rest == ["endpoints"] and method == "GET":
             return 200, {"endpoints": list(self.endpoints.values())}
         if len(rest) == 2 and rest[0] == "endpoints":
@@ -262,6 +271,18 @@ class FakeService:
                 self.cond.wait(remaining)
             done = {r["task_id"] for r in results}
         return 200, {"results": results, "pending": [t for t in task_ids if t not in done]}
+
+
+def _broker_settings(endpoint_id: str) -> answers.BrokerSettings:
+    return answers.BrokerSettings(
+        url="amqp://127.0.0.1:5672",
+        task_exchange="outpost.tasks",
+        task_queue=f"outpost.tasks.{endpoint_id}",
+        result_exchange="outpost.results",
+        result_routing_key=f"{endpoint_id}.result",
+        status_routing_key=f"{endpoint_id}.status",
+        heartbeat_interval=2.0,
+    )
 
 
 def _error(status: int, code: str, message: str, details: Any = None) -> tuple[int, Any]:
