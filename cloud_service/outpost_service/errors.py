@@ -81,7 +81,8 @@ class Unauthorized(ApiError, status=401, code="unauthorized"):
 
 
 class Forbidden(ApiError, status=403, code="forbidden"):
-    """The caller may not do this."""
+    """The caller may not do this: the token lacks the route's scope (``insufficient_scope``),
+    or the endpoint's allow-list refuses the function (``function_not_allowed``)."""
 
 
 class NotFound(ApiError, status=404, code="not_found"):
@@ -97,7 +98,8 @@ class PayloadTooLarge(ApiError, status=413, code="payload_too_large"):
 
 
 class Unprocessable(ApiError, status=422, code="invalid_request"):
-    """The JSON parsed but a field is missing, wrongly typed or out of range."""
+    """The JSON parsed but a field is missing, wrongly typed or out of range
+    (``invalid_field``: ``details.field`` names it as a client writes it)."""
 
 
 class TooManyRequests(ApiError, status=429, code="rate_limited"):

@@ -19,35 +19,12 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from outpost.protocol import runtime_versions
 from outpost.protocol.api import ErrorAnswer
+from outpost_service.errors import ApiError
 from outpost_service.routing import Declaration, declaration_of
 
 #: Where the document is kept once built, in ``app.extensions``.
 EXTENSION = "outpost.openapi"
 
-#: The error answers, by status: the name of the shared response and what it means.
-ERROR_RESPONSES = {
-    400: ("BadRequest", "Malformed JSON"),
-    401: ("Unauthorized", "Missing, unknown, revoked or expired token"),
-    403: (
-        "Forbidden",
-        "Refused: `insufficient_scope` (the token lacks the scope), or `function_not_allowed` "
-        "(the endpoint's allow-list)",
-    ),
-    404: ("NotFound", "Unknown object, or someone else's"),
-    409: ("Conflict", "Clashes with an existing object"),
-    413: ("PayloadTooLarge", "Body or payload over its limit"),
-    422: ("Unprocessable", "Missing or wrongly typed field; `details.field` names it"),
-    429: (
-        "TooManyRequests",
-        "The token is over its request rate (`rate_limited`), or a long-poll found no waiting "
-        "slot (`too_many_long_polls`, `long_polls_busy`); retry after `Retry-After` seconds",
-    ),
-    503: (
-        "Unavailable",
-        "RabbitMQ (`broker_unavailable`) or the database (`database_unavailable`) is away; "
-        "retry after `Retry-After` seconds",
-    ),
-}
 #: The errors every route that needs a token may answer.
 PROTECTED_ERRORS = (400, 401, 403, 404, 413, 422, 429)
 
@@ -111,8 +88,8 @@ def _document(app: Flask) -> dict[str, Any]:
             },
             "schemas": schemas,
             "responses": {
-                name: _json(refs[ErrorAnswer, "serialization"], description)
-                for name, description in ERROR_RESPONSES.values()
+                _response_name(kinds): _json(refs[ErrorAnswer, "serialization"], _described(kinds))
+                for kinds in _error_kinds().values()
             },
         },
     }
@@ -170,10 +147,33 @@ def _operation(
             {"name": name, "in": "path", "required": True, "schema": _UUID} for name in arguments
         ]
     statuses = () if declaration.scope == "public" else PROTECTED_ERRORS
+    kinds = _error_kinds()
     for status in sorted({*statuses, *declaration.errors}):
-        name = ERROR_RESPONSES[status][0]
+        name = _response_name(kinds[status])
         operation["responses"][str(status)] = {"$ref": f"#/components/responses/{name}"}
     return operation
+
+
+def _error_kinds() -> dict[int, list[type[ApiError]]]:
+    """The service's error classes (:mod:`.errors`) by HTTP status, each named by its class
+    and described by its docstring."""
+    kinds: dict[int, list[type[ApiError]]] = {}
+    pending = ApiError.__subclasses__()
+    while pending:
+        kind = pending.pop()
+        kinds.setdefault(kind.status, []).append(kind)
+        pending.extend(kind.__subclasses__())
+    return {status: sorted(found, key=lambda k: k.__name__) for status, found in kinds.items()}
+
+
+def _response_name(kinds: list[type[ApiError]]) -> str:
+    return kinds[0].__name__
+
+
+def _described(kinds: list[type[ApiError]]) -> str:
+    return " ".join(
+        f"`{kind.code}`: {' '.join(inspect.cleandoc(kind.__doc__ or '').split())}" for kind in kinds
+    )
 
 
 _UUID = {"type": "string", "format": "uuid"}

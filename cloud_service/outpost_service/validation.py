@@ -16,19 +16,22 @@ import difflib
 import json
 import re
 import uuid
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
 
 from flask import request
 from pydantic import (
     AfterValidator,
     BaseModel,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     PlainValidator,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
 from outpost_service.errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 
@@ -198,15 +201,30 @@ def uuid_text(value: Any, field: str) -> str:
 
 
 # ---------------------------------------------------------------------------- field types
-def _text_check(
-    pattern: re.Pattern[str], expected: str
-) -> Callable[[str], str]:  # a check of text that must match ``pattern`` whole
-    def check(value: str) -> str:
-        if not pattern.fullmatch(value):
-            raise refuse(f"must be {expected}, got {value[:80]!r}")
-        return value
+@dataclass(frozen=True)
+class Matching:
+    """Marks text that must match ``pattern`` whole; ``expected`` says what, in a refusal and
+    in the JSON schema."""
 
-    return check
+    pattern: re.Pattern[str]
+    expected: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(pattern=f"^{self.pattern.pattern}$", description=self.expected)
+        return json_schema
+
+    def _check(self, value: str) -> str:
+        if not self.pattern.fullmatch(value):
+            raise refuse(f"must be {self.expected}, got {value[:80]!r}")
+        return value
 
 
 def _uuid(value: Any) -> str:
@@ -266,31 +284,20 @@ def json_size(value: Any) -> int:
 Uuid = Annotated[str, PlainValidator(_uuid), WithJsonSchema({"type": "string", "format": "uuid"})]
 Name = Annotated[
     str,
-    AfterValidator(
-        _text_check(
-            NAME_PATTERN,
-            "1-64 characters of letters, digits, '_', '.', '-' starting with a letter or digit",
-        )
+    Matching(
+        NAME_PATTERN,
+        "1-64 characters of letters, digits, '_', '.', '-' starting with a letter or digit",
     ),
-    WithJsonSchema({"type": "string", "pattern": f"^{NAME_PATTERN.pattern}$"}),
 ]
 FunctionId = Annotated[
     str,
-    AfterValidator(
-        _text_check(
-            FUNCTION_ID_PATTERN,
-            "a function id (64 lower-case hex digits from POST /v1/functions)",
-        )
+    Matching(
+        FUNCTION_ID_PATTERN, "a function id (64 lower-case hex digits from POST /v1/functions)"
     ),
-    WithJsonSchema({"type": "string", "pattern": f"^{FUNCTION_ID_PATTERN.pattern}$"}),
 ]
 #: A client's own id for a request or for itself (a uuid4 is ideal).
 ClientToken = Annotated[
-    str,
-    AfterValidator(
-        _text_check(CLIENT_TOKEN_PATTERN, "1-64 letters, digits or '_.:-' (a uuid4 is ideal)")
-    ),
-    WithJsonSchema({"type": "string", "pattern": f"^{CLIENT_TOKEN_PATTERN.pattern}$"}),
+    str, Matching(CLIENT_TOKEN_PATTERN, "1-64 letters, digits or '_.:-' (a uuid4 is ideal)")
 ]
 Payload = Annotated[
     bytes,
