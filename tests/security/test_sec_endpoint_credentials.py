@@ -9,13 +9,10 @@ header it receives, starts the endpoint as a real process, and checks what reach
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,43 +20,25 @@ import pytest
 
 from outpost.credentials import write_credentials
 
+from ..json_http import JsonServer, error
+
 CLI = str(Path(sys.executable).parent / "outpost-endpoint")
 
 
-class RecordingListener:
+class RecordingListener(JsonServer):
     """An HTTP server that answers every request 401 and remembers each Authorization header
     (None for a request without one)."""
 
     def __init__(self) -> None:
         self.authorizations: list[str | None] = []
-        listener = self
+        super().__init__(self._record)
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _answer(self) -> None:
-                listener.authorizations.append(self.headers.get("Authorization"))
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.dumps(
-                    {"error": {"code": "unauthorized", "message": "recorded", "details": {}}}
-                ).encode()
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_DELETE = do_PUT = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _record(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        self.authorizations.append(headers.get("Authorization"))
+        return error(401, "unauthorized", "recorded")
 
 
 @pytest.fixture
