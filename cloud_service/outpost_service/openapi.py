@@ -11,16 +11,17 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from outpost.protocol import runtime_versions
 from outpost.protocol.api import ErrorAnswer
 from outpost_service.errors import ApiError
 from outpost_service.routing import Declaration, declaration_of
+from outpost_service.validation import Uuid
 
 #: Where the document is kept once built, in ``app.extensions``.
 EXTENSION = "outpost.openapi"
@@ -29,6 +30,18 @@ EXTENSION = "outpost.openapi"
 PROTECTED_ERRORS = (400, 401, 403, 404, 413, 422, 429)
 
 _PATH_PART = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+#: Every part of a path is an id (see :mod:`.routing`).
+_PATH_ID = TypeAdapter(Uuid).json_schema()
+
+
+class _Route(NamedTuple):
+    """One method of one path, as the app serves it."""
+
+    path: str  # in OpenAPI's spelling: /v1/tasks/{task_id}
+    method: str
+    view: Callable[..., Any]
+    declaration: Declaration
+    arguments: list[str]
 
 
 def openapi_document(app: Flask | None = None) -> dict[str, Any]:
@@ -53,7 +66,7 @@ def _routes_only() -> Flask:
 
 
 def _document(app: Flask) -> dict[str, Any]:
-    routes: list[tuple[str, str, Callable[..., Any], Declaration, list[str]]] = []
+    routes: list[_Route] = []
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
         declaration = declaration_of(view)
@@ -61,11 +74,11 @@ def _document(app: Flask) -> dict[str, Any]:
             continue  # create_app refuses such an app
         path = _PATH_PART.sub(r"{\1}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            routes.append((path, method.lower(), view, declaration, sorted(rule.arguments)))
+            routes.append(_Route(path, method.lower(), view, declaration, sorted(rule.arguments)))
     refs, schemas = _schemas(routes)
     paths: dict[str, dict[str, Any]] = {}
-    for path, method, view, declaration, arguments in sorted(routes, key=lambda r: r[:2]):
-        paths.setdefault(path, {})[method] = _operation(view, declaration, arguments, refs)
+    for route in sorted(routes, key=lambda r: (r.path, r.method)):
+        paths.setdefault(route.path, {})[route.method] = _operation(route, refs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -95,29 +108,25 @@ def _document(app: Flask) -> dict[str, Any]:
     }
 
 
-def _schemas(
-    routes: list[tuple[str, str, Callable[..., Any], Declaration, list[str]]],
-) -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]], dict[str, Any]]:
+#: A model as read (``validation``: bodies) or as written (``serialization``: answers).
+_Schema = tuple[type[BaseModel], JsonSchemaMode]
+
+
+def _schemas(routes: list[_Route]) -> tuple[dict[_Schema, dict[str, Any]], dict[str, Any]]:
     """The ``$ref`` of every model the routes name (bodies as read, answers as written), and
     the schemas they refer to."""
-    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {
-        (ErrorAnswer, "serialization"): None
-    }
-    for *_, declaration, _ in routes:
-        if declaration.body is not None:
-            wanted[declaration.body, "validation"] = None
-        if declaration.answers is not None:
-            wanted[declaration.answers, "serialization"] = None
+    wanted: dict[_Schema, None] = {(ErrorAnswer, "serialization"): None}
+    for route in routes:
+        if route.declaration.body is not None:
+            wanted[route.declaration.body, "validation"] = None
+        if route.declaration.answers is not None:
+            wanted[route.declaration.answers, "serialization"] = None
     refs, top = models_json_schema(list(wanted), ref_template="#/components/schemas/{model}")
     return {key: refs[key] for key in wanted}, dict(top.get("$defs", {}))
 
 
-def _operation(
-    view: Callable[..., Any],
-    declaration: Declaration,
-    arguments: list[str],
-    refs: dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]],
-) -> dict[str, Any]:
+def _operation(route: _Route, refs: dict[_Schema, dict[str, Any]]) -> dict[str, Any]:
+    view, declaration = route.view, route.declaration
     summary, _, description = inspect.cleandoc(view.__doc__ or view.__name__).partition("\n\n")
     answer = (
         refs[declaration.answers, "serialization"]
@@ -142,9 +151,10 @@ def _operation(
             "required": True,
             "content": {"application/json": {"schema": refs[declaration.body, "validation"]}},
         }
-    if arguments:
+    if route.arguments:
         operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": _UUID} for name in arguments
+            {"name": name, "in": "path", "required": True, "schema": _PATH_ID}
+            for name in route.arguments
         ]
     statuses = () if declaration.scope == "public" else PROTECTED_ERRORS
     kinds = _error_kinds()
@@ -174,9 +184,6 @@ def _described(kinds: list[type[ApiError]]) -> str:
     return " ".join(
         f"`{kind.code}`: {' '.join(inspect.cleandoc(kind.__doc__ or '').split())}" for kind in kinds
     )
-
-
-_UUID = {"type": "string", "format": "uuid"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:

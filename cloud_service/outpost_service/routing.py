@@ -6,7 +6,8 @@ what it answers, beside Flask's own route decorator::
     def submit_tasks(body: SubmitTasks) -> dict[str, Any]: ...
 
 Authentication (:mod:`.auth`) reads the scope from the view, not from its path; the body is
-parsed and checked before the view runs and handed to it as ``body``; the OpenAPI document
+parsed and checked before the view runs and handed to it as ``body``; every part of a path is
+an id, a UUID, handed to the view in its canonical form (422 otherwise); the OpenAPI document
 (:mod:`.openapi`) is generated from the declarations.  :func:`check_declarations` makes app
 creation fail for a route that declares nothing, so no route is served without its scope.
 """
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 
 from outpost_service.errors import RouteError
 from outpost_service.state import service_state
-from outpost_service.validation import json_body, parse
+from outpost_service.validation import json_body, parse, uuid_text
 
 #: ``read``: every GET, and collecting results; ``submit``: tasks and their retries and
 #: cancels; ``manage``: endpoints; ``public``: no token at all.
@@ -55,18 +56,16 @@ def declare(
     declaration = Declaration(scope, body, answers, errors)
 
     def decorate(view: View) -> View:
-        if body is None:
-            declared = view
-        else:
-            model = body
-
-            @functools.wraps(view)
-            def declared(**path: Any) -> Any:
-                config = service_state().config
-                return view(body=parse(model, json_body(), {"config": config}), **path)
+        @functools.wraps(view)
+        def declared(**path: str) -> Any:
+            ids = {name: uuid_text(value, name) for name, value in path.items()}
+            if body is None:
+                return view(**ids)
+            checked = parse(body, json_body(), {"config": service_state().config})
+            return view(body=checked, **ids)
 
         declared.declaration = declaration  # type: ignore[attr-defined]
-        return declared
+        return declared  # type: ignore[return-value]
 
     return decorate
 

@@ -71,3 +71,13 @@ def test_an_undeclared_route_fails_app_creation(
     monkeypatch.setattr(app_module, "BLUEPRINTS", [*app_module.BLUEPRINTS, stray])
     with pytest.raises(RouteError, match=r"GET /v1/stray declare no scope"):
         make_app()
+
+
+def test_options_needs_only_the_read_scope(app: Flask) -> None:
+    with app_state(app).database.write() as conn:
+        token = issue_token(conn, get_or_create_user(conn, "reader"), scopes=["read"])
+    reader = Caller(app.test_client(), token)
+    answer = reader.client.options("/v1/tasks", headers=reader.headers)
+    assert answer.status_code == 200
+    assert "POST" in answer.headers["Allow"]
+    assert app.test_client().options("/v1/tasks").status_code == 401  # a token all the same

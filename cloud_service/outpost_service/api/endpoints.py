@@ -30,7 +30,7 @@ from outpost_service.store import access as access_store
 from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import functions as function_store
 from outpost_service.store import tasks as task_store
-from outpost_service.validation import invalid, uuid_text
+from outpost_service.validation import invalid
 
 bp = Blueprint("endpoints", __name__, url_prefix="/v1/endpoints")
 
@@ -116,7 +116,6 @@ def get_endpoint(endpoint_id: str) -> dict[str, Any]:
     """Show one endpoint (yours, or shared with you)."""
     state = service_state()
     with state.database.read() as conn:
-        endpoint_id = uuid_text(endpoint_id, "endpoint_id")
         row = access_store.get_usable(conn, endpoint_id, current_user().user_id)
         if row is None:
             raise NotFound(
@@ -237,7 +236,6 @@ def _heartbeating(state: ServiceState, row: Row[Any]) -> bool:
 
 
 def _owned(conn: sa.Connection, endpoint_id: str) -> Row[Any]:
-    endpoint_id = uuid_text(endpoint_id, "endpoint_id")
     row = endpoint_store.get_owned(conn, endpoint_id, current_user().user_id)
     if row is None:
         raise NotFound(

@@ -44,7 +44,6 @@ from outpost_service.store import access as access_store
 from outpost_service.store import groups as group_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
-from outpost_service.validation import uuid_text
 
 bp = Blueprint("task_groups", __name__, url_prefix="/v1/task_groups")
 
@@ -55,24 +54,23 @@ EXAMPLES_PER_GROUP = 5
 
 def _group(
     task_group_id: str, read: Callable[[Connection, str, int], list[Any]]
-) -> tuple[str, list[Any], int | None]:
-    """The group's id (checked), its rows as ``read`` finds them among the caller's tasks,
-    and how many tasks its executors declared; 404 for a group without the caller's tasks."""
-    task_group_id = uuid_text(task_group_id, "task_group_id")
+) -> tuple[list[Any], int | None]:
+    """The group's rows as ``read`` finds them among the caller's tasks, and how many tasks
+    its executors declared; 404 for a group without the caller's tasks."""
     owner = current_user().user_id
     with service_state().database.read() as conn:
         rows = read(conn, task_group_id, owner)
         submitted = group_store.submitted(conn, owner, task_group_id)
     if not rows:
         raise unknown_group(task_group_id)
-    return task_group_id, rows, submitted
+    return rows, submitted
 
 
 @bp.get("/<task_group_id>/tasks")
 @declare(scope="read", answers=GroupTasks)
 def group_tasks(task_group_id: str) -> dict[str, Any]:
     """Every task of a group (to reload futures from another process)."""
-    task_group_id, rows, submitted = _group(task_group_id, task_store.in_group)
+    rows, submitted = _group(task_group_id, task_store.in_group)
     return {
         "task_group_id": task_group_id,
         "submitted": submitted,
@@ -96,7 +94,6 @@ def retry_group(task_group_id: str, body: RetryGroup) -> dict[str, Any]:
     rerun; a retried task is not copied twice)."""
     state = service_state()
     owner = current_user().user_id
-    task_group_id = uuid_text(task_group_id, "task_group_id")
     states = body.chosen_states()
     with state.database.read() as conn:
         candidates = task_store.retry_candidates(conn, task_group_id, owner, states)
@@ -147,7 +144,7 @@ def unknown_group(task_group_id: str) -> NotFound:
 @declare(scope="read", answers=GroupSummary)
 def group_summary(task_group_id: str) -> dict[str, Any]:
     """Outcome of a group: counts per state, failures grouped by error."""
-    task_group_id, rows, submitted = _group(task_group_id, task_store.group_outcomes)
+    rows, submitted = _group(task_group_id, task_store.group_outcomes)
     latest = [r for r in rows if r.retried_by is None]
     errors: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
     for row in latest:
