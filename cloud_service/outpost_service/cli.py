@@ -69,7 +69,8 @@ def _setting(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """An option for a service setting that the environment may also give: the variable is
     named after the flag (``--queue-type``: ``OUTPOST_QUEUE_TYPE``) unless ``env`` says,
-    and the help says it with the default.  A ``secret`` option (a URL that may hold a
+    and the help says it with the default.  The command gets the value under the setting's
+    name, for ``ServiceConfig.from_env(**settings)``.  A ``secret`` option (a URL that may hold a
     password) also takes ``@FILE`` and warns about a literal password."""
     env = env or "OUTPOST_" + flag.lstrip("-").replace("-", "_").upper()
     where = f"env {env}" if default is None else f"env {env}; default: {default}"
@@ -247,28 +248,7 @@ _BROKER_AUTH = click.Choice(BROKER_AUTH_MODES)
 )
 @_setting("--tls-key", "the certificate's PEM private key, unencrypted", metavar="FILE")
 @_friendly
-def serve(
-    host: str,
-    port: int,
-    database_url: str | None,
-    amqp_url: str | None,
-    public_amqp_url: str | None,
-    amqp_prefix: str | None,
-    no_ingest: bool,
-    threads: int,
-    broker_auth: str | None,
-    management_url: str | None,
-    queue_type: str | None,
-    amqp_ca_file: str | None,
-    amqp_cert_file: str | None,
-    amqp_key_file: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    longpoll_slots: int | None,
-    longpoll_per_user: int | None,
-    connection_limit: int | None,
-    channel_timeout: float | None,
-) -> None:
+def serve(host: str, port: int, no_ingest: bool, threads: int, **settings: Any) -> None:
     """Serve the HTTP API (and, unless --no-ingest, the result ingest).
 
     Prints `outpost-service listening on http://HOST:PORT` (https:// with --tls-cert and
@@ -276,24 +256,7 @@ def serve(
     """
     from outpost_service.server import serve as run_server
 
-    config = ServiceConfig.from_env(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        public_amqp_url=public_amqp_url,
-        amqp_prefix=amqp_prefix,
-        broker_auth=broker_auth,
-        management_url=management_url,
-        queue_type=queue_type,
-        amqp_ca_file=amqp_ca_file,
-        amqp_cert_file=amqp_cert_file,
-        amqp_key_file=amqp_key_file,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        longpoll_slots=longpoll_slots,
-        longpoll_per_user=longpoll_per_user,
-        connection_limit=connection_limit,
-        channel_timeout=channel_timeout,
-    )
+    config = ServiceConfig.from_env(**settings)
     run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
 
 
@@ -301,32 +264,14 @@ def serve(
 @_database_option
 @_amqp_options
 @_friendly
-def ingest(
-    database_url: str | None,
-    amqp_url: str | None,
-    public_amqp_url: str | None,
-    amqp_prefix: str | None,
-    amqp_ca_file: str | None,
-    amqp_cert_file: str | None,
-    amqp_key_file: str | None,
-) -> None:
+def ingest(**settings: Any) -> None:
     """Consume results and heartbeats into the database (pairs with `serve --no-ingest`).
 
     Run as many as you like against the same database and broker; SIGTERM stops it cleanly.
     """
     from outpost_service.server import run_ingest
 
-    run_ingest(
-        ServiceConfig.from_env(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            public_amqp_url=public_amqp_url,
-            amqp_prefix=amqp_prefix,
-            amqp_ca_file=amqp_ca_file,
-            amqp_cert_file=amqp_cert_file,
-            amqp_key_file=amqp_key_file,
-        )
-    )
+    run_ingest(ServiceConfig.from_env(**settings))
 
 
 @main.command("create-user")
@@ -416,18 +361,7 @@ def revoke(token: str, database_url: str | None) -> None:
 )
 @_setting("--broker-auth", "as for serve", "per-endpoint", kind=_BROKER_AUTH)
 @_friendly
-def revoke_user_command(
-    name: str,
-    database_url: str | None,
-    amqp_url: str | None,
-    public_amqp_url: str | None,
-    amqp_prefix: str | None,
-    amqp_ca_file: str | None,
-    amqp_cert_file: str | None,
-    amqp_key_file: str | None,
-    management_url: str | None,
-    broker_auth: str | None,
-) -> None:
+def revoke_user_command(name: str, **settings: Any) -> None:
     """Revoke user NAME: every token of theirs, and their endpoints' broker access.
 
     Their API requests get 401 from now on; their endpoints' RabbitMQ users are deleted and
@@ -436,17 +370,7 @@ def revoke_user_command(
     """
     from outpost_service.revocation import revoke_user
 
-    config = ServiceConfig.from_env(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        public_amqp_url=public_amqp_url,
-        amqp_prefix=amqp_prefix,
-        amqp_ca_file=amqp_ca_file,
-        amqp_cert_file=amqp_cert_file,
-        amqp_key_file=amqp_key_file,
-        management_url=management_url,
-        broker_auth=broker_auth,
-    )
+    config = ServiceConfig.from_env(**settings)
     database = Database(config.database_url)
     database.ensure_schema()
     try:
