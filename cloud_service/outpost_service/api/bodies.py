@@ -50,16 +50,16 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True)
 
 
-def _at_most(limit: str, noun: str) -> Any:
-    """A model check refusing a list field ``noun`` longer than ``config.<limit>``; it runs
-    before the items are checked, so an oversized batch costs nothing more."""
+def _batch_limit(field: str) -> Any:
+    """A model check refusing a list ``field`` longer than the service's ``max_batch``; it
+    runs before the items are checked, so an oversized batch costs nothing more."""
 
     def check(cls: type[Body], data: Any, info: ValidationInfo) -> Any:
-        items = data.get(noun) if isinstance(data, dict) else None
-        most = getattr(info.context["config"], limit) if info.context else None
+        items = data.get(field) if isinstance(data, dict) else None
+        most = info.context["config"].max_batch if info.context else None
         if isinstance(items, list) and most is not None and len(items) > most:
             raise refuse(
-                f"a request may hold at most {most:,} {noun.replace('_', ' ')}, got "
+                f"a request may hold at most {most:,} {field.replace('_', ' ')}, got "
                 f"{len(items):,}; split it",
                 "batch_too_large",
                 count=len(items),
@@ -165,7 +165,7 @@ class SubmitTasks(Body):
     request_id: ClientToken | None = None
     group_submitted: GroupSubmitted | None = None
 
-    _batch_size = _at_most("max_batch", "tasks")
+    _batch_size = _batch_limit("tasks")
 
 
 class CollectResults(Body):
@@ -180,7 +180,7 @@ class CollectResults(Body):
         "(withheld otherwise)",
     )
 
-    _batch_size = _at_most("max_batch", "task_ids")
+    _batch_size = _batch_limit("task_ids")
 
 
 # ---------------------------------------------------------------------------- task groups
