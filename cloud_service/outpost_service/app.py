@@ -16,8 +16,10 @@ from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from outpost_service.api import BLUEPRINTS
+from outpost_service.auth import authenticate
 from outpost_service.config import ServiceConfig
 from outpost_service.errors import ApiError, DatabaseUnavailable, Unauthorized
+from outpost_service.routing import check_declarations
 from outpost_service.state import EXTENSION, ServiceState
 from outpost_service.store.database import database_away
 
@@ -33,10 +35,11 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     app = Flask("outpost_service", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    state = ServiceState.build(config)
-    app.extensions[EXTENSION] = state
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    check_declarations(app)  # before any connection is made: every route names its scope
+    app.before_request(authenticate)
+    app.extensions[EXTENSION] = ServiceState.build(config)
     app.register_error_handler(Exception, _handle_error)
     return app
 

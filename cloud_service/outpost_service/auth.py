@@ -9,9 +9,10 @@ from __future__ import annotations
 import hmac
 import time
 
-from flask import Blueprint, g, request
+from flask import current_app, g, request
 
 from outpost_service.errors import Forbidden, TooManyRequests, Unauthorized
+from outpost_service.routing import declaration_of
 from outpost_service.state import service_state
 from outpost_service.store.users import TokenRecord, User, find_token, hash_token
 
@@ -22,7 +23,17 @@ HOW_TO_GET_A_TOKEN = (
 
 
 def authenticate() -> None:
-    """``before_request`` hook: set ``g.user`` or raise :class:`Unauthorized`."""
+    """``before_request`` hook of the app: for a route whose declaration names a scope, set
+    ``g.user`` or raise :class:`Unauthorized` (or :class:`Forbidden` for a token without that
+    scope).  Public routes, and requests that match no route (answered 404/405), pass."""
+    if request.endpoint is None:
+        return
+    declaration = declaration_of(current_app.view_functions[request.endpoint])
+    assert declaration is not None  # create_app refuses undeclared routes
+    if declaration.scope == "public":
+        return
+    # OPTIONS asks what a path allows: reading, whichever of the path's routes it matched.
+    needed = "read" if request.method == "OPTIONS" else declaration.scope
     header = request.headers.get("Authorization", "")
     if not header:
         raise Unauthorized(f"missing Authorization header; {HOW_TO_GET_A_TOKEN}")
@@ -35,7 +46,6 @@ def authenticate() -> None:
         )
     digest = hash_token(token)
     record = _valid_record(digest)
-    needed = required_scope(request.method, request.path)
     if record.scopes is not None and needed not in record.scopes:
         raise Forbidden(
             f"this token has scope(s) {', '.join(sorted(record.scopes))}; {request.method} "
@@ -78,23 +88,7 @@ def _valid_record(digest: str) -> TokenRecord:
     return record
 
 
-def required_scope(method: str, path: str) -> str:
-    """The token scope a request needs: reading (every GET, and collecting results, a POST only
-    because its id list can be long), managing endpoints, or submitting work (the rest)."""
-    if method in ("GET", "HEAD", "OPTIONS") or path.rstrip("/") == "/v1/results":
-        return "read"
-    if path.startswith("/v1/endpoints"):
-        return "manage"
-    return "submit"
-
-
 def current_user() -> User:
     """The authenticated user of this request (set by :func:`authenticate`)."""
     user: User = g.user
     return user
-
-
-def protect(blueprint: Blueprint) -> Blueprint:
-    """Require a valid token for every route of ``blueprint``."""
-    blueprint.before_request(authenticate)
-    return blueprint

@@ -23,7 +23,7 @@ import click
 from outpost.errors import OutpostError
 from outpost.protocol.private_files import PRIVATE_UMASK
 from outpost.runtime.cli import secret_callback
-from outpost_service.config import ServiceConfig
+from outpost_service.config import BROKER_AUTH_MODES, QUEUE_TYPES, ServiceConfig
 from outpost_service.store import Database, redact
 from outpost_service.store.users import (
     check_scopes,
@@ -35,52 +35,77 @@ from outpost_service.store.users import (
 #: Appended to the help of every option that may carry a password.
 _SECRET_HELP = "; with a password prefer the env variable or @FILE (command lines show in ps)"
 
-_database_option = click.option(
+
+def _setting(
+    flag: str,
+    what: str,
+    default: str | None = None,
+    *,
+    kind: click.ParamType | None = None,
+    metavar: str | None = None,
+    secret: bool = False,
+    env: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An option for a service setting that the environment may also give: the variable is
+    named after the flag (``--queue-type``: ``OUTPOST_QUEUE_TYPE``) unless ``env`` says,
+    and the help says it with the default.  The command gets the value under the setting's
+    name, for ``ServiceConfig.from_env(**settings)``.  A ``secret`` option (a URL that may hold a
+    password) also takes ``@FILE`` and warns about a literal password."""
+    env = env or "OUTPOST_" + flag.lstrip("-").replace("-", "_").upper()
+    where = f"env {env}" if default is None else f"env {env}; default: {default}"
+    return click.option(
+        flag,
+        type=kind,
+        metavar=metavar,
+        callback=secret_callback(env, url=True) if secret else None,
+        help=f"{what} [{where}]" + (_SECRET_HELP if secret else ""),
+    )
+
+
+_database_option = _setting(
     "--database-url",
+    "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
+    "sqlite under $OUTPOST_HOME/service/",
     metavar="URL|@FILE",
-    callback=secret_callback("OUTPOST_DATABASE_URL", url=True),
-    help="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
-    "[env OUTPOST_DATABASE_URL; default sqlite under $OUTPOST_HOME/service/]" + _SECRET_HELP,
+    secret=True,
+)
+
+#: The options that reach RabbitMQ, in the order --help shows them.
+_AMQP_OPTIONS = (
+    _setting(
+        "--amqp-url",
+        "RabbitMQ URL",
+        "amqp://guest:guest@127.0.0.1:5672/",
+        metavar="URL|@FILE",
+        secret=True,
+    ),
+    _setting(
+        "--public-amqp-url",
+        "broker URL handed to endpoints, if they reach it at another address",
+        "--amqp-url",
+        metavar="URL|@FILE",
+        secret=True,
+    ),
+    _setting("--amqp-prefix", "prefix of every exchange and queue", "outpost", metavar="PREFIX"),
+    _setting(
+        "--amqp-ca-file",
+        "CA bundle (PEM) that signed RabbitMQ's certificate, for amqps:// URLs",
+        "the system store",
+        metavar="FILE",
+    ),
+    _setting(
+        "--amqp-cert-file",
+        "client certificate (PEM) shown to a broker that verifies peers",
+        metavar="FILE",
+    ),
+    _setting("--amqp-key-file", "... and its PEM key", metavar="FILE"),
 )
 
 
 def _amqp_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option(
-        "--amqp-key-file",
-        metavar="FILE",
-        help="... and its PEM key [env OUTPOST_AMQP_KEY_FILE]",
-    )(command)
-    command = click.option(
-        "--amqp-cert-file",
-        metavar="FILE",
-        help="client certificate (PEM) shown to a broker that verifies peers "
-        "[env OUTPOST_AMQP_CERT_FILE]",
-    )(command)
-    command = click.option(
-        "--amqp-ca-file",
-        metavar="FILE",
-        help="CA bundle (PEM) that signed RabbitMQ's certificate, for amqps:// URLs "
-        "[env OUTPOST_AMQP_CA_FILE; default: the system store]",
-    )(command)
-    command = click.option(
-        "--amqp-prefix",
-        metavar="PREFIX",
-        help="prefix of every exchange and queue [env OUTPOST_AMQP_PREFIX; default outpost]",
-    )(command)
-    command = click.option(
-        "--public-amqp-url",
-        metavar="URL|@FILE",
-        callback=secret_callback("OUTPOST_PUBLIC_AMQP_URL", url=True),
-        help="broker URL handed to endpoints, if they reach it at another address "
-        "[env OUTPOST_PUBLIC_AMQP_URL; default: --amqp-url]" + _SECRET_HELP,
-    )(command)
-    return click.option(
-        "--amqp-url",
-        metavar="URL|@FILE",
-        callback=secret_callback("OUTPOST_AMQP_URL", url=True),
-        help="RabbitMQ URL [env OUTPOST_AMQP_URL; default amqp://guest:guest@127.0.0.1:5672/]"
-        + _SECRET_HELP,
-    )(command)
+    for option in reversed(_AMQP_OPTIONS):
+        command = option(command)
+    return command
 
 
 def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,6 +145,9 @@ def main(verbose: bool) -> None:
     click.get_current_context().call_on_close(lambda: os.umask(previous))
 
 
+_BROKER_AUTH = click.Choice(BROKER_AUTH_MODES)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option(
@@ -145,84 +173,61 @@ def main(verbose: bool) -> None:
     help="request threads; each waiting long-poll holds one, and long-polls may hold at "
     "most --longpoll-slots of them",
 )
-@click.option(
+@_setting(
     "--longpoll-slots",
-    type=click.IntRange(0),
-    help="result long-polls that may wait at once; must be below --threads "
-    "[env OUTPOST_LONGPOLL_SLOTS; default 0: --threads less a quarter, at least 4 kept free]",
+    "result long-polls that may wait at once; must be below --threads",
+    "--threads less a quarter, at least 4 kept free",
+    kind=click.IntRange(0),
 )
-@click.option(
+@_setting(
     "--longpoll-per-user",
-    type=click.IntRange(1),
-    help="waiting long-polls one user may hold; more get 429 with Retry-After "
-    "[env OUTPOST_LONGPOLL_PER_USER; default 16]",
+    "waiting long-polls one user may hold; more get 429 with Retry-After",
+    "16",
+    kind=click.IntRange(1),
 )
-@click.option(
+@_setting(
     "--connection-limit",
-    type=click.IntRange(1),
-    help="client connections open at once (plain HTTP server) "
-    "[env OUTPOST_CONNECTION_LIMIT; default 1000]",
+    "client connections open at once (plain HTTP server)",
+    "1000",
+    kind=click.IntRange(1),
 )
-@click.option(
+@_setting(
     "--channel-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    help="seconds a connection may stay silent (mid-request or between requests) before it "
-    "is closed [env OUTPOST_CHANNEL_TIMEOUT; default 30]",
+    "seconds a connection may stay silent (mid-request or between requests) before it is closed",
+    "30",
+    kind=click.FloatRange(min=0, min_open=True),
 )
-@click.option(
+@_setting(
     "--broker-auth",
-    type=click.Choice(["per-endpoint", "shared"]),
-    help="per-endpoint: one RabbitMQ user per endpoint, made through the management API; "
-    "shared: endpoints get the service's broker URL (docs/SECURITY.md) "
-    "[env OUTPOST_BROKER_AUTH; default per-endpoint]",
+    "per-endpoint: one RabbitMQ user per endpoint, made through the management API; "
+    "shared: endpoints get the service's broker URL (docs/SECURITY.md)",
+    "per-endpoint",
+    kind=_BROKER_AUTH,
 )
-@click.option(
+@_setting(
     "--management-url",
+    "RabbitMQ management API, http(s)://[USER:PASSWORD@]HOST:PORT/",
+    "the --amqp-url host, port + 10000",
     metavar="URL|@FILE",
-    callback=secret_callback("OUTPOST_AMQP_MANAGEMENT_URL", url=True),
-    help="RabbitMQ management API, http(s)://[USER:PASSWORD@]HOST:PORT/ "
-    "[env OUTPOST_AMQP_MANAGEMENT_URL; default: the --amqp-url host, port + 10000]" + _SECRET_HELP,
+    secret=True,
+    env="OUTPOST_AMQP_MANAGEMENT_URL",
 )
-@click.option(
+@_setting(
     "--queue-type",
-    type=click.Choice(["classic", "quorum"]),
-    help="RabbitMQ queue type of the queues the service declares; an existing queue keeps "
-    "its type (docs/RELIABILITY.md) [env OUTPOST_QUEUE_TYPE; default classic]",
+    "RabbitMQ queue type of the queues the service declares; an existing queue keeps its "
+    "type (docs/RELIABILITY.md)",
+    "classic",
+    kind=click.Choice(QUEUE_TYPES),
 )
-@click.option(
+@_setting(
     "--tls-cert",
+    "serve HTTPS with this PEM certificate (chain); needs --tls-key",
+    "plain HTTP, e.g. behind a TLS proxy",
     metavar="FILE",
-    help="serve HTTPS with this PEM certificate (chain); needs --tls-key "
-    "[env OUTPOST_TLS_CERT; default: plain HTTP, e.g. behind a TLS proxy]",
 )
-@click.option(
-    "--tls-key",
-    metavar="FILE",
-    help="the certificate's PEM private key, unencrypted [env OUTPOST_TLS_KEY]",
-)
+@_setting("--tls-key", "the certificate's PEM private key, unencrypted", metavar="FILE")
 @_friendly
-def serve(
-    host: str,
-    port: int,
-    database_url: str | None,
-    amqp_url: str | None,
-    public_amqp_url: str | None,
-    amqp_prefix: str | None,
-    no_ingest: bool,
-    threads: int,
-    broker_auth: str | None,
-    management_url: str | None,
-    queue_type: str | None,
-    amqp_ca_file: str | None,
-    amqp_cert_file: str | None,
-    amqp_key_file: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    longpoll_slots: int | None,
-    longpoll_per_user: int | None,
-    connection_limit: int | None,
-    channel_timeout: float | None,
-) -> None:
+def serve(host: str, port: int, no_ingest: bool, threads: int, **settings: Any) -> None:
     """Serve the HTTP API (and, unless --no-ingest, the result ingest).
 
     Prints `outpost-service listening on http://HOST:PORT` (https:// with --tls-cert and
@@ -230,24 +235,7 @@ def serve(
     """
     from outpost_service.server import serve as run_server
 
-    config = ServiceConfig.from_env(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        public_amqp_url=public_amqp_url,
-        amqp_prefix=amqp_prefix,
-        broker_auth=broker_auth,
-        management_url=management_url,
-        queue_type=queue_type,
-        amqp_ca_file=amqp_ca_file,
-        amqp_cert_file=amqp_cert_file,
-        amqp_key_file=amqp_key_file,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        longpoll_slots=longpoll_slots,
-        longpoll_per_user=longpoll_per_user,
-        connection_limit=connection_limit,
-        channel_timeout=channel_timeout,
-    )
+    config = ServiceConfig.from_env(**settings)
     run_server(config, host=host, port=port, threads=threads, ingest=not no_ingest)
 
 
@@ -255,32 +243,14 @@ def serve(
 @_database_option
 @_amqp_options
 @_friendly
-def ingest(
-    database_url: str | None,
-    amqp_url: str | None,
-    public_amqp_url: str | None,
-    amqp_prefix: str | None,
-    amqp_ca_file: str | None,
-    amqp_cert_file: str | None,
-    amqp_key_file: str | None,
-) -> None:
+def ingest(**settings: Any) -> None:
     """Consume results and heartbeats into the database (pairs with `serve --no-ingest`).
 
     Run as many as you like against the same database and broker; SIGTERM stops it cleanly.
     """
     from outpost_service.server import run_ingest
 
-    run_ingest(
-        ServiceConfig.from_env(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            public_amqp_url=public_amqp_url,
-            amqp_prefix=amqp_prefix,
-            amqp_ca_file=amqp_ca_file,
-            amqp_cert_file=amqp_cert_file,
-            amqp_key_file=amqp_key_file,
-        )
-    )
+    run_ingest(ServiceConfig.from_env(**settings))
 
 
 @main.command("create-user")
@@ -361,30 +331,16 @@ def revoke(token: str, database_url: str | None) -> None:
 @click.argument("name")
 @_database_option
 @_amqp_options
-@click.option(
+@_setting(
     "--management-url",
+    "RabbitMQ management API, as for serve",
     metavar="URL|@FILE",
-    callback=secret_callback("OUTPOST_AMQP_MANAGEMENT_URL", url=True),
-    help="RabbitMQ management API, as for serve [env OUTPOST_AMQP_MANAGEMENT_URL]" + _SECRET_HELP,
+    secret=True,
+    env="OUTPOST_AMQP_MANAGEMENT_URL",
 )
-@click.option(
-    "--broker-auth",
-    type=click.Choice(["per-endpoint", "shared"]),
-    help="as for serve [env OUTPOST_BROKER_AUTH; default per-endpoint]",
-)
+@_setting("--broker-auth", "as for serve", "per-endpoint", kind=_BROKER_AUTH)
 @_friendly
-def revoke_user_command(
-    name: str,
-    database_url: str | None,
-    amqp_url: str | None,
-    public_amqp_url: str | None,
-    amqp_prefix: str | None,
-    amqp_ca_file: str | None,
-    amqp_cert_file: str | None,
-    amqp_key_file: str | None,
-    management_url: str | None,
-    broker_auth: str | None,
-) -> None:
+def revoke_user_command(name: str, **settings: Any) -> None:
     """Revoke user NAME: every token of theirs, and their endpoints' broker access.
 
     Their API requests get 401 from now on; their endpoints' RabbitMQ users are deleted and
@@ -393,17 +349,7 @@ def revoke_user_command(
     """
     from outpost_service.revocation import revoke_user
 
-    config = ServiceConfig.from_env(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        public_amqp_url=public_amqp_url,
-        amqp_prefix=amqp_prefix,
-        amqp_ca_file=amqp_ca_file,
-        amqp_cert_file=amqp_cert_file,
-        amqp_key_file=amqp_key_file,
-        management_url=management_url,
-        broker_auth=broker_auth,
-    )
+    config = ServiceConfig.from_env(**settings)
     database = Database(config.database_url)
     database.ensure_schema()
     try:

@@ -2,31 +2,47 @@
 field was wrong, with which value, and what is expected.
 
 JSON bodies are parsed here rather than by Flask so that malformed, non-standard (``NaN``) and
-pathologically nested JSON all become clear 400s instead of 500s.
+pathologically nested JSON all become clear 400s instead of 500s.  Their fields are checked by
+the request models (:mod:`.api.bodies`) built from the field types below; :func:`parse` turns
+the first thing pydantic refuses into the service's error answer, naming the field the way a
+client writes it (``tasks[3].endpoint_id``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import json
 import re
 import uuid
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from flask import request
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
-from outpost_service.errors import BadRequest, PayloadTooLarge, Unprocessable
+from outpost_service.errors import ApiError, BadRequest, PayloadTooLarge, Unprocessable
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FUNCTION_ID_PATTERN = re.compile(r"[0-9a-f]{64}")
-_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    list: "a list",
-    dict: "an object",
-    bool: "a boolean",
-}
+CLIENT_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: Deepest nesting accepted inside free-form objects (metadata, resource specifications):
+#: they are re-encoded later, far down the stack, where deep values would fail.
+MAX_OBJECT_DEPTH = 32
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -48,127 +64,244 @@ def json_body() -> dict[str, Any]:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(body, dict):
         raise Unprocessable(
-            f"request body must be a JSON object, got {_json_type(body)}", code="invalid_body"
+            f"request body must be a JSON object, got {json_type(body)}", code="invalid_body"
         )
     return body
 
 
-def _json_type(value: Any) -> str:
+def parse(model: type[Model], body: dict[str, Any], context: dict[str, Any]) -> Model:
+    """``body`` checked and converted by ``model``; ``context`` holds the limits that depend on
+    the service's configuration (``config``)."""
+    try:
+        return model.model_validate(body, context=context)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # A misspelt field also shows as a missing one: the misspelling says more.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise _api_error(model, first) from None
+
+
+def refuse(message: str, code: str = "invalid_field", **details: Any) -> PydanticCustomError:
+    """What a field check raises: ``message`` follows the field's name (``"must be ..."``);
+    ``code`` and ``details`` go to the error answer (a refusal of the whole body, raised by a
+    model validator, is answered without a field)."""
+    return PydanticCustomError(code, message, {"details": details})
+
+
+#: Our refusal codes, and the answer each becomes (any other is a 422 ``invalid_field``).
+_REFUSALS: dict[str, type[ApiError]] = {
+    "invalid_field": Unprocessable,
+    "batch_too_large": Unprocessable,
+    "payload_too_large": PayloadTooLarge,
+}
+
+#: pydantic's type errors, as this service has always worded them.
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _api_error(model: type[BaseModel], error: ErrorDetails) -> ApiError:
+    field = field_path(error["loc"])
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    details = dict(context.get("details") or {})
+    if kind in _REFUSALS:
+        message = error["msg"]
+    elif kind == "missing":
+        message = "is required"
+    elif kind in _EXPECTED:
+        message = f"must be {_EXPECTED[kind]}, got {json_type(error['input'])}"
+    elif kind == "too_long":
+        message = f"may hold at most {context['max_length']} items, got {len(error['input'])}"
+    elif kind == "too_short":
+        message = f"must hold at least {context['min_length']} item(s), got none"
+    elif kind == "extra_forbidden":
+        message = _unknown_field(model, str(error["loc"][-1]))
+    elif kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", str(context.get("expected", "")))
+        message = f"must be one of {', '.join(allowed)}, got {shown(error['input'])}"
+        message += _did_you_mean(error["input"], allowed)
+        details["allowed"] = allowed
+    else:
+        message = error["msg"].replace("Input should be", "must be", 1)
+        message += f", got {shown(error['input'])}"
+    status = _REFUSALS.get(kind, Unprocessable)
+    code = kind if kind in _REFUSALS else "invalid_field"
+    if not field:
+        return status(message, code=code, details=details)
+    return status(f"field {field!r} {message}", code=code, details={"field": field, **details})
+
+
+def _unknown_field(model: type[BaseModel], name: str) -> str:
+    known = list(model.model_fields)
+    return (
+        f"is not a field of this request, which takes {', '.join(map(repr, known))}"
+        + _did_you_mean(name, known)
+    )
+
+
+def _did_you_mean(given: Any, choices: list[str]) -> str:
+    guess = difflib.get_close_matches(given, choices, n=1) if isinstance(given, str) else []
+    return f" (did you mean {guess[0]!r}?)" if guess else ""
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``("tasks", 3, "args")`` as a client writes it: ``tasks[3].args``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of ``value``'s type, for messages."""
     if isinstance(value, bool):
         return "a boolean"
     if value is None:
         return "null"
+    if isinstance(value, int):
+        return "an integer"
     if isinstance(value, float):
         return "a number"
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def shown(value: Any) -> str:
+    """``value`` for a message: text cut to 80 characters, numbers as they are, lists and
+    objects by their type."""
+    if isinstance(value, str):
+        return repr(value[:80])
+    return json_type(value) if isinstance(value, (list, dict)) else repr(value)
 
 
 def invalid(field: str, message: str) -> Unprocessable:
+    """The 422 of one field, for checks made outside the request models (path parts, stored
+    state such as unknown user names)."""
     return Unprocessable(
         f"field {field!r} {message}", code="invalid_field", details={"field": field}
     )
 
 
-def get_field(
-    body: dict[str, Any], name: str, kind: type, *, required: bool = True, where: str = ""
-) -> Any:
-    """``body[name]`` checked to be of ``kind``; None if absent (or null) and not required."""
-    field = f"{where}{name}"
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise invalid(field, f"is required ({_TYPE_NAMES.get(kind, kind.__name__)})")
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise invalid(
-            field, f"must be {_TYPE_NAMES.get(kind, kind.__name__)}, got {_json_type(value)}"
-        )
-    return value
-
-
 def uuid_text(value: Any, field: str) -> str:
     """The canonical (lower-case, hyphenated) form of a UUID given as text."""
+    try:
+        return _uuid(value)
+    except PydanticCustomError as exc:
+        raise invalid(field, exc.message()) from None
+
+
+# ---------------------------------------------------------------------------- field types
+@dataclass(frozen=True)
+class Matching:
+    """Marks text that must match ``pattern`` whole; ``expected`` says what, in a refusal and
+    in the JSON schema."""
+
+    pattern: re.Pattern[str]
+    expected: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(pattern=f"^{self.pattern.pattern}$", description=self.expected)
+        return json_schema
+
+    def _check(self, value: str) -> str:
+        if not self.pattern.fullmatch(value):
+            raise refuse(f"must be {self.expected}, got {value[:80]!r}")
+        return value
+
+
+def _uuid(value: Any) -> str:
     if not isinstance(value, str):
-        raise invalid(field, f"must be a UUID string, got {_json_type(value)}")
+        raise refuse(f"must be a UUID string, got {json_type(value)}")
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise invalid(field, f"must be a UUID like {uuid.uuid4()}, got {value[:80]!r}") from None
+        raise refuse(f"must be a UUID like {uuid.uuid4()}, got {value[:80]!r}") from None
 
 
-def name_text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-        shown = value[:80] if isinstance(value, str) else _json_type(value)
-        raise invalid(
-            field,
-            f"must be 1-64 characters of letters, digits, '_', '.', '-' starting with a letter "
-            f"or digit, got {shown!r}",
-        )
-    return value
-
-
-def function_id_text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not FUNCTION_ID_PATTERN.fullmatch(value):
-        shown = value[:80] if isinstance(value, str) else _json_type(value)
-        raise invalid(
-            field,
-            f"must be a function id (64 lower-case hex digits from POST /v1/functions), "
-            f"got {shown!r}",
-        )
-    return value
-
-
-def payload_bytes(value: Any, field: str, limit: int) -> bytes:
-    """Decode a base64 payload field, enforcing the per-payload ``limit`` (413)."""
+def _payload(value: Any, info: ValidationInfo) -> bytes:
+    """A base64 payload field decoded, within the service's per-payload limit (413)."""
     if not isinstance(value, str):
-        raise invalid(field, f"must be base64 text, got {_json_type(value)}")
-    if len(value) // 4 * 3 > limit + 2:
-        raise _too_large(field, len(value) // 4 * 3, limit)
+        raise refuse(f"must be base64 text, got {json_type(value)}")
+    limit = info.context["config"].payload_limit if info.context else None
+    if limit is not None and len(value) // 4 * 3 > limit + 2:
+        raise _too_large(len(value) // 4 * 3, limit)
     try:
         data = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise invalid(field, "is not valid base64 text") from None
-    if len(data) > limit:
-        raise _too_large(field, len(data), limit)
+        raise refuse("is not valid base64 text") from None
+    if limit is not None and len(data) > limit:
+        raise _too_large(len(data), limit)
     return data
 
 
-def json_size_within(value: Any, field: str, limit: int) -> None:
-    """Refuse (413) a free-form JSON ``value`` whose compact encoding is over ``limit`` bytes:
-    it is stored and returned in every listing, so it must stay small."""
-    size = len(json.dumps(value, separators=(",", ":")).encode())
-    if size > limit:
-        raise PayloadTooLarge(
-            f"field {field!r} is {size:,} bytes of JSON, over the limit of {limit:,} bytes; "
-            "keep it to a few facts (host, versions, settings), or ask the operator to raise "
-            "max_metadata_bytes (OUTPOST_MAX_METADATA_BYTES)",
-            details={"field": field, "size": size, "limit": limit},
-        )
-
-
-def _too_large(field: str, size: int, limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"field {field!r} holds a payload of {size:,} bytes, over the limit of {limit:,} bytes; "
-        "pass large data by reference (a file path on the cluster)",
-        details={"field": field, "size": size, "limit": limit},
+def _too_large(size: int, limit: int) -> PydanticCustomError:
+    return refuse(
+        f"holds a payload of {size:,} bytes, over the limit of {limit:,} bytes; pass large "
+        "data by reference (a file path on the cluster)",
+        "payload_too_large",
+        size=size,
+        limit=limit,
     )
 
 
-#: Deepest nesting accepted inside free-form objects (metadata, resource specifications):
-#: they are re-encoded later, far down the stack, where deep values would fail.
-MAX_OBJECT_DEPTH = 32
-
-
-def small_object(body: dict[str, Any], name: str, *, where: str = "") -> dict[str, Any] | None:
-    """An optional free-form JSON object field, at most :data:`MAX_OBJECT_DEPTH` deep."""
-    value: dict[str, Any] | None = get_field(body, name, dict, required=False, where=where)
-    if value is not None:
-        stack: list[tuple[Any, int]] = [(value, 1)]
-        while stack:
-            item, depth = stack.pop()
-            if depth > MAX_OBJECT_DEPTH:
-                raise invalid(f"{where}{name}", f"is nested deeper than {MAX_OBJECT_DEPTH} levels")
-            children = item.values() if isinstance(item, dict) else item
-            if isinstance(item, (dict, list)):
-                stack.extend((child, depth + 1) for child in children)
+def _shallow(value: dict[str, Any]) -> dict[str, Any]:
+    """A free-form object at most :data:`MAX_OBJECT_DEPTH` deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_OBJECT_DEPTH:
+            raise refuse(f"is nested deeper than {MAX_OBJECT_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
     return value
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value``'s compact JSON encoding."""
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+Uuid = Annotated[str, PlainValidator(_uuid), WithJsonSchema({"type": "string", "format": "uuid"})]
+Name = Annotated[
+    str,
+    Matching(
+        NAME_PATTERN,
+        "1-64 characters of letters, digits, '_', '.', '-' starting with a letter or digit",
+    ),
+]
+FunctionId = Annotated[
+    str,
+    Matching(
+        FUNCTION_ID_PATTERN, "a function id (64 lower-case hex digits from POST /v1/functions)"
+    ),
+]
+#: A client's own id for a request or for itself (a uuid4 is ideal).
+ClientToken = Annotated[
+    str, Matching(CLIENT_TOKEN_PATTERN, "1-64 letters, digits or '_.:-' (a uuid4 is ideal)")
+]
+Payload = Annotated[
+    bytes,
+    PlainValidator(_payload),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+SmallObject = Annotated[dict[str, Any], AfterValidator(_shallow)]

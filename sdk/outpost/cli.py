@@ -11,7 +11,7 @@ import json
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -66,6 +66,14 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _show(data: Any, as_json: bool, as_text: Callable[[Any], None]) -> None:
+    """Print ``data`` as JSON (``--json``), else as text through ``as_text``."""
+    if as_json:
+        _echo_json(data)
+    else:
+        as_text(data)
 
 
 @click.group(cls=OutpostGroup, epilog=EPILOG)
@@ -135,10 +143,10 @@ def endpoints() -> None:
 @click.pass_obj
 def endpoints_list(obj: _Context, as_json: bool) -> None:
     """List the endpoints you may send tasks to, with their state."""
-    items = obj.client().list_endpoints()
-    if as_json:
-        _echo_json(items)
-        return
+    _show(obj.client().list_endpoints(), as_json, _echo_endpoints)
+
+
+def _echo_endpoints(items: list[dict[str, Any]]) -> None:
     rows = [
         (
             e.get("endpoint_id"),
@@ -194,11 +202,7 @@ def endpoints_share(
 @click.pass_obj
 def endpoints_policy(obj: _Context, endpoint_id: str, as_json: bool) -> None:
     """Show who besides you may use your endpoint, and which functions may run on it."""
-    policy = obj.client().get_endpoint_policy(endpoint_id)
-    if as_json:
-        _echo_json(policy)
-        return
-    _echo_policy(policy)
+    _show(obj.client().get_endpoint_policy(endpoint_id), as_json, _echo_policy)
 
 
 @endpoints.command("trust")
@@ -262,10 +266,10 @@ def tasks() -> None:
 @click.pass_obj
 def tasks_status(obj: _Context, task_id: str, as_json: bool) -> None:
     """Show a task's state and the history of its state changes."""
-    task = obj.client().get_task(task_id)
-    if as_json:
-        _echo_json(task)
-        return
+    _show(obj.client().get_task(task_id), as_json, _echo_task)
+
+
+def _echo_task(task: dict[str, Any]) -> None:
     for key in ("task_id", "state", "endpoint_id", "function_id", "task_group_id"):
         click.echo(f"{key + ':':15} {task.get(key)}")
     for event in task.get("events") or []:

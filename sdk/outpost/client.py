@@ -11,7 +11,9 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from outpost.credentials import normalize_url, resolve_credentials
 from outpost.errors import (
@@ -28,6 +30,22 @@ from outpost.protocol import (
     decode_message,
     serialize_function,
 )
+from outpost.protocol.api import (
+    CancelOutcome,
+    Endpoint,
+    EndpointDeleted,
+    EndpointPolicy,
+    Endpoints,
+    FunctionRegistered,
+    GroupRetried,
+    GroupSummary,
+    GroupTasks,
+    Health,
+    Registration,
+    Results,
+    Task,
+    TaskIds,
+)
 from outpost.protocol.envelopes import b64encode
 from outpost.remote_errors import exception_from_result
 from outpost.result_trust import describe, is_trusted, load_value, origin_of
@@ -35,6 +53,8 @@ from outpost.runtime.http import Transport
 
 #: The longest long-poll the service accepts (seconds).
 MAX_RESULT_WAIT = 60.0
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class _FunctionCache:
@@ -139,7 +159,8 @@ class Client:
     # ------------------------------------------------------------------ service
     def health(self) -> dict[str, Any]:
         """``GET /health``: ``{"status", "version", "protocol"}``; needs no token."""
-        return dict(self._http.request("GET", "/health", idempotent=True, auth=False))
+        answer = self._http.request("GET", "/health", idempotent=True, auth=False)
+        return _checked(answer, Health, "GET /health")
 
     # ------------------------------------------------------------------ functions
     def function_payload(
@@ -183,7 +204,7 @@ class Client:
         if name:
             body["name"] = name[:64]
         answer = self._http.request("POST", "/v1/functions", json=body, idempotent=True)
-        return str(_field(answer, "function_id", str, "POST /v1/functions"))
+        return _parsed(answer, FunctionRegistered, "POST /v1/functions").function_id
 
     # ------------------------------------------------------------------ tasks
     def submit_tasks(
@@ -211,8 +232,8 @@ class Client:
         if group_submitted is not None:
             body["group_submitted"] = group_submitted
         answer = self._http.request("POST", "/v1/tasks", json=body, idempotent=True)
-        task_ids = _field(answer, "task_ids", list, "POST /v1/tasks")
-        if len(task_ids) != len(tasks) or not all(isinstance(t, str) for t in task_ids):
+        task_ids = _parsed(answer, TaskIds, "POST /v1/tasks").task_ids
+        if len(task_ids) != len(tasks):
             raise ServiceError(
                 f"POST {self.url}/v1/tasks answered {len(task_ids)} task ids for {len(tasks)} "
                 "tasks; the service does not follow the Outpost API",
@@ -222,7 +243,8 @@ class Client:
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         """``GET /v1/tasks/<id>``: state, events and the result envelope (or ``None``)."""
-        return dict(self._http.request("GET", f"/v1/tasks/{task_id}", idempotent=True))
+        answer = self._http.request("GET", f"/v1/tasks/{task_id}", idempotent=True)
+        return _checked(answer, Task, "GET /v1/tasks/<id>")
 
     def get_result(self, task_id: str, *, trust_endpoint: bool = False) -> Any:
         """The task's value; raises the remote exception, or ``ResultNotReady`` if pending.
@@ -288,16 +310,15 @@ class Client:
             idempotent=True,
             timeout=self._http.timeout + wait,
         )
-        results = _field(answer, "results", list, "POST /v1/results")
-        pending = _field(answer, "pending", list, "POST /v1/results")
-        return list(results), [str(t) for t in pending]
+        parsed = _parsed(answer, Results, "POST /v1/results")
+        return parsed.results, parsed.pending
 
     def get_task_group(self, task_group_id: str) -> list[dict[str, Any]]:
         """``GET /v1/task_groups/<gid>/tasks``: ``[{"task_id", "state", ...}]``."""
         answer = self._http.request(
             "GET", f"/v1/task_groups/{task_group_id}/tasks", idempotent=True
         )
-        return list(_field(answer, "tasks", list, "GET /v1/task_groups/<gid>/tasks"))
+        return list(_checked(answer, GroupTasks, "GET /v1/task_groups/<gid>/tasks")["tasks"])
 
     def retry_task_group(
         self, task_group_id: str, states: Iterable[str] = ("failed", "lost")
@@ -313,31 +334,34 @@ class Client:
             json={"states": list(states)},
             idempotent=True,
         )
-        return list(_field(answer, "retried", list, "POST /v1/task_groups/<gid>/retry"))
+        checked = _checked(answer, GroupRetried, "POST /v1/task_groups/<gid>/retry")
+        return list(checked["retried"])
 
     def task_group_summary(self, task_group_id: str) -> dict[str, Any]:
         """``GET /v1/task_groups/<gid>/summary``: counts per state (``states`` over every
         attempt, ``latest_states`` over the latest attempt of each task) and the failures
         grouped by error (``errors``: type, message, count, example task ids)."""
-        return dict(
-            self._http.request("GET", f"/v1/task_groups/{task_group_id}/summary", idempotent=True)
+        answer = self._http.request(
+            "GET", f"/v1/task_groups/{task_group_id}/summary", idempotent=True
         )
+        return _checked(answer, GroupSummary, "GET /v1/task_groups/<gid>/summary")
 
     def cancel_task(self, task_id: str) -> str:
         """``POST /v1/tasks/<id>/cancel``; returns the task's state after the request."""
         answer = self._http.request("POST", f"/v1/tasks/{task_id}/cancel", idempotent=True)
-        return str(_field(answer, "state", str, "POST /v1/tasks/<id>/cancel"))
+        return _parsed(answer, CancelOutcome, "POST /v1/tasks/<id>/cancel").state
 
     # ------------------------------------------------------------------ endpoints
     def list_endpoints(self) -> list[dict[str, Any]]:
         """``GET /v1/endpoints``: the endpoints this user may use (their own, then those shared
         with them, marked ``"shared": True`` with the ``"owner"``'s name)."""
         answer = self._http.request("GET", "/v1/endpoints", idempotent=True)
-        return list(_field(answer, "endpoints", list, "GET /v1/endpoints"))
+        return list(_checked(answer, Endpoints, "GET /v1/endpoints")["endpoints"])
 
     def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
         """``GET /v1/endpoints/<id>``."""
-        return dict(self._http.request("GET", f"/v1/endpoints/{endpoint_id}", idempotent=True))
+        answer = self._http.request("GET", f"/v1/endpoints/{endpoint_id}", idempotent=True)
+        return _checked(answer, Endpoint, "GET /v1/endpoints/<id>")
 
     def register_endpoint(
         self,
@@ -360,14 +384,14 @@ class Client:
             body["endpoint_id"] = endpoint_id
         if metadata is not None:
             body["metadata"] = metadata
-        return dict(self._http.request("POST", "/v1/endpoints", json=body, idempotent=True))
+        answer = self._http.request("POST", "/v1/endpoints", json=body, idempotent=True)
+        return _checked(answer, Registration, "POST /v1/endpoints")
 
     def get_endpoint_policy(self, endpoint_id: str) -> dict[str, Any]:
         """``GET /v1/endpoints/<id>/policy`` (owner only): ``{"endpoint_id", "allowed_users",
         "allowed_functions"}``; ``allowed_functions`` None means any function may run."""
-        return dict(
-            self._http.request("GET", f"/v1/endpoints/{endpoint_id}/policy", idempotent=True)
-        )
+        answer = self._http.request("GET", f"/v1/endpoints/{endpoint_id}/policy", idempotent=True)
+        return _checked(answer, EndpointPolicy, "GET /v1/endpoints/<id>/policy")
 
     def set_endpoint_policy(
         self,
@@ -384,26 +408,37 @@ class Client:
             "allowed_users": list(allowed_users),
             "allowed_functions": None if allowed_functions is None else list(allowed_functions),
         }
-        return dict(
-            self._http.request(
-                "PUT", f"/v1/endpoints/{endpoint_id}/policy", json=body, idempotent=True
-            )
+        answer = self._http.request(
+            "PUT", f"/v1/endpoints/{endpoint_id}/policy", json=body, idempotent=True
         )
+        return _checked(answer, EndpointPolicy, "PUT /v1/endpoints/<id>/policy")
 
     def delete_endpoint(self, endpoint_id: str) -> str:
         """``DELETE /v1/endpoints/<id>`` (its queue too); returns the deleted id."""
         answer = self._http.request("DELETE", f"/v1/endpoints/{endpoint_id}", idempotent=False)
-        return str(answer.get("deleted", endpoint_id)) if isinstance(answer, dict) else endpoint_id
+        return _parsed(answer, EndpointDeleted, f"DELETE /v1/endpoints/{endpoint_id}").deleted
 
 
-def _field(answer: Any, name: str, kind: type, route: str) -> Any:
-    if not isinstance(answer, dict) or not isinstance(answer.get(name), kind):
+def _parsed(answer: Any, model: type[Answer], route: str) -> Answer:
+    """``answer`` read through ``model`` (outpost.protocol.api), or a ``bad_response``
+    :class:`ServiceError` naming the first field that is missing or wrongly typed."""
+    try:
+        return model.model_validate(answer)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in error["loc"]) or "the answer"
         raise ServiceError(
-            f"{route} answered without a valid {name!r} field; the service does not follow the "
-            "Outpost API (is the SDK much older or newer than the service?)",
+            f"{route} answered with {field}: {error['msg'].lower()}; the service does not "
+            "follow the Outpost API (is the SDK much older or newer than the service?)",
             code="bad_response",
-        )
-    return answer[name]
+        ) from None
+
+
+def _checked(answer: Any, model: type[BaseModel], route: str) -> dict[str, Any]:
+    """``answer`` as it came, once ``model`` found every field it names in it: callers get
+    fields a newer service added too."""
+    _parsed(answer, model, route)
+    return dict(answer)
 
 
 def result_envelope(data: Any) -> ResultEnvelope:

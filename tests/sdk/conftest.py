@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.json_http
 
 from sdk_fake_service import ENDPOINT, TOKEN, FakeService
 

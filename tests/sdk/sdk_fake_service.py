@@ -15,8 +15,8 @@ import time
 import traceback
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from outpost.protocol import (
@@ -27,6 +27,8 @@ from outpost.protocol import (
     function_id_for,
     serialize,
 )
+from outpost.protocol import api as answers
+from tests.json_http import JsonServer, error
 
 TOKEN = "test-token"
 ENDPOINT = "7f1c2c1e-0000-4000-8000-000000000001"
@@ -53,23 +55,18 @@ class FakeService:
         self.backlog: list[str] = []
         self.stopping = False
         self.pool = ThreadPoolExecutor(4)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.server = JsonServer(self.answer)
+        self.url = self.server.url
 
     def start(self) -> FakeService:
-        self.thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ controls for tests
@@ -135,12 +132,34 @@ class FakeService:
             task["completed_at"] = time.time()
 
     # ------------------------------------------------------------------ routes
+    def answer(
+        self, method: str, path: str, headers: Mapping[str, str], raw: bytes
+    ) -> tuple[int, Any]:
+        """One HTTP request: recorded, failed on demand (``fail_next``), checked for the
+        token, then routed."""
+        with self.cond:
+            self.requests.append((method, path))
+            if (method, path) == ("POST", "/v1/tasks"):
+                self.attempt_request_ids.append(_request_id(raw))
+                self.attempted_request_ids.append(_request_id(raw))
+            failing = self.fail_next[(method, path)] > 0
+            if failing:
+                self.fail_next[(method, path)] -= 1
+        if failing:
+            return error(self.fail_status, "unavailable", "injected failure")
+        if path != "/health" and headers.get("Authorization") != f"Bearer {TOKEN}":
+            return error(401, "unauthorized", "missing or bad token")
+        try:
+            return self.route(method, path, json.loads(raw) if raw else {})
+        except (KeyError, ValueError, TypeError) as exc:
+            return error(400, "bad_request", repr(exc))
+
     def route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
         if parts == ["health"] and method == "GET":
-            return 200, {"status": "ok", "version": "0.1.0", "protocol": 1}
+            return 200, answers.Health(status="ok", version="0.1.0", protocol=1).model_dump()
         if parts[:1] != ["v1"]:
-            return _error(404, "not_found", f"no route {path}")
+            return error(404, "not_found", f"no route {path}")
         rest = parts[1:]
         if rest == ["functions"] and method == "POST":
             payload = base64.b64decode(body["function"])
@@ -152,7 +171,7 @@ class FakeService:
         if len(rest) == 2 and rest[0] == "tasks" and method == "GET":
             task = self.tasks.get(rest[1])
             if task is None:
-                return _error(404, "not_found", f"no task {rest[1]}")
+                return error(404, "not_found", f"no task {rest[1]}")
             return 200, {k: v for k, v in task.items() if k != "args"}
         if len(rest) == 3 and rest[0] == "tasks" and rest[2] == "cancel" and method == "POST":
             return self.cancel(rest[1])
@@ -161,35 +180,43 @@ class FakeService:
         if len(rest) == 3 and rest[0] == "task_groups" and rest[2] == "tasks":
             with self.cond:
                 tasks = [
-                    {k: t[k] for k in ("task_id", "state", "function_id", "endpoint_id")}
+                    answers.GroupTask(**{**t, "retried_by": None})
                     for t in self.tasks.values()
                     if t["task_group_id"] == rest[1]
                 ]
             if not tasks:  # like the real service: an unknown group is a 404, not []
-                return _error(404, "task_group_not_found", f"no task group {rest[1]} among yours")
-            return 200, {"task_group_id": rest[1], "tasks": tasks}
+                return error(404, "task_group_not_found", f"no task group {rest[1]} among yours")
+            group = answers.GroupTasks(task_group_id=rest[1], submitted=None, tasks=tasks)
+            return 200, group.model_dump()
         if rest == ["endpoints"] and method == "POST":
             endpoint_id = body.get("endpoint_id") or str(uuid.uuid4())
-            self.endpoints[endpoint_id] = {
-                "endpoint_id": endpoint_id,
-                "name": body["name"],
-                "state": "online",
-                "last_heartbeat": time.time(),
-                "details": body.get("metadata") or {},
-                "outstanding_tasks": 0,
-                "created_at": time.time(),
-            }
-            return 200, {"endpoint_id": endpoint_id, "name": body["name"], "amqp": {}}
+            self.endpoints[endpoint_id] = answers.Endpoint(
+                endpoint_id=endpoint_id,
+                name=body["name"],
+                state="online",
+                last_heartbeat=time.time(),
+                details={},
+                metadata=body.get("metadata") or {},
+                outstanding_tasks=0,
+                created_at=time.time(),
+                owner="tester",
+                shared=False,
+                allowed_functions=None,
+            ).model_dump()
+            registration = answers.Registration(
+                endpoint_id=endpoint_id, name=body["name"], amqp=_broker_settings(endpoint_id)
+            )
+            return 200, registration.model_dump()
         if rest == ["endpoints"] and method == "GET":
             return 200, {"endpoints": list(self.endpoints.values())}
         if len(rest) == 2 and rest[0] == "endpoints":
             if rest[1] not in self.endpoints:
-                return _error(404, "not_found", f"no endpoint {rest[1]}")
+                return error(404, "not_found", f"no endpoint {rest[1]}")
             if method == "DELETE":
                 del self.endpoints[rest[1]]
                 return 200, {"deleted": rest[1]}
             return 200, self.endpoints[rest[1]]
-        return _error(405, "method_not_allowed", f"{method} {path}")
+        return error(405, "method_not_allowed", f"{method} {path}")
 
     def submit(self, body: dict[str, Any]) -> tuple[int, Any]:
         task_ids = []
@@ -205,7 +232,7 @@ class FakeService:
             self.request_ids.append(body.get("request_id"))
             for spec in body["tasks"]:
                 if spec["function_id"] not in self.functions:
-                    return _error(422, "unknown_function", spec["function_id"])
+                    return error(422, "unknown_function", spec["function_id"])
                 task_id = str(uuid.uuid4())
                 self.tasks[task_id] = {
                     "task_id": task_id,
@@ -236,12 +263,12 @@ class FakeService:
         with self.cond:
             task = self.tasks.get(task_id)
             if task is None:
-                return _error(404, "not_found", f"no task {task_id}")
+                return error(404, "not_found", f"no task {task_id}")
             state = task["state"]
         if state == "queued":
-            error = ErrorInfo(type="CancelledError", message="cancelled", reason="cancelled")
+            cancelled = ErrorInfo(type="CancelledError", message="cancelled", reason="cancelled")
             envelope = ResultEnvelope(
-                task_id, task["endpoint_id"], TaskState.CANCELLED, error=error
+                task_id, task["endpoint_id"], TaskState.CANCELLED, error=cancelled
             )
             self.finish(task_id, envelope)
         return 200, {"task_id": task_id, "state": self.state(task_id)}
@@ -249,7 +276,7 @@ class FakeService:
     def results(self, task_ids: list[str], wait: float) -> tuple[int, Any]:
         unknown = [t for t in task_ids if t not in self.tasks]
         if unknown:
-            return _error(404, "not_found", "unknown tasks", {"task_ids": unknown})
+            return error(404, "not_found", "unknown tasks", {"task_ids": unknown})
         deadline = time.monotonic() + wait
         with self.cond:
             while True:
@@ -264,8 +291,16 @@ class FakeService:
         return 200, {"results": results, "pending": [t for t in task_ids if t not in done]}
 
 
-def _error(status: int, code: str, message: str, details: Any = None) -> tuple[int, Any]:
-    return status, {"error": {"code": code, "message": message, "details": details or {}}}
+def _broker_settings(endpoint_id: str) -> answers.BrokerSettings:
+    return answers.BrokerSettings(
+        url="amqp://127.0.0.1:5672",
+        task_exchange="outpost.tasks",
+        task_queue=f"outpost.tasks.{endpoint_id}",
+        result_exchange="outpost.results",
+        result_routing_key=f"{endpoint_id}.result",
+        status_routing_key=f"{endpoint_id}.status",
+        heartbeat_interval=2.0,
+    )
 
 
 def _request_id(raw: bytes) -> str | None:
@@ -275,51 +310,3 @@ def _request_id(raw: bytes) -> str | None:
     except ValueError:
         return None
     return body.get("request_id") if isinstance(body, dict) else None
-
-
-def _handler(service: FakeService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _dispatch(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            path = self.path.split("?")[0]
-            with service.cond:
-                service.requests.append((method, path))
-                if (method, path) == ("POST", "/v1/tasks"):
-                    service.attempt_request_ids.append(_request_id(raw))
-                    service.attempted_request_ids.append(_request_id(raw))
-                failing = service.fail_next[(method, path)] > 0
-                if failing:
-                    service.fail_next[(method, path)] -= 1
-            if failing:
-                status, answer = _error(service.fail_status, "unavailable", "injected failure")
-            elif path != "/health" and self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                status, answer = _error(401, "unauthorized", "missing or bad token")
-            else:
-                try:
-                    body = json.loads(raw) if raw else {}
-                    status, answer = service.route(method, path, body)
-                except (KeyError, ValueError, TypeError) as exc:
-                    status, answer = _error(400, "bad_request", repr(exc))
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
-        def do_DELETE(self) -> None:
-            self._dispatch("DELETE")
-
-    return Handler

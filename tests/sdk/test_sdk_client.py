@@ -14,6 +14,7 @@ from outpost.errors import (
     InvalidRequestError,
     NotFoundError,
     ResultNotReady,
+    ServiceError,
     ServiceUnavailableError,
 )
 from outpost.protocol import TaskState, serialize
@@ -189,3 +190,23 @@ def test_get_result_of_a_cancelled_task(service: FakeService, client: Client) ->
     client.cancel_task(task_id)
     with pytest.raises(TaskCancelledError, match=task_id):
         client.get_result(task_id)
+
+
+def test_an_answer_that_breaks_the_api_is_a_clear_error(
+    service: FakeService, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers are read through outpost.protocol.api: a missing or mistyped field is named."""
+    routed = service.route
+
+    def without_pending(method: str, path: str, body: object) -> tuple[int, object]:
+        status, answer = routed(method, path, body)
+        if path == "/v1/results" and isinstance(answer, dict):
+            answer = {**answer, "pending": "all of them"}
+        return status, answer
+
+    monkeypatch.setattr(service, "route", without_pending)
+    task_id = submit(client, pow, 2, 5)
+    with pytest.raises(ServiceError, match=r"POST /v1/results answered with pending: ") as caught:
+        client.poll_results([task_id])
+    assert caught.value.code == "bad_response"
+    assert "older or newer" in str(caught.value)

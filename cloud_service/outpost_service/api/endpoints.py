@@ -17,49 +17,34 @@ import sqlalchemy as sa
 from flask import Blueprint
 from sqlalchemy.engine import Row
 
-from outpost_service.auth import current_user, protect
+from outpost.protocol.api import Endpoint as EndpointAnswer
+from outpost.protocol.api import EndpointDeleted, EndpointPolicy, Endpoints, Registration
+from outpost_service.api.bodies import RegisterEndpoint, SetPolicy
+from outpost_service.auth import current_user
 from outpost_service.broker.admin import with_credentials
 from outpost_service.cancellation import cancel_tasks
 from outpost_service.errors import BrokerError, BrokerUnavailable, Conflict, NotFound
+from outpost_service.routing import declare
 from outpost_service.state import ServiceState, service_state
 from outpost_service.store import access as access_store
 from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import functions as function_store
 from outpost_service.store import tasks as task_store
-from outpost_service.validation import (
-    function_id_text,
-    get_field,
-    invalid,
-    json_body,
-    json_size_within,
-    name_text,
-    small_object,
-    uuid_text,
-)
+from outpost_service.validation import invalid
 
-bp = protect(Blueprint("endpoints", __name__, url_prefix="/v1/endpoints"))
+bp = Blueprint("endpoints", __name__, url_prefix="/v1/endpoints")
 
 #: Heartbeats an endpoint may miss before it is shown offline.
 MISSED_HEARTBEATS = 3
 
-#: The most users, and function ids, one endpoint's policy may name.
-MAX_POLICY_ENTRIES = 1000
-
 
 @bp.post("")
-def register_endpoint() -> dict[str, Any]:
+@declare(scope="manage", body=RegisterEndpoint, answers=Registration, errors=(409, 503))
+def register_endpoint(body: RegisterEndpoint) -> dict[str, Any]:
+    """Register an endpoint, or re-attach one (same name or known endpoint_id)."""
     state = service_state()
     user = current_user()
-    body = json_body()
-    name = name_text(body.get("name"), "name")
-    given = body.get("endpoint_id")
-    endpoint_id = None if given is None else uuid_text(given, "endpoint_id")
-    metadata = small_object(body, "metadata")
-    if metadata is not None:
-        json_size_within(metadata, "metadata", state.config.max_metadata_bytes)
-
-    force = get_field(body, "force", bool, required=False) or False
-
+    name, endpoint_id, metadata = body.name, body.endpoint_id, body.metadata
     with state.database.read() as conn:
         by_name = endpoint_store.find_by_name(conn, user.user_id, name)
         existing = endpoint_store.get(conn, endpoint_id) if endpoint_id else None
@@ -77,7 +62,7 @@ def register_endpoint() -> dict[str, Any]:
             "another name or register with that endpoint_id",
             details={"name": name, "endpoint_id": by_name.endpoint_id},
         )
-    if existing is not None and not force:
+    if existing is not None and not body.force:
         _refuse_if_connected(state, existing)
 
     # The grant first: it cuts off a previous instance, whose unacked tasks then go back to
@@ -115,9 +100,9 @@ def register_endpoint() -> dict[str, Any]:
 
 
 @bp.get("")
+@declare(scope="read", answers=Endpoints)
 def list_endpoints() -> dict[str, Any]:
-    state = service_state()
-    """Your endpoints, then those shared with you (``"shared": true``)."""
+    """List your endpoints, then those shared with you (``"shared": true``)."""
     state = service_state()
     with state.database.read() as conn:
         rows = access_store.list_usable(conn, current_user().user_id)
@@ -126,10 +111,11 @@ def list_endpoints() -> dict[str, Any]:
 
 
 @bp.get("/<endpoint_id>")
+@declare(scope="read", answers=EndpointAnswer)
 def get_endpoint(endpoint_id: str) -> dict[str, Any]:
+    """Show one endpoint (yours, or shared with you)."""
     state = service_state()
     with state.database.read() as conn:
-        endpoint_id = uuid_text(endpoint_id, "endpoint_id")
         row = access_store.get_usable(conn, endpoint_id, current_user().user_id)
         if row is None:
             raise NotFound(
@@ -141,6 +127,7 @@ def get_endpoint(endpoint_id: str) -> dict[str, Any]:
 
 
 @bp.get("/<endpoint_id>/policy")
+@declare(scope="read", answers=EndpointPolicy)
 def get_policy(endpoint_id: str) -> dict[str, Any]:
     """Who besides the owner may use the endpoint, and which functions may run (owner only)."""
     with service_state().database.read() as conn:
@@ -149,26 +136,19 @@ def get_policy(endpoint_id: str) -> dict[str, Any]:
 
 
 @bp.put("/<endpoint_id>/policy")
-def set_policy(endpoint_id: str) -> dict[str, Any]:
-    """Replace the endpoint's sharing policy (owner only; others get 404, as for any endpoint
-    that is not theirs).  Every field is checked before anything is written."""
+@declare(scope="manage", body=SetPolicy, answers=EndpointPolicy)
+def set_policy(endpoint_id: str, body: SetPolicy) -> dict[str, Any]:
+    """Share your endpoint with users and/or restrict it to listed function ids (null: any
+    function); replaces the whole policy.
+
+    Owner only: others get 404, as for any endpoint that is not theirs.  Every field is
+    checked before anything is written.
+    """
     state = service_state()
     owner = current_user()
-    body = json_body()
-    unknown = sorted(set(body) - {"allowed_users", "allowed_functions"})
-    if unknown:
-        raise invalid(
-            unknown[0], "is not a policy field; send 'allowed_users' and 'allowed_functions'"
-        )
-    names = _bounded_list(get_field(body, "allowed_users", list), "allowed_users")
-    names = sorted({name_text(n, f"allowed_users[{i}]") for i, n in enumerate(names)})
-    given = get_field(body, "allowed_functions", list, required=False)
-    functions: list[str] | None = None
-    if given is not None:
-        given = _bounded_list(given, "allowed_functions")
-        functions = sorted(
-            {function_id_text(f, f"allowed_functions[{i}]") for i, f in enumerate(given)}
-        )
+    names = sorted(set(body.allowed_users))
+    given = body.allowed_functions
+    functions = None if given is None else sorted(set(given))
     with state.database.write() as conn:
         row = _owned(conn, endpoint_id)
         ids = access_store.user_ids(conn, names)
@@ -192,20 +172,15 @@ def set_policy(endpoint_id: str) -> dict[str, Any]:
         return _policy(conn, row.endpoint_id)
 
 
-def _bounded_list(values: list[Any], field: str) -> list[Any]:
-    if len(values) > MAX_POLICY_ENTRIES:
-        raise invalid(field, f"may name at most {MAX_POLICY_ENTRIES} entries, got {len(values)}")
-    return values
-
-
 def _policy(conn: sa.Connection, endpoint_id: str) -> dict[str, Any]:
     users, functions = access_store.policy(conn, endpoint_id)
     return {"endpoint_id": endpoint_id, "allowed_users": users, "allowed_functions": functions}
 
 
 @bp.delete("/<endpoint_id>")
+@declare(scope="manage", answers=EndpointDeleted, errors=(503,))
 def delete_endpoint(endpoint_id: str) -> dict[str, Any]:
-    """Delete the endpoint and its queue; its unfinished tasks end cancelled."""
+    """Delete an endpoint and its queue; its unfinished tasks end cancelled."""
     state = service_state()
     with state.database.read() as conn:
         row = _owned(conn, endpoint_id)
@@ -261,7 +236,6 @@ def _heartbeating(state: ServiceState, row: Row[Any]) -> bool:
 
 
 def _owned(conn: sa.Connection, endpoint_id: str) -> Row[Any]:
-    endpoint_id = uuid_text(endpoint_id, "endpoint_id")
     row = endpoint_store.get_owned(conn, endpoint_id, current_user().user_id)
     if row is None:
         raise NotFound(

@@ -8,25 +8,27 @@ import sqlalchemy as sa
 from flask import Blueprint
 
 from outpost.protocol import function_id_for
-from outpost_service.auth import current_user, protect
+from outpost.protocol.api import FunctionRegistered
+from outpost_service.api.bodies import RegisterFunction
+from outpost_service.auth import current_user
+from outpost_service.routing import declare
 from outpost_service.state import service_state
 from outpost_service.store import functions as function_store
-from outpost_service.validation import get_field, json_body, payload_bytes
 
-bp = protect(Blueprint("functions", __name__, url_prefix="/v1/functions"))
+bp = Blueprint("functions", __name__, url_prefix="/v1/functions")
 
 
 @bp.post("")
-def register_function() -> dict[str, Any]:
-    """The same payload always gets the same id and is stored once (dedup)."""
+@declare(scope="submit", body=RegisterFunction, answers=FunctionRegistered)
+def register_function(body: RegisterFunction) -> dict[str, Any]:
+    """Register a serialized function; its id is the sha256 of the payload.
+
+    The same payload always gets the same id and is stored once (dedup).
+    """
     state = service_state()
-    body = json_body()
-    payload = payload_bytes(
-        get_field(body, "function", str), "function", state.config.payload_limit
-    )
+    payload = body.function
     # Any label is accepted (``<lambda>``, ``module.fn``): it is for display only.
-    name = get_field(body, "name", str, required=False)
-    name = None if name is None else name[:64]
+    name = None if body.name is None else body.name[:64]
     function_id = function_id_for(payload)
     if state.functions.get(function_id) is None:
         with state.database.read() as conn:

@@ -31,17 +31,18 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from outpost_service.auth import current_user, protect, recheck_token
-from outpost_service.errors import NotFound, TooManyRequests, Unprocessable
+from outpost.protocol.api import Results
+from outpost_service.api.bodies import CollectResults
+from outpost_service.auth import current_user, recheck_token
+from outpost_service.errors import NotFound, TooManyRequests
 from outpost_service.result_trust import mark_result
+from outpost_service.routing import declare
 from outpost_service.state import service_state
 from outpost_service.store import tasks as task_store
 from outpost_service.store.endpoints import TERMINAL_STATES
-from outpost_service.validation import get_field, invalid, json_body, uuid_text
 
-bp = protect(Blueprint("results", __name__, url_prefix="/v1/results"))
+bp = Blueprint("results", __name__, url_prefix="/v1/results")
 
-MAX_WAIT = 60.0
 #: A partial answer waits ``MIN_LINGER`` plus this long per requested id (at most
 #: ``MAX_LINGER``) for more results.
 LINGER_PER_ID = 0.0005
@@ -49,28 +50,23 @@ MIN_LINGER = 0.05
 MAX_LINGER = 0.5
 
 
+# The read scope: a POST only because its id list can be long.
 @bp.post("")
-def collect_results() -> dict[str, Any] | Response:
+@declare(scope="read", body=CollectResults, answers=Results)
+def collect_results(body: CollectResults) -> dict[str, Any] | Response:
+    """Long-poll for results: blocks up to ``wait`` seconds until one is finished.
+
+    A poll that would wait while its user already has ``longpoll_per_user`` waiting, or the
+    service its ``longpoll_slots``, gets 429 with Retry-After; a token revoked while the poll
+    waited gets 401.
+    """
     state = service_state()
     owner = current_user().user_id
-    body = json_body()
-    raw_ids = get_field(body, "task_ids", list)
-    if len(raw_ids) > state.config.max_batch:
-        raise Unprocessable(
-            f"ask for at most {state.config.max_batch:,} task ids per request, got "
-            f"{len(raw_ids):,}",
-            code="batch_too_large",
-            details={"count": len(raw_ids), "max": state.config.max_batch},
-        )
-    task_ids = list(dict.fromkeys(uuid_text(t, f"task_ids[{i}]") for i, t in enumerate(raw_ids)))
-    wait = body.get("wait", 0)
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
-        raise invalid("wait", f"must be a number of seconds from 0 to {MAX_WAIT:g}, got {wait!r}")
-    trust = _trust_endpoints(body.get("trust_endpoints"))
-
+    task_ids = list(dict.fromkeys(body.task_ids))
+    trust = frozenset(body.trust_endpoints or ())
     if not task_ids:
         return {"results": [], "pending": []}
-    deadline = time.monotonic() + float(wait)
+    deadline = time.monotonic() + body.wait
     notifier = state.notifier
     wanted = frozenset(task_ids)
     with notifier.awaiting(wanted), contextlib.ExitStack() as waiting:
@@ -138,22 +134,6 @@ def collect_results() -> dict[str, Any] | Response:
         for row in (stored[t] for t in returned)
     ]
     return _answer(results, [t for t in task_ids if t not in done])
-
-
-#: At most this many endpoint ids in ``trust_endpoints``.
-MAX_TRUSTED = 1000
-
-
-def _trust_endpoints(value: Any) -> frozenset[str]:
-    """The endpoints (not the caller's) whose pickled results the caller accepts."""
-    if value is None:
-        return frozenset()
-    if not isinstance(value, list) or len(value) > MAX_TRUSTED:
-        raise invalid(
-            "trust_endpoints",
-            f"must be a list of at most {MAX_TRUSTED} endpoint ids (UUIDs), got {value!r:.80}",
-        )
-    return frozenset(uuid_text(e, f"trust_endpoints[{i}]") for i, e in enumerate(value))
 
 
 def _answer(results: list[bytes], pending: list[str]) -> Response:

@@ -27,39 +27,50 @@ import collections
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint
+from sqlalchemy.engine import Connection
 
+from outpost.protocol.api import GroupRetried, GroupSummary, GroupTasks
 from outpost_service import submission, submitters
-from outpost_service.auth import current_user, protect
+from outpost_service.api.bodies import RetryGroup
+from outpost_service.auth import current_user
 from outpost_service.errors import NotFound
+from outpost_service.routing import declare
 from outpost_service.state import service_state
 from outpost_service.store import access as access_store
 from outpost_service.store import groups as group_store
 from outpost_service.store import tasks as task_store
 from outpost_service.store.tasks import NewTask
-from outpost_service.validation import get_field, invalid, json_body, uuid_text
 
-bp = protect(Blueprint("task_groups", __name__, url_prefix="/v1/task_groups"))
+bp = Blueprint("task_groups", __name__, url_prefix="/v1/task_groups")
 
-#: states a task can be retried from (terminal, and not a success)
-RETRYABLE_STATES = ("failed", "lost", "cancelled")
-DEFAULT_RETRY_STATES = ["failed", "lost"]
 #: error groups and example ids per group in the summary
 MAX_ERROR_GROUPS = 20
 EXAMPLES_PER_GROUP = 5
 
 
-@bp.get("/<task_group_id>/tasks")
-def group_tasks(task_group_id: str) -> dict[str, Any]:
-    state = service_state()
-    task_group_id = uuid_text(task_group_id, "task_group_id")
-    with state.database.read() as conn:
-        rows = task_store.in_group(conn, task_group_id, current_user().user_id)
-        submitted = group_store.submitted(conn, current_user().user_id, task_group_id)
+def _group(
+    task_group_id: str, read: Callable[[Connection, str, int], list[Any]]
+) -> tuple[list[Any], int | None]:
+    """The group's rows as ``read`` finds them among the caller's tasks, and how many tasks
+    its executors declared; 404 for a group without the caller's tasks."""
+    owner = current_user().user_id
+    with service_state().database.read() as conn:
+        rows = read(conn, task_group_id, owner)
+        submitted = group_store.submitted(conn, owner, task_group_id)
     if not rows:
         raise unknown_group(task_group_id)
+    return rows, submitted
+
+
+@bp.get("/<task_group_id>/tasks")
+@declare(scope="read", answers=GroupTasks)
+def group_tasks(task_group_id: str) -> dict[str, Any]:
+    """Every task of a group (to reload futures from another process)."""
+    rows, submitted = _group(task_group_id, task_store.in_group)
     return {
         "task_group_id": task_group_id,
         "submitted": submitted,
@@ -77,11 +88,13 @@ def group_tasks(task_group_id: str) -> dict[str, Any]:
 
 
 @bp.post("/<task_group_id>/retry")
-def retry_group(task_group_id: str) -> dict[str, Any]:
+@declare(scope="submit", body=RetryGroup, answers=GroupRetried, errors=(403, 503))
+def retry_group(task_group_id: str, body: RetryGroup) -> dict[str, Any]:
+    """Resubmit the group's latest attempts in ``states`` as new tasks (successes are never
+    rerun; a retried task is not copied twice)."""
     state = service_state()
     owner = current_user().user_id
-    task_group_id = uuid_text(task_group_id, "task_group_id")
-    states = _states(json_body())
+    states = body.chosen_states()
     with state.database.read() as conn:
         candidates = task_store.retry_candidates(conn, task_group_id, owner, states)
         if not candidates and not task_store.group_exists(conn, task_group_id, owner):
@@ -127,31 +140,11 @@ def unknown_group(task_group_id: str) -> NotFound:
     )
 
 
-def _states(body: dict[str, Any]) -> list[str]:
-    states = get_field(body, "states", list, required=False)
-    if states is None:
-        return list(DEFAULT_RETRY_STATES)
-    if not states:
-        raise invalid("states", f"is empty; name some of {', '.join(RETRYABLE_STATES)}")
-    for value in states:
-        if value not in RETRYABLE_STATES:
-            raise invalid(
-                "states",
-                f"contains {value!r}; tasks can be retried from {', '.join(RETRYABLE_STATES)} "
-                "(a task that succeeded or is still running is never rerun)",
-            )
-    return list(dict.fromkeys(states))
-
-
 @bp.get("/<task_group_id>/summary")
+@declare(scope="read", answers=GroupSummary)
 def group_summary(task_group_id: str) -> dict[str, Any]:
-    state = service_state()
-    task_group_id = uuid_text(task_group_id, "task_group_id")
-    with state.database.read() as conn:
-        rows = task_store.group_outcomes(conn, task_group_id, current_user().user_id)
-        submitted = group_store.submitted(conn, current_user().user_id, task_group_id)
-    if not rows:
-        raise unknown_group(task_group_id)
+    """Outcome of a group: counts per state, failures grouped by error."""
+    rows, submitted = _group(task_group_id, task_store.group_outcomes)
     latest = [r for r in rows if r.retried_by is None]
     errors: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
     for row in latest:

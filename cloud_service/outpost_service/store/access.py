@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from outpost_service.store.lookups import absent
 from outpost_service.store.schema import endpoint_access, endpoints, users
 
 
@@ -57,15 +58,7 @@ def list_usable(conn: Connection, user_id: int) -> list[Row[Any]]:
 def not_usable(conn: Connection, endpoint_ids: Iterable[str], user_id: int) -> list[str]:
     """The ids among ``endpoint_ids`` that are unknown, deleted, or neither owned by nor shared
     with ``user_id``."""
-    wanted = set(endpoint_ids)
-    found = set(
-        conn.execute(
-            sa.select(endpoints.c.endpoint_id).where(
-                endpoints.c.endpoint_id.in_(wanted), _usable_by(user_id)
-            )
-        ).scalars()
-    )
-    return sorted(wanted - found)
+    return absent(conn, endpoints.c.endpoint_id, endpoint_ids, _usable_by(user_id))
 
 
 def owners(conn: Connection, endpoint_ids: Iterable[str]) -> dict[str, int]:

@@ -207,21 +207,12 @@ class Database:
                 found = conn.execute(
                     sa.select(meta.c.value).where(meta.c.key == "schema_version")
                 ).scalar()
-                if found == "1":
-                    migrate_from_1(conn)
-                    found = "2"
-                if found == "2":
-                    migrate_from_2(conn)
-                    found = "3"
-                if found == "3":
-                    migrate_from_3(conn)
-                    found = "4"
-                if found == "4":
-                    migrate_from_4(conn)
-                    found = "5"
-                if found == "5":
-                    migrate_from_5(conn)
-                    found = "6"
+                while found in MIGRATIONS:  # one version at a time, in this transaction
+                    MIGRATIONS[found](conn)
+                    found = str(int(found) + 1)
+                    conn.execute(
+                        meta.update().where(meta.c.key == "schema_version").values(value=found)
+                    )
         except sa.exc.IntegrityError:  # another process created it at the same moment
             return self.ensure_schema()
         except sa.exc.OperationalError as exc:
@@ -247,7 +238,6 @@ def migrate_from_1(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_tasks_deadline ON tasks (deadline)")
     conn.exec_driver_sql("CREATE INDEX ix_tasks_published ON tasks (published)")
     conn.exec_driver_sql("CREATE INDEX ix_tasks_owner_request ON tasks (owner, request_id)")
-    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="2"))
 
 
 def migrate_from_2(conn: Connection) -> None:
@@ -255,7 +245,6 @@ def migrate_from_2(conn: Connection) -> None:
     version was retried, so NULL everywhere is right).  Runs in the caller's write
     transaction."""
     conn.exec_driver_sql("ALTER TABLE tasks ADD COLUMN retried_by VARCHAR(36)")
-    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="3"))
 
 
 def migrate_from_3(conn: Connection) -> None:
@@ -270,7 +259,6 @@ def migrate_from_3(conn: Connection) -> None:
         # JSON on both backends, like the column sa.JSON creates in a new database
         conn.exec_driver_sql("ALTER TABLE endpoints ADD COLUMN allowed_functions JSON")
     endpoint_access.create(conn, checkfirst=True)
-    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="4"))
 
 
 def migrate_from_4(conn: Connection) -> None:
@@ -283,7 +271,6 @@ def migrate_from_4(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE INDEX ix_tasks_state_deadline ON tasks (state, deadline)")
     if "ix_tasks_deadline" in indexes:
         conn.exec_driver_sql("DROP INDEX ix_tasks_deadline")
-    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="5"))
 
 
 def migrate_from_5(conn: Connection) -> None:
@@ -291,4 +278,14 @@ def migrate_from_5(conn: Connection) -> None:
     made by older SDKs declare no count; their summary shows none).  Skipped if already there.
     Runs in the caller's write transaction."""
     task_group_counts.create(conn, checkfirst=True)
-    conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="6"))
+
+
+#: The upgrade of each older schema version to the next one; each runs in the write
+#: transaction of :meth:`Database.ensure_schema`, which then records the new version.
+MIGRATIONS = {
+    "1": migrate_from_1,
+    "2": migrate_from_2,
+    "3": migrate_from_3,
+    "4": migrate_from_4,
+    "5": migrate_from_5,
+}

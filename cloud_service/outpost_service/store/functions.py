@@ -8,16 +8,12 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from outpost_service.store.lookups import absent
 from outpost_service.store.schema import functions
 
 
 def exists(conn: Connection, function_id: str) -> bool:
-    return (
-        conn.execute(
-            sa.select(functions.c.function_id).where(functions.c.function_id == function_id)
-        ).first()
-        is not None
-    )
+    return not missing(conn, [function_id])
 
 
 def insert(
@@ -37,13 +33,7 @@ def insert(
 
 def missing(conn: Connection, function_ids: Iterable[str]) -> list[str]:
     """The ids among ``function_ids`` that are not registered."""
-    wanted = set(function_ids)
-    found = set(
-        conn.execute(
-            sa.select(functions.c.function_id).where(functions.c.function_id.in_(wanted))
-        ).scalars()
-    )
-    return sorted(wanted - found)
+    return absent(conn, functions.c.function_id, function_ids)
 
 
 def payloads(conn: Connection, function_ids: Iterable[str]) -> dict[str, bytes]:

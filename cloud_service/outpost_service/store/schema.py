@@ -7,6 +7,8 @@ store refuses to run on a database written by another version (see :mod:`.databa
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 #: 2: ``tasks.published`` (RabbitMQ confirmed the task message; the sweeper republishes the
@@ -34,12 +36,28 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
+
+def _id(name: str, *args: Any, **kwargs: Any) -> sa.Column[Any]:
+    """A UUID as text: task, endpoint and task group ids."""
+    return sa.Column(name, sa.String(36), *args, **kwargs)
+
+
+def _user(name: str, **kwargs: Any) -> sa.Column[Any]:
+    """A reference to a user."""
+    return sa.Column(name, BigId, sa.ForeignKey("users.user_id"), **kwargs)
+
+
+def _time(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    """A moment, in float seconds since the epoch."""
+    return sa.Column(name, sa.Float, nullable=nullable)
+
+
 users = sa.Table(
     "users",
     metadata,
     sa.Column("user_id", BigId, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(64), nullable=False, unique=True),
-    sa.Column("created_at", sa.Float, nullable=False),
+    _time("created_at"),
 )
 
 tokens = sa.Table(
@@ -47,10 +65,10 @@ tokens = sa.Table(
     metadata,
     # Only the sha256 hex of a token is stored: a leaked database does not leak tokens.
     sa.Column("token_hash", sa.String(64), primary_key=True),
-    sa.Column("user_id", BigId, sa.ForeignKey("users.user_id"), nullable=False, index=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=True),
-    sa.Column("revoked_at", sa.Float, nullable=True),
+    _user("user_id", nullable=False, index=True),
+    _time("created_at"),
+    _time("expires_at", nullable=True),
+    _time("revoked_at", nullable=True),
     # Comma-separated scopes the token may use (read, submit, manage); NULL: all of them.
     sa.Column("scopes", sa.String(64), nullable=True),
 )
@@ -58,12 +76,12 @@ tokens = sa.Table(
 endpoints = sa.Table(
     "endpoints",
     metadata,
-    sa.Column("endpoint_id", sa.String(36), primary_key=True),
-    sa.Column("owner", BigId, sa.ForeignKey("users.user_id"), nullable=False),
+    _id("endpoint_id", primary_key=True),
+    _user("owner", nullable=False),
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("metadata", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("last_heartbeat", sa.Float, nullable=True),
+    _time("created_at"),
+    _time("last_heartbeat", nullable=True),
     # What the endpoint said about itself in its last heartbeat ("online", "offline", ...).
     sa.Column("reported_state", sa.String(32), nullable=True),
     sa.Column("details", sa.JSON, nullable=False),
@@ -77,11 +95,9 @@ endpoints = sa.Table(
 endpoint_access = sa.Table(
     "endpoint_access",
     metadata,
-    sa.Column(
-        "endpoint_id", sa.String(36), sa.ForeignKey("endpoints.endpoint_id"), primary_key=True
-    ),
-    sa.Column("user_id", BigId, sa.ForeignKey("users.user_id"), primary_key=True, index=True),
-    sa.Column("granted_at", sa.Float, nullable=False),
+    _id("endpoint_id", sa.ForeignKey("endpoints.endpoint_id"), primary_key=True),
+    _user("user_id", primary_key=True, index=True),
+    _time("granted_at"),
 )
 
 functions = sa.Table(
@@ -90,8 +106,8 @@ functions = sa.Table(
     sa.Column("function_id", sa.String(64), primary_key=True),  # sha256 hex of the payload
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("name", sa.String(64), nullable=True),
-    sa.Column("created_by", BigId, sa.ForeignKey("users.user_id"), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
+    _user("created_by", nullable=False),
+    _time("created_at"),
 )
 
 tasks = sa.Table(
@@ -99,27 +115,27 @@ tasks = sa.Table(
     metadata,
     # ``seq`` keeps the submission order (a batch shares one created_at).
     sa.Column("seq", BigId, primary_key=True, autoincrement=True),
-    sa.Column("task_id", sa.String(36), nullable=False, unique=True),
-    sa.Column("owner", BigId, sa.ForeignKey("users.user_id"), nullable=False),
-    sa.Column("endpoint_id", sa.String(36), sa.ForeignKey("endpoints.endpoint_id"), nullable=False),
+    _id("task_id", nullable=False, unique=True),
+    _user("owner", nullable=False),
+    _id("endpoint_id", sa.ForeignKey("endpoints.endpoint_id"), nullable=False),
     sa.Column("function_id", sa.String(64), sa.ForeignKey("functions.function_id"), nullable=False),
-    sa.Column("task_group_id", sa.String(36), nullable=True),
+    _id("task_group_id", nullable=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("args", sa.LargeBinary, nullable=False),
     sa.Column("resource_spec", sa.JSON, nullable=False),
     sa.Column("result", sa.LargeBinary, nullable=True),  # the ResultEnvelope's JSON bytes
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("completed_at", sa.Float, nullable=True),
+    _time("created_at"),
+    _time("completed_at", nullable=True),
     # Set when the task finishes; a sweep deletes the task once it is passed.
-    sa.Column("expires_at", sa.Float, nullable=True),
+    _time("expires_at", nullable=True),
     # False from the insert until RabbitMQ confirmed the task message (see jobs/sweep.py).
     sa.Column("published", sa.Boolean, nullable=False, server_default=sa.true()),
     # The client's id for the POST /v1/tasks request that created the task (or None).
     sa.Column("request_id", sa.String(64), nullable=True),
     # When the task fails as ``expired`` if it has not finished (None: never).
-    sa.Column("deadline", sa.Float, nullable=True),
+    _time("deadline", nullable=True),
     # The id of the new task that retried this one (POST /v1/task_groups/<gid>/retry), or None.
-    sa.Column("retried_by", sa.String(36), nullable=True),
+    _id("retried_by", nullable=True),
     sa.Index("ix_tasks_task_group_id", "task_group_id"),
     sa.Index("ix_tasks_published", "published"),
     sa.Index("ix_tasks_owner_request", "owner", "request_id"),
@@ -133,22 +149,20 @@ tasks = sa.Table(
 task_group_counts = sa.Table(
     "task_group_counts",
     metadata,
-    sa.Column(
-        "owner", BigId, sa.ForeignKey("users.user_id"), primary_key=True, autoincrement=False
-    ),
-    sa.Column("task_group_id", sa.String(36), primary_key=True),
+    _user("owner", primary_key=True, autoincrement=False),
+    _id("task_group_id", primary_key=True),
     sa.Column("client_id", sa.String(64), primary_key=True),
     sa.Column("submitted", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
+    _time("updated_at"),
 )
 
 task_events = sa.Table(
     "task_events",
     metadata,
     sa.Column("event_id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("task_id", sa.String(36), nullable=False, index=True),
+    _id("task_id", nullable=False, index=True),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("at", sa.Float, nullable=False),
+    _time("at"),
 )
 
 meta = sa.Table(
