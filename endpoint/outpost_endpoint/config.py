@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from outpost_endpoint.engine.high_throughput.wire import HEARTBEAT_PERIOD
 from outpost_endpoint.errors import ConfigError
 
 ENGINE_TYPES = ("process-pool", "high-throughput")
@@ -95,7 +96,7 @@ class EngineConfig:
     #: times a task lost with its worker, manager or block is sent again before it fails
     max_retries: int = 0
     #: seconds between heartbeats each way between the interchange and the managers
-    heartbeat_period: float = 2.0
+    heartbeat_period: float = HEARTBEAT_PERIOD
     #: seconds of silence after which a manager (or, seen from a manager, the interchange) is lost
     heartbeat_threshold: float = 30.0
     #: seconds before a block's walltime ends in which its managers take no task without a
@@ -280,7 +281,9 @@ class _Checker:
                 _choice(ACCELERATOR_VARIABLES),
             ),
             max_retries=self.value(data, "max_retries", where, 0, _integer(0)),
-            heartbeat_period=self.value(data, "heartbeat_period", where, 2.0, _number(0.05)),
+            heartbeat_period=self.value(
+                data, "heartbeat_period", where, HEARTBEAT_PERIOD, _number(0.05)
+            ),
             heartbeat_threshold=self.value(data, "heartbeat_threshold", where, 30.0, _number(0.1)),
             drain_period=self.value(data, "drain_period", where, None, _number(0)),
             max_idletime=self.value(data, "max_idletime", where, 120.0, _number(0)),

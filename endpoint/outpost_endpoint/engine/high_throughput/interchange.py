@@ -72,7 +72,7 @@ class Interchange:
         *,
         bind_host: str = "127.0.0.1",
         prefetch_capacity: int = 0,
-        heartbeat_period: float = 2.0,
+        heartbeat_period: float = wire.HEARTBEAT_PERIOD,
         heartbeat_threshold: float = 30.0,
         drain_period: float = 0.0,
     ) -> None:

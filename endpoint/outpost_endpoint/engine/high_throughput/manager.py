@@ -96,7 +96,7 @@ class Manager:
         # must name nodes srun/mpiexec know, and emulated Slurm nodes all have host name "vm"
         self.hostname = this_node()
         self.manager_id = f"{block_id}.{self.hostname}.{os.getpid()}.{uuid.uuid4().hex[:4]}"
-        self.heartbeat_period = float(config.get("heartbeat_period", 2.0))
+        self.heartbeat_period = float(config.get("heartbeat_period", wire.HEARTBEAT_PERIOD))
         self.heartbeat_threshold = float(config.get("heartbeat_threshold", 30.0))
         self.started = time.time()
         self.expires_at = self.started + float(config.get("walltime_seconds") or 10 * 365 * 86400)
