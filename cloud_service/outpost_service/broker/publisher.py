@@ -69,12 +69,12 @@ class Publisher:
     # ------------------------------------------------------------------ public operations
     def publish_tasks(self, envelopes: Sequence[TaskEnvelope]) -> None:
         """Publish every envelope to its endpoint's queue; return once all are confirmed."""
-        messages = [self._message(e.endpoint_id, e, e.task_id) for e in envelopes]
-        self._run(f"publish {len(messages)} task(s)", lambda: self._publish(messages))
+        pending = [self._message(e.endpoint_id, e, e.task_id) for e in envelopes]
+        self._run(f"publish {len(pending)} task(s)", lambda: self._publish(pending))
 
     def publish_cancel(self, request: CancelRequest) -> None:
-        message = self._message(request.endpoint_id, request, f"cancel-{time.time_ns()}")
-        self._run("publish a cancel request", lambda: self._publish([message]))
+        pending = [self._message(request.endpoint_id, request, f"cancel-{time.time_ns()}")]
+        self._run("publish a cancel request", lambda: self._publish(pending))
 
     def declare_endpoint_queue(self, endpoint_id: str) -> None:
         self._run(
@@ -105,16 +105,20 @@ class Publisher:
         properties = persistent_json(envelope.TYPE, message_id)
         return Message(self.topology.task_exchange, endpoint_id, body, properties, True)
 
-    def _publish(self, messages: list[Message]) -> None:
-        """Publish ``messages`` and wait for their confirms; re-declare the queues of returned
-        (unroutable) ones and publish those again, a bounded number of rounds."""
-        todo = messages
+    def _publish(self, pending: list[Message]) -> None:
+        """Publish ``pending`` and wait for their confirms; re-declare the queues of refused
+        (returned as unroutable, or nacked) ones and publish those again, a bounded number of
+        rounds.  Each confirmed message leaves ``pending`` even when the round fails, so that
+        a retry publishes only the others."""
         for _round in range(_ROUNDS):
-            taken = self._connection().publish(todo, CONFIRM_TIMEOUT)
-            todo = [message for message, ok in zip(todo, taken, strict=True) if not ok]
-            if not todo:
+            taken = [False] * len(pending)
+            try:
+                self._connection().publish(pending, CONFIRM_TIMEOUT, taken)
+            finally:
+                pending[:] = [message for message, ok in zip(pending, taken, strict=True) if not ok]
+            if not pending:
                 return
-            for endpoint_id in {message.routing_key for message in todo}:
+            for endpoint_id in {message.routing_key for message in pending}:
                 # The endpoint's queue is gone (deleted by hand, broker reset), or the broker
                 # refused (nack) the message: declare the queue again, then republish.
                 log.warning("endpoint %s's queue refused messages; declaring it again", endpoint_id)

@@ -125,12 +125,19 @@ class ConfirmingConnection:
     def is_open(self) -> bool:
         return self._error is None and self._thread.is_alive()
 
-    def publish(self, messages: Sequence[Message], timeout: float) -> list[bool]:
+    def publish(
+        self, messages: Sequence[Message], timeout: float, taken: list[bool] | None = None
+    ) -> list[bool]:
         """Publish ``messages`` in order and wait for all their confirms: for each, whether
-        RabbitMQ took it.  Raises a pika error if the link failed before every confirm came."""
+        RabbitMQ took it.  Raises a pika error if the link failed before every confirm came.
+
+        ``taken``, one False per message, is filled in as the confirms arrive (and returned):
+        pass it to know, after an error, which messages RabbitMQ took all the same."""
+        if taken is None:
+            taken = [False] * len(messages)
         if not messages:
-            return []
-        batch = _Batch(messages, [False] * len(messages), len(messages))
+            return taken
+        batch = _Batch(messages, taken, len(messages))
         self._call(lambda: self._publish(messages, batch))
         if not batch.done.wait(timeout):
             error = pika.exceptions.AMQPConnectionError(
