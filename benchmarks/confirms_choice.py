@@ -62,7 +62,8 @@ def private_way(url: str, queue: str, bodies: list[bytes], batch: int) -> tuple[
         for body in bodies[first : first + batch]:
             waiting[tag] = True
             tag += 1
-            impl.basic_publish("", queue, body, persistent_json("bench", None), mandatory=True)
+            properties = persistent_json("bench", f"m{tag}")
+            impl.basic_publish("", queue, body, properties, mandatory=True)
         while waiting:
             connection.process_data_events(time_limit=1.0)
     elapsed = time.perf_counter() - start, time.process_time() - cpu
