@@ -23,7 +23,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -69,6 +70,7 @@ class _Batch:
     messages: Sequence[Message]
     taken: list[bool]
     left: int
+    started: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -89,6 +91,7 @@ class ConfirmingConnection:
         self._connection: SelectConnection | None = None
         self._channel: pika.channel.Channel | None = None
         self._ready = threading.Event()
+        self._closing = threading.Event()
         self._error: BaseException | None = None
         # Owned by the I/O thread: delivery tag -> (batch, index), or None when not awaited.
         self._awaiting: collections.OrderedDict[int, tuple[_Batch, int] | None] = (
@@ -139,13 +142,7 @@ class ConfirmingConnection:
             return taken
         batch = _Batch(messages, taken, len(messages))
         self._call(lambda: self._publish(messages, batch))
-        if not batch.done.wait(timeout):
-            error = pika.exceptions.AMQPConnectionError(
-                f"no publisher confirm within {timeout:.0f}s"
-            )
-            if self._error is None:
-                self._error = error  # not open from now on: its owner closes it
-            raise error
+        self._wait(batch, time.monotonic() + timeout)
         if batch.error is not None:
             raise batch.error
         return batch.taken
@@ -157,6 +154,7 @@ class ConfirmingConnection:
     def close(self) -> None:
         """Close the connection (messages handed over before are written first) and wait for
         the I/O thread to end."""
+        self._closing.set()  # one still opening closes itself once open
         connection = self._connection
         if connection is not None and self._thread.is_alive():
             with contextlib.suppress(Exception):  # the loop ended meanwhile: nothing to close
@@ -164,7 +162,21 @@ class ConfirmingConnection:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(self.target.socket_timeout + 5)
 
-    def _call(self, callback: collections.abc.Callable[[], None]) -> None:
+    def _wait(self, batch: _Batch, deadline: float) -> None:
+        """Wait for ``batch`` until ``deadline``, failing it if the I/O thread ended first
+        (a batch handed over as the loop stopped would never be published)."""
+        while not batch.done.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+            if not self._thread.is_alive():
+                batch.fail(self._error or pika.exceptions.ConnectionWrongStateError("closed"))
+            elif time.monotonic() >= deadline:
+                error = pika.exceptions.AMQPConnectionError(
+                    f"no publisher confirm within {deadline - batch.started:.0f}s"
+                )
+                if self._error is None:
+                    self._error = error  # not open from now on: its owner closes it
+                batch.fail(error)
+
+    def _call(self, callback: Callable[[], None]) -> None:
         connection = self._connection
         if self._error is not None:
             raise self._error
@@ -190,9 +202,15 @@ class ConfirmingConnection:
             self._ready.set()
 
     def _on_open(self, connection: pika.connection.Connection) -> None:
+        if self._closing.is_set():  # given up on (open timed out) while it connected
+            self._close()
+            return
         connection.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel: pika.channel.Channel) -> None:
+        if self._closing.is_set():
+            self._close()
+            return
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
