@@ -2,10 +2,9 @@
 
 Its thread owns a :class:`~outpost.runtime.amqp_confirms.ConfirmingConnection` (a channel in
 confirm mode).  A result stays in the outbox until RabbitMQ has confirmed it; only then is
-``on_confirmed`` called.  If RabbitMQ goes
-away, unconfirmed results stay in the outbox and are published again after the reconnect.
-Results are published ``mandatory`` so a missing ingest binding is noticed (and retried)
-instead of silently dropping the result.
+``on_confirmed`` called.  If RabbitMQ goes away, unconfirmed results stay in the outbox and are
+published again after the reconnect.  Results are published ``mandatory`` so a missing ingest
+binding is noticed (and retried) instead of silently dropping the result.
 
 Throughput without weaker guarantees: ``publish_result`` only hands the result over (the
 caller, the engine's result thread, never waits on a disk or a lock held across one).  The
