@@ -252,18 +252,12 @@ class ConfirmingConnection:
             if batch is not None:
                 batch.fail(self._error or pika.exceptions.ChannelWrongStateError("no channel"))
             return
-        awaiting = self._awaiting
+        awaiting, publish = self._awaiting, channel.basic_publish
         try:
             for index, message in enumerate(messages):
                 awaiting[self._next_tag] = None if batch is None else (batch, index)
                 self._next_tag += 1
-                channel.basic_publish(
-                    message.exchange,
-                    message.routing_key,
-                    message.body,
-                    message.properties,
-                    message.mandatory,
-                )
+                publish(*message)  # exchange, routing_key, body, properties, mandatory
         except Exception as exc:  # the channel closed under us: the batch fails as a whole
             self._fail(exc)
 
