@@ -184,3 +184,23 @@ def test_amqps_builds_a_verifying_context_and_names_the_setting(tmp_path: Any) -
     unreadable = AmqpTarget(target.url, "t", TlsFiles(str(tmp_path / "none.pem")))
     with pytest.raises(ConfigurationError):
         unreadable.parameters()
+
+
+def test_a_closed_connection_refuses_at_once(link: ConfirmingConnection, queue: str) -> None:
+    link.close()
+    assert not link.is_open
+    with pytest.raises(RETRYABLE):
+        link.publish([message(queue, 0)], timeout=30)
+
+
+def test_the_outcome_list_keeps_what_was_confirmed_before_a_failure(
+    link: ConfirmingConnection, queue: str
+) -> None:
+    taken = [False] * 3
+    assert link.publish([message(queue, n) for n in range(3)], 30, taken) is taken
+    assert taken == [True, True, True]
+    link._connection._transport._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    lost = [False] * 50
+    with pytest.raises(RETRYABLE):
+        link.publish([message(queue, n) for n in range(50)], 30, lost)
+    assert lost == [False] * 50  # nothing was confirmed: a retry publishes them all
