@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the broker to confirm a published batch before reconnecting.
 CONFIRM_TIMEOUT = 30.0
-#: Rounds of republishing returned (unroutable) messages after declaring their queues again.
+#: Rounds of republishing refused (returned or nacked) messages after declaring their queues.
 _ROUNDS = 3
 
 
