@@ -131,19 +131,19 @@ def test_a_failed_commit_acks_and_starts_nothing(
 
 
 class ObservedPublisher(ResultPublisher):
-    """Checks, as each result is handed to pika, that its finish is already committed."""
+    """Checks, as each batch of results is handed to pika, that their finish is already
+    committed."""
 
     def __init__(self, *args: Any, journal_path: Path, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.journal_path = journal_path
         self.state_at_publish: dict[str, str | None] = {}
 
-    def _publish(
-        self, routing_key: str, body: bytes, kind: str, mandatory: bool, message_id: str | None
-    ) -> None:
-        if message_id is not None:
-            self.state_at_publish[message_id] = durable_state(self.journal_path, message_id)
-        super()._publish(routing_key, body, kind, mandatory, message_id)
+    def _publish_batch(self, batch: list[Any]) -> int:
+        for item in batch:
+            task_id = item.result.task_id
+            self.state_at_publish[task_id] = durable_state(self.journal_path, task_id)
+        return super()._publish_batch(batch)
 
 
 def test_results_are_published_only_after_their_finish_is_durable(

@@ -322,7 +322,10 @@ def test_round_trip_with_tls_on_every_hop(
 
 
 def test_amqp_plain_urls_ignore_the_tls_files(certs: CertFiles) -> None:
-    from outpost_service.broker.connection import parameters
+    from outpost_service.broker.connection import target
+
+    def parameters(url: str, tls: TlsFiles) -> pika.URLParameters:
+        return target(url, tls).parameters()
 
     assert parameters("amqp://h/", TlsFiles(str(certs.ca_cert))).ssl_options is None
     params = parameters("amqps://h/", TlsFiles(str(certs.ca_cert)))

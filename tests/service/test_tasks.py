@@ -182,11 +182,11 @@ def test_publisher_reconnects_after_losing_its_connection(
     endpoint_id = alice.register_endpoint()
     function_id = alice.register_function()
     alice.submit(endpoint_id, function_id, (0,))
-    # Cut this thread's publisher connection under pika's feet, as a broker restart would.
-    link = app_state(app).publisher._local.link
-    link.connection._impl._transport._sock.shutdown(socket.SHUT_RDWR)
+    # Cut the publisher's connection under pika's feet, as a broker restart would.
+    link = app_state(app).publisher._confirming
+    link._connection._transport._sock.shutdown(socket.SHUT_RDWR)
     (task_id,) = alice.submit(endpoint_id, function_id, (1,))
     queue = app_state(app).topology.task_queue(endpoint_id)
     bodies = [body for _, body in take(amqp_channel, queue, 2)]
     assert TaskEnvelope.from_bytes(bodies[-1]).task_id == task_id
-    assert app_state(app).publisher._local.link is not link
+    assert app_state(app).publisher._confirming is not link

@@ -27,8 +27,9 @@ from pika.spec import Basic
 from outpost.errors import ProtocolError
 from outpost.protocol import EndpointStatus, ResultEnvelope, decode_message
 from outpost.protocol.tls import TlsFiles
+from outpost.runtime.amqp_connection import RETRYABLE
 from outpost.runtime.backoff import Backoff
-from outpost_service.broker.connection import RECOVERABLE, parameters, tls_problem
+from outpost_service.broker.connection import target
 from outpost_service.broker.topology import Topology
 from outpost_service.jobs.ingest import IngestJob, Report
 from outpost_service.store.database import database_away
@@ -65,7 +66,8 @@ class IngestConsumer:
     _connection: BlockingConnection | None = field(default=None, init=False)
 
     def __post_init__(self, amqp_url: str, tls: TlsFiles | None) -> None:
-        self._params = parameters(amqp_url, tls)
+        self._target = target(amqp_url, tls)
+        self._params = self._target.parameters()  # bad TLS files fail now, at start
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> threading.Thread:
@@ -91,8 +93,10 @@ class IngestConsumer:
             except Exception as exc:
                 self.consuming.clear()
                 delay = backoff.next_delay()
-                if isinstance(exc, RECOVERABLE):
-                    problem = tls_problem(exc)  # retried too: a broker's new certificate
+                if isinstance(exc, RETRYABLE):
+                    problem = self._target.tls_problem(
+                        exc
+                    )  # retried too: a broker's new certificate
                     log.warning(
                         "ingest lost RabbitMQ (%r)%s; reconnecting in %.1fs",
                         exc,

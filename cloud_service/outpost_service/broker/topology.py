@@ -56,6 +56,16 @@ log = logging.getLogger(__name__)
 _QUORUM_ONLY = ("x-queue-type", "x-dead-letter-strategy", "x-overflow")
 
 
+class _Prefixed:
+    """A name under the topology's prefix: ``Topology.task_exchange`` is ``P.tasks``."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, topology: Topology, _owner: type | None = None) -> str:
+        return f"{topology.prefix}.{self.suffix}"
+
+
 @dataclass(frozen=True)
 class Topology:
     prefix: str = "outpost"
@@ -70,25 +80,12 @@ class Topology:
                 f"queue_type must be one of {', '.join(QUEUE_TYPES)}, got {self.queue_type!r}"
             )
 
-    @property
-    def task_exchange(self) -> str:
-        return f"{self.prefix}.tasks"
-
-    @property
-    def result_exchange(self) -> str:
-        return f"{self.prefix}.results"
-
-    @property
-    def ingest_queue(self) -> str:
-        return f"{self.prefix}.ingest"
-
-    @property
-    def dead_exchange(self) -> str:
-        return f"{self.prefix}.dead"
-
-    @property
-    def dead_queue(self) -> str:
-        return f"{self.prefix}.dead"
+    task_exchange = _Prefixed("tasks")
+    result_exchange = _Prefixed("results")
+    ingest_queue = _Prefixed("ingest")
+    dead_exchange = _Prefixed("dead")
+    #: The dead-letter queue has its exchange's name.
+    dead_queue = _Prefixed("dead")
 
     def task_queue(self, endpoint_id: str) -> str:
         """The name of the endpoint's task queue (tagged when this topology has a key)."""

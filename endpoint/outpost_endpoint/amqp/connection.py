@@ -1,24 +1,28 @@
-"""What the endpoint needs to reach RabbitMQ, and how it reconnects.
+"""What the endpoint needs to reach RabbitMQ: the registration's ``amqp`` settings, and
+connection failures said in the endpoint's terms (its config.yaml settings, its errors).
 
-Each AMQP user (task consumer, result publisher) opens its *own* ``BlockingConnection`` on its
-own thread: pika connections are not thread-safe, and sharing one is the classic way to corrupt
-a channel.  When RabbitMQ goes away both retry with exponential backoff plus jitter so that a
-fleet of endpoints does not reconnect in lock-step.
+Opening a connection is :mod:`outpost.runtime.amqp_connection`'s.  Each AMQP user owns its own
+connection: the task consumer a ``BlockingConnection`` on its thread (pika connections are not
+thread-safe), the result publisher a :class:`~outpost.runtime.amqp_confirms.ConfirmingConnection`.
+When RabbitMQ goes away both reconnect with :class:`~outpost.runtime.backoff.Backoff`, so that
+a fleet of endpoints does not come back in lock-step.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pika
-import pika.exceptions
 
 from outpost.errors import ConfigurationError
 from outpost.protocol.conventions import redact_url
 from outpost.protocol.signing import DEFAULT_MAX_AGE, SignatureError, Verifier
-from outpost.protocol.tls import TlsFiles, amqps_context, tls_failure
+from outpost.protocol.tls import TlsFiles
+from outpost.runtime.amqp_connection import AmqpTarget, UntrustedBrokerError, login_refused
 from outpost_endpoint.errors import BrokerError, ConfigError
 
 
@@ -104,14 +108,6 @@ def _override(override: str, given: Any) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-#: What pika raises when RabbitMQ refuses the login (ACCESS_REFUSED) or the vhost.
-AUTH_ERRORS = (
-    pika.exceptions.ProbableAuthenticationError,
-    pika.exceptions.AuthenticationError,
-    pika.exceptions.ProbableAccessDeniedError,
-)
-
-
 def credentials_refused(exc: BaseException, url: str) -> str | None:
     """The reason to stop for good if ``exc`` is RabbitMQ refusing our credentials, else None.
 
@@ -119,7 +115,7 @@ def credentials_refused(exc: BaseException, url: str) -> str | None:
     registered again: ``outpost-endpoint start`` elsewhere, or ``POST /v1/endpoints`` with
     force) or its user deleted (the endpoint was deleted); reconnecting forever with a dead
     password would look alive to ``status`` while serving nothing."""
-    if not isinstance(exc, AUTH_ERRORS):
+    if not login_refused(exc):
         return None
     return (
         f"RabbitMQ at {redact_url(url)} refused this endpoint's credentials (ACCESS_REFUSED): "
@@ -130,6 +126,31 @@ def credentials_refused(exc: BaseException, url: str) -> str | None:
     )
 
 
+def target(url: str, name: str, tls: TlsFiles | None = None) -> AmqpTarget:
+    """How the endpoint reaches RabbitMQ: errors name config.yaml's settings."""
+    return AmqpTarget(
+        url,
+        name,
+        tls,
+        ca_setting="amqp_ca_file in config.yaml",
+        cert_setting="amqp_cert_file and amqp_key_file in config.yaml",
+        socket_timeout=10.0,
+        blocked_connection_timeout=60.0,
+    )
+
+
+@contextlib.contextmanager
+def endpoint_errors() -> Iterator[None]:
+    """Say a final connection failure in the endpoint's terms: unusable TLS files are a
+    :class:`ConfigError`, an untrusted broker a :class:`BrokerError` naming the setting."""
+    try:
+        yield
+    except UntrustedBrokerError as exc:
+        raise BrokerError(str(exc)) from exc
+    except ConfigurationError as exc:
+        raise ConfigError(f"{exc} (amqp_ca_file/amqp_cert_file/amqp_key_file)") from exc
+
+
 def connect(url: str, name: str, tls: TlsFiles | None = None) -> pika.BlockingConnection:
     """Open one blocking connection (the caller's thread owns it).
 
@@ -137,25 +158,5 @@ def connect(url: str, name: str, tls: TlsFiles | None = None) -> pika.BlockingCo
     the system store) with the host name checked, showing ``tls``'s client certificate if
     set.  A certificate the endpoint does not trust (or a broker wanting a client certificate)
     raises :class:`BrokerError` saying which setting fixes it: retrying cannot help."""
-    params = pika.URLParameters(url)
-    try:
-        context = amqps_context(url, tls)
-    except ConfigurationError as exc:
-        raise ConfigError(f"{exc} (amqp_ca_file/amqp_cert_file/amqp_key_file)") from exc
-    if context is not None:
-        params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
-    params.connection_attempts = 1
-    params.socket_timeout = 10
-    params.blocked_connection_timeout = 60
-    params.client_properties = {"connection_name": name}
-    try:
-        return pika.BlockingConnection(params)
-    except (pika.exceptions.AMQPError, OSError) as exc:
-        problem = tls_failure(
-            exc,
-            ca_setting="amqp_ca_file in config.yaml",
-            cert_setting="amqp_cert_file and amqp_key_file in config.yaml",
-        )
-        if problem is None:
-            raise
-        raise BrokerError(f"cannot connect to RabbitMQ at {redact_url(url)}: {problem}") from exc
+    with endpoint_errors():
+        return target(url, name, tls).connect()

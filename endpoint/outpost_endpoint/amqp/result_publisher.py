@@ -1,10 +1,10 @@
 """``ResultPublisher``: the one path by which results and heartbeats leave the endpoint.
 
-It owns a connection and a channel in confirm mode on its own thread.  A result stays in the
-outbox until RabbitMQ has confirmed it; only then is ``on_confirmed`` called.  If RabbitMQ goes
-away, unconfirmed results stay in the outbox and are published again after the reconnect.
-Results are published ``mandatory`` so a missing ingest binding is noticed (and retried)
-instead of silently dropping the result.
+Its thread owns a :class:`~outpost.runtime.amqp_confirms.ConfirmingConnection` (a channel in
+confirm mode).  A result stays in the outbox until RabbitMQ has confirmed it; only then is
+``on_confirmed`` called.  If RabbitMQ goes away, unconfirmed results stay in the outbox and are
+published again after the reconnect.  Results are published ``mandatory`` so a missing ingest
+binding is noticed (and retried) instead of silently dropping the result.
 
 Throughput without weaker guarantees: ``publish_result`` only hands the result over (the
 caller, the engine's result thread, never waits on a disk or a lock held across one).  The
@@ -25,7 +25,6 @@ here is the interface (and what tests of the publish loop alone use).
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import itertools
 import logging
@@ -35,19 +34,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pika
 import pika.exceptions
 
 from outpost.protocol import EndpointStatus, ResultEnvelope
 from outpost.protocol.conventions import redact_url as redact
+from outpost.runtime.amqp_confirms import ConfirmingConnection, Message, persistent_json
+from outpost.runtime.amqp_connection import RETRYABLE
 from outpost.runtime.backoff import Backoff
-from outpost_endpoint.amqp.confirms import Confirms
-from outpost_endpoint.amqp.connection import AmqpSettings, connect, credentials_refused
+from outpost_endpoint.amqp.connection import (
+    AmqpSettings,
+    credentials_refused,
+    endpoint_errors,
+    target,
+)
 from outpost_endpoint.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (pika.exceptions.AMQPError, OSError)
 #: Most results published before waiting for their confirms.
 BATCH = 500
 #: Seconds to wait for RabbitMQ to confirm a published batch before reconnecting.
@@ -133,9 +136,7 @@ class ResultPublisher:
         self._incoming: list[Outgoing] = []
         self._moving = 0  # taken from ``_incoming``, being added to the outbox
         self._stop = threading.Event()
-        self._connection: pika.BlockingConnection | None = None
-        self._channel: Any = None
-        self._confirms = Confirms()
+        self._link: ConfirmingConnection | None = None
         self._next_heartbeat = 0.0
         self._thread = threading.Thread(target=self._run, name="outpost-publisher", daemon=True)
 
@@ -144,7 +145,7 @@ class ResultPublisher:
         """Connect and start the thread; raise :class:`BrokerError` if the first connect fails."""
         try:
             self._open()
-        except _RETRYABLE as exc:
+        except RETRYABLE as exc:
             raise BrokerError(
                 f"cannot connect to RabbitMQ at {redact(self.settings.url)} to publish results: "
                 f"{exc!r}; is it running and reachable from this host? (set amqp_url in "
@@ -199,33 +200,24 @@ class ResultPublisher:
         return len(self._incoming) + self._moving + len(self._outbox)
 
     def _open(self) -> None:
-        connection = connect(
-            self.settings.url, f"outpost-endpoint {self.endpoint_id} results", self.settings.tls
-        )
-        self._connection = connection
-        self._channel = connection.channel()
-        # A due timer ends process_data_events at once: the last confirm needs no extra wait.
-        self._confirms = Confirms(wake=lambda: connection.call_later(0, _nothing))
-        self._confirms.attach(self._channel)
-        deadline = time.monotonic() + CONFIRM_TIMEOUT
-        while not self._confirms.selected:
-            if time.monotonic() > deadline:
-                raise pika.exceptions.AMQPConnectionError("RabbitMQ did not enable confirms")
-            connection.process_data_events(time_limit=1.0)
+        name = f"outpost-endpoint {self.endpoint_id} results"
+        with endpoint_errors():
+            self._link = ConfirmingConnection.open(
+                target(self.settings.url, name, self.settings.tls)
+            )
         self._next_heartbeat = 0.0
 
     def _close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(*_RETRYABLE):
-                connection.close()
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
 
     def _run(self) -> None:
         backoff = Backoff()
         while True:
             try:
                 self._spool()  # also while RabbitMQ is away: results then wait on disk
-                if self._connection is None:
+                if self._link is None:
                     self._open()
                     log.info("result publisher reconnected to %s", redact(self.settings.url))
                 backoff.reset()
@@ -241,7 +233,7 @@ class ResultPublisher:
                     self._close()
                     self.on_fatal(reason)
                     return
-                if isinstance(exc, _RETRYABLE):
+                if isinstance(exc, RETRYABLE):
                     log.warning(
                         "result publisher lost RabbitMQ (%r); %d result(s) kept for re-publishing",
                         exc,
@@ -272,7 +264,7 @@ class ResultPublisher:
 
     def _step(self) -> None:
         """Publish a batch of pending results, or a heartbeat when due, or wait a little."""
-        assert self._connection is not None
+        assert self._link is not None
         if time.monotonic() >= self._next_heartbeat:
             self._send_status("online")
             self._next_heartbeat = time.monotonic() + self.heartbeat_interval
@@ -285,7 +277,8 @@ class ResultPublisher:
             with self._cond:
                 if not self._incoming and not self._stop.is_set():
                     self._cond.wait(timeout=min(1.0, self.heartbeat_interval))
-            self._connection.process_data_events(0)
+            if not self._link.is_open:
+                raise pika.exceptions.AMQPConnectionError("lost the connection to RabbitMQ")
             return
         taken = self._publish_batch(batch)
         # The callbacks run before the items leave the outbox, so ``drain`` returning means
@@ -313,31 +306,20 @@ class ResultPublisher:
     def _publish_batch(self, batch: list[Outgoing]) -> int:
         """Publish ``batch``, wait for all its confirms; how many, from the first, RabbitMQ
         took (the rest stay in the outbox and go again: a duplicate at worst)."""
-        assert self._connection is not None
-        confirms = self._confirms
-        confirms.returned.clear()
-        confirms.outcome.clear()
-        for item in batch:
-            self._publish(
-                self.settings.result_routing_key,
+        assert self._link is not None
+        exchange, routing_key = self.settings.result_exchange, self.settings.result_routing_key
+        messages = [
+            Message(
+                exchange,
+                routing_key,
                 item.body,
-                item.result.TYPE,
-                True,
-                item.result.task_id,
+                persistent_json(item.result.TYPE, item.result.task_id),
+                mandatory=True,
             )
-        deadline = time.monotonic() + CONFIRM_TIMEOUT
-        while confirms.pending():
-            if time.monotonic() > deadline:
-                raise pika.exceptions.AMQPConnectionError(
-                    f"no publisher confirm within {CONFIRM_TIMEOUT:.0f}s"
-                )
-            self._connection.process_data_events(time_limit=1.0)
-        taken = 0
-        for item in batch:
-            if not confirms.outcome.get(item.result.task_id, False):
-                break
-            taken += 1
-        return taken
+            for item in batch
+        ]
+        taken = self._link.publish(messages, CONFIRM_TIMEOUT)
+        return next((i for i, ok in enumerate(taken) if not ok), len(taken))
 
     def _send_status(self, state: str) -> None:
         try:
@@ -345,33 +327,17 @@ class ResultPublisher:
         except Exception as exc:
             details = {"error": f"status unavailable: {exc!r}"}
         status = EndpointStatus(endpoint_id=self.endpoint_id, state=state, details=details)
-        # Not waited on: a heartbeat that is not routed is dropped (heartbeats are not retried).
-        self._publish(self.settings.status_routing_key, status.to_bytes(), status.TYPE, False, None)
-        if self._connection is not None:
-            self._connection.process_data_events(0)  # written now, not with the next batch
-
-    def _publish(
-        self, routing_key: str, body: bytes, kind: str, mandatory: bool, message_id: str | None
-    ) -> None:
-        """Publish without waiting; ``message_id`` (None: not waited on) keys its confirm.
-
-        Through the channel's asynchronous side: ``BlockingChannel.basic_publish`` runs the
-        I/O loop until each message is written (a poll and a send per message); this only
-        buffers the frames, which the next ``process_data_events`` writes in large sends."""
-        self._confirms.expect(message_id)
-        self._channel._impl.basic_publish(
-            exchange=self.settings.result_exchange,
-            routing_key=routing_key,
-            body=body,
-            properties=pika.BasicProperties(
-                delivery_mode=2, content_type="application/json", type=kind, message_id=message_id
-            ),
-            mandatory=mandatory,
-        )
-
-
-def _nothing() -> None:
-    pass
+        if self._link is not None:
+            # Not waited on: a heartbeat that is not routed is dropped (heartbeats are not
+            # retried).
+            self._link.send(
+                Message(
+                    self.settings.result_exchange,
+                    self.settings.status_routing_key,
+                    status.to_bytes(),
+                    persistent_json(status.TYPE, None),
+                )
+            )
 
 
 __all__ = ["BrokerError", "Outbox", "Outgoing", "ResultPublisher"]

@@ -26,6 +26,7 @@ from outpost.protocol import CancelRequest, TaskEnvelope, decode_message
 from outpost.protocol.conventions import redact_url as redact
 from outpost.protocol.envelopes import json_object
 from outpost.protocol.signing import Verifier
+from outpost.runtime.amqp_connection import RETRYABLE
 from outpost.runtime.backoff import Backoff
 from outpost_endpoint.amqp import flow
 from outpost_endpoint.amqp.acks import journal_and_ack
@@ -40,7 +41,6 @@ from outpost_endpoint.journal import Journal
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (pika.exceptions.AMQPError, OSError)
 _RECONCILE_EVERY = 30.0  # seconds between checks that every journaled task is in the engine
 
 
@@ -104,7 +104,7 @@ class TaskConsumer:
                 "was the endpoint deleted on the service? re-register with `outpost-endpoint "
                 "start`"
             ) from exc
-        except _RETRYABLE as exc:
+        except RETRYABLE as exc:
             self._close()
             raise BrokerError(
                 f"cannot connect to RabbitMQ at {redact(self.settings.url)} to receive tasks: "
@@ -145,7 +145,7 @@ class TaskConsumer:
         connection = self._connection
         if connection is not None:
             # If the connection is dropping, the loop drains the requests after reconnecting.
-            with contextlib.suppress(*_RETRYABLE):
+            with contextlib.suppress(*RETRYABLE):
                 connection.add_callback_threadsafe(lambda: None)
 
     def _drain_requests(self) -> None:
@@ -171,7 +171,7 @@ class TaskConsumer:
         self._consumer_tag = None
         self.window.waiting.clear()  # unacked: RabbitMQ delivers them again
         if connection is not None and connection.is_open:
-            with contextlib.suppress(*_RETRYABLE):
+            with contextlib.suppress(*RETRYABLE):
                 connection.close()
 
     def _cancel_consumer(self) -> None:
@@ -232,7 +232,7 @@ class TaskConsumer:
                     self._stopped_consuming.set()
                     self.on_fatal(reason)
                     return
-                if isinstance(exc, _RETRYABLE):
+                if isinstance(exc, RETRYABLE):
                     log.warning("task consumer lost RabbitMQ (%r); reconnecting", exc)
                 else:
                     log.exception("task consumer failed; reconnecting")
@@ -263,7 +263,7 @@ class TaskConsumer:
                 for task_id in message.task_ids:
                     self.feed.cancel(task_id)
                 channel.basic_ack(tag)
-        except (*_RETRYABLE, JournalError):
+        except (*RETRYABLE, JournalError):
             # JournalError: the disk refuses writes.  The task is not acked; the reconnect
             # (with backoff) hands every unacked message back to RabbitMQ to try again later.
             raise

@@ -26,6 +26,7 @@ from outpost_endpoint.config.values import (
     Text,
     Walltime,
 )
+from outpost_endpoint.engine.high_throughput.wire import HEARTBEAT_PERIOD
 
 #: The smallest default prefetch window (see ``EndpointConfig.prefetch_count``).
 MIN_PREFETCH = 64
@@ -197,7 +198,7 @@ class EngineConfig(Section):
     ROCR_VISIBLE_DEVICES (AMD) or ZE_AFFINITY_MASK (Intel)."""
     max_retries: int = Field(0, ge=0, le=1000)
     """Times a task lost with its worker, manager or block is sent again before it fails."""
-    heartbeat_period: float = Field(2.0, ge=0.05)
+    heartbeat_period: float = Field(HEARTBEAT_PERIOD, ge=0.05)
     """Seconds between heartbeats each way between the interchange and the managers."""
     heartbeat_threshold: float = Field(30.0, ge=0.1)
     """Seconds of silence after which a manager (or, seen from a manager, the interchange) is

@@ -73,7 +73,7 @@ class Scheduling:
     #: Tasks a manager may hold beyond one per worker.
     prefetch_capacity: int = 0
     #: Seconds between the interchange's heartbeats to each manager.
-    heartbeat_period: float = 2.0
+    heartbeat_period: float = wire.HEARTBEAT_PERIOD
     #: Seconds of silence after which a manager is lost (its tasks fail or go back).
     heartbeat_threshold: float = 30.0
     #: Seconds before its block ends in which a manager gets only tasks whose walltime fits.

@@ -1,0 +1,1 @@
+"""Tests of ``outpost.runtime``, the plumbing the service and the endpoint share."""
