@@ -94,9 +94,8 @@ class IngestConsumer:
                 self.consuming.clear()
                 delay = backoff.next_delay()
                 if isinstance(exc, RETRYABLE):
-                    problem = self._target.tls_problem(
-                        exc
-                    )  # retried too: a broker's new certificate
+                    # retried too: the broker may have a new certificate
+                    problem = self._target.tls_problem(exc)
                     log.warning(
                         "ingest lost RabbitMQ (%r)%s; reconnecting in %.1fs",
                         exc,
