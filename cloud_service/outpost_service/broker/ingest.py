@@ -14,7 +14,6 @@ results for longer than that anyway).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -229,7 +228,7 @@ class IngestConsumer:
             limit,
         )
         note = f"heartbeat details of {size:,} bytes dropped: over the limit of {limit:,} bytes"
-        return dataclasses.replace(status, details={"error": note})
+        return status.model_copy(update={"details": {"error": note}})
 
     @staticmethod
     def _reject(channel: BlockingChannel, tag: int, reason: str, body: bytes) -> None:

@@ -51,57 +51,21 @@ def loads(frame: bytes) -> dict[str, Any]:
 
 def task_header(task: TaskEnvelope, **dispatch: Any) -> bytes:
     """``task``'s fields without its payloads, plus the interchange's ``dispatch`` fields."""
-    return dumps(
-        {
-            "task_id": task.task_id,
-            "function_id": task.function_id,
-            "endpoint_id": task.endpoint_id,
-            "task_group_id": task.task_group_id,
-            "resource_specification": task.resource_specification,
-            "created_at": task.created_at,
-            "submitter": task.submitter,
-            "issued_at": task.issued_at,
-            "sig": task.sig,
-            **dispatch,
-        }
-    )
+    return dumps({**task.header(), **dispatch})
 
 
 def task_from_header(header: dict[str, Any], function: bytes, args: bytes) -> TaskEnvelope:
     """The task again, from :func:`task_header`'s fields and its payload frames."""
-    return TaskEnvelope(
-        task_id=header["task_id"],
-        function_id=header.get("function_id", ""),
-        function=function,
-        args=args,
-        endpoint_id=header["endpoint_id"],
-        task_group_id=header.get("task_group_id"),
-        resource_specification=header.get("resource_specification") or {},
-        created_at=header.get("created_at") or 0.0,
-        submitter=header.get("submitter"),
-        issued_at=header.get("issued_at"),
-        sig=header.get("sig"),
-    )
+    return TaskEnvelope.from_dict({**header, "function": function, "args": args})
 
 
 def result_frames(result: ResultEnvelope) -> tuple[bytes, bytes]:
     """``(header, value)``: the result's fields with its value as a raw frame of its own."""
-    fields = {
-        "task_id": result.task_id,
-        "endpoint_id": result.endpoint_id,
-        "state": result.state.value,
-        "has_value": result.value is not None,
-        "error": result.error.to_dict() if result.error else None,
-        "timing": result.timing,
-        "node": result.node,
-        "worker": result.worker,
-    }
-    return dumps(fields), result.value or b""
+    return dumps({**result.header(), "has_value": result.value is not None}), result.value or b""
 
 
 def result_from_frames(header: bytes, value: bytes) -> ResultEnvelope:
     """The result again, from :func:`result_frames`; validated like any incoming envelope."""
     fields = loads(header)
-    result = ResultEnvelope.from_dict(fields)
-    result.value = value if fields.get("has_value") else None
-    return result
+    has_value = fields.pop("has_value", False)
+    return ResultEnvelope.from_dict({**fields, "value": value if has_value else None})

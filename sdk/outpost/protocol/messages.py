@@ -1,0 +1,290 @@
+"""What every protocol message shares: one pydantic model per message, and how it crosses the wire.
+
+A message's fields are declared once, on its model (:mod:`outpost.protocol.envelopes`); from
+that declaration come its validation on decode, its dict and JSON forms, the engine's frame
+headers (:meth:`ProtocolModel.header`: every field but the payloads) and its JSON Schema
+(``Model.model_json_schema()``, which the service's OpenAPI document references).
+
+Payload fields (:data:`Payload`) hold the bytes of :mod:`outpost.protocol.serialize`; in the
+dict and JSON forms they are standard base64 text.  A validation failure becomes a
+:class:`~outpost.errors.MalformedMessageError` that names the field, the value it got and what
+it must be, so the side that dead-letters a message can log why.
+
+Models accept unknown keys and drop them: a later protocol version may add fields without
+breaking this one (fields that change meaning bump :data:`.version.PROTOCOL_VERSION` instead).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import difflib
+import json
+import reprlib
+from functools import cache
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic.fields import FieldInfo
+
+from outpost.errors import MalformedMessageError
+from outpost.protocol.version import PROTOCOL_VERSION, check_protocol_version
+
+
+def b64encode(data: bytes | None) -> str | None:
+    """Standard base64 text of ``data`` (what older peers decode with ``validate=True``)."""
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _payload_bytes(value: object) -> bytes:
+    """A payload as given to a constructor (bytes) or as it arrives in a message (base64)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
+            raise ValueError(f"is not valid base64 ({exc})") from None
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise ValueError("must be base64 text")
+
+
+_PAYLOAD_VALIDATOR = PlainValidator(_payload_bytes)
+
+#: Bytes produced by :mod:`outpost.protocol.serialize`; base64 text in the dict and JSON forms.
+Payload = Annotated[
+    bytes,
+    _PAYLOAD_VALIDATOR,
+    PlainSerializer(b64encode, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+
+
+def _is_payload(field: FieldInfo) -> bool:
+    """Whether ``field`` is a :data:`Payload` (or an optional one)."""
+    if _PAYLOAD_VALIDATOR in field.metadata:
+        return True
+    options = get_args(field.annotation)
+    return any(_PAYLOAD_VALIDATOR in getattr(option, "__metadata__", ()) for option in options)
+
+
+def omitted_when_none(value: object) -> bool:
+    """``exclude_if`` of additive optional fields: a message that does not use one stays
+    exactly as it was before the field existed (older readers, and signatures, see the same)."""
+    return value is None
+
+
+M = TypeVar("M", bound="ProtocolModel")
+E = TypeVar("E", bound="Envelope")
+
+
+class ProtocolModel(BaseModel):
+    """A message or a part of one (e.g. :class:`~.envelopes.ErrorInfo`).
+
+    Constructors take the fields by keyword, or positionally in their declared order (as the
+    dataclasses these models replaced did)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    #: Fields that take positional arguments, in their declared order.
+    positional: ClassVar[tuple[str, ...]] = ()
+    #: Fields that never do.
+    keyword_only: ClassVar[tuple[str, ...]] = ()
+    #: Fields holding payload bytes: left out of :meth:`header`, sent as frames of their own.
+    payload_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, /, *args: Any, **fields: Any) -> None:
+        if len(args) > len(self.positional):
+            raise TypeError(
+                f"{type(self).__name__}() takes at most {len(self.positional)} positional "
+                f"arguments ({', '.join(self.positional)}), got {len(args)}"
+            )
+        for name, value in zip(self.positional, args, strict=False):
+            if name in fields:
+                raise TypeError(f"{type(self).__name__}() got two values for {name!r}")
+            fields[name] = value
+        super().__init__(**fields)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.positional = tuple(name for name in cls.model_fields if name not in cls.keyword_only)
+        cls.payload_fields = frozenset(
+            name for name, field in cls.model_fields.items() if _is_payload(field)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict (payloads as base64 text): what the HTTP API embeds and what
+        a signature covers."""
+        return self.model_dump(mode="json")
+
+    def header(self) -> dict[str, Any]:
+        """The fields but the payloads, ready for ``json.dumps``: the JSON header of the
+        engine's frames, whose payloads travel as raw frames beside it (never base64).  Built
+        from the field values directly, without pydantic's serializer: it is on the engine's
+        path of every task and result."""
+        return {
+            name: value.to_dict() if isinstance(value, ProtocolModel) else value
+            for name, value in self.__dict__.items()
+            if name not in self.payload_fields
+        }
+
+    @classmethod
+    def subset(cls, name: str, fields: tuple[str, ...], doc: str) -> type[ProtocolModel]:
+        """A model of some of this model's ``fields``, declared here and nowhere else (e.g. the
+        part of a task its client chooses)."""
+        chosen: dict[str, Any] = {
+            f: (cls.model_fields[f].annotation, cls.model_fields[f]) for f in fields
+        }
+        return create_model(
+            name, __base__=ProtocolModel, __doc__=doc, __module__=cls.__module__, **chosen
+        )
+
+    @classmethod
+    def from_dict(cls: type[M], data: dict[str, Any]) -> M:
+        """Validate ``data`` (a message's dict form): :class:`MalformedMessageError` names
+        every field that is missing or wrong."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise malformed(exc, cls) from None
+
+
+class Envelope(ProtocolModel):
+    """A whole message on the AMQP wire: the protocol version ``v`` and its ``type`` come first,
+    and :func:`decode_message` dispatches on both."""
+
+    #: The ``type`` of this envelope (the default of its ``type`` field); also the AMQP
+    #: message's ``type`` property.
+    TYPE: ClassVar[str]
+    keyword_only = ("v", "type")
+
+    v: int = PROTOCOL_VERSION
+    type: str
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.TYPE = cls.model_fields["type"].default
+        # the first class of a type decodes it: a subclass (e.g. in a test) never takes over
+        _ENVELOPES.setdefault(cls.TYPE, cls)
+        _any_envelope.cache_clear()
+
+    def to_bytes(self) -> bytes:
+        """The AMQP body: compact UTF-8 JSON (encoded by pydantic-core, without a dict)."""
+        return self.__pydantic_serializer__.to_json(self)
+
+    @classmethod
+    def from_bytes(cls: builtins.type[E], body: bytes | str | dict[str, Any]) -> E:
+        """Decode ``body`` like :func:`decode_message`, and insist that it is a ``cls``."""
+        message = decode_message(body)
+        if not isinstance(message, cls):
+            raise MalformedMessageError(f"expected a {cls.TYPE!r} message, got {message.TYPE!r}")
+        return message
+
+
+_ENVELOPES: dict[str, type[Envelope]] = {}
+
+
+def json_object(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """The JSON object in ``body`` (a dict passes through), so a receiver that both checks a
+    signature and decodes an envelope parses the message once."""
+    if isinstance(body, dict):
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedMessageError(f"message is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedMessageError("message must be a JSON object")
+    return data
+
+
+def decode_message(body: bytes | str | dict[str, Any]) -> Envelope:
+    """Parse any envelope, checking its protocol version, its type and every field.
+
+    A body in bytes is parsed and validated in one pass by pydantic-core; a message that does
+    not pass (or that lacks ``v``) is decoded again step by step, which names what is wrong
+    in the order a reader needs it: JSON, protocol version, type, fields."""
+    if not isinstance(body, dict):
+        try:
+            message = _any_envelope().validate_json(body)
+        except ValidationError:
+            pass
+        else:
+            if message.v == PROTOCOL_VERSION and "v" in message.model_fields_set:
+                return message
+    data = json_object(body)
+    kind = data.get("type")
+    check_protocol_version(data.get("v"), f"{kind if kind is not None else 'unknown'!r} message")
+    envelope_type = _ENVELOPES.get(kind) if isinstance(kind, str) else None
+    if envelope_type is None:
+        raise MalformedMessageError(
+            f"unknown message type {kind!r}; expected one of {sorted(_ENVELOPES)}"
+            + _did_you_mean(kind, _ENVELOPES)
+        )
+    return envelope_type.from_dict(data)
+
+
+@cache
+def _any_envelope() -> TypeAdapter[Envelope]:
+    """Every envelope type, told apart by ``type`` (built on first use: the envelopes are
+    declared after this module)."""
+    union: Any = Union[tuple(_ENVELOPES.values())]  # noqa: UP007 (a union built at run time)
+    tagged: Any = Annotated[union, Field(discriminator="type")]
+    return TypeAdapter(tagged)
+
+
+# ------------------------------------------------------------------------------ errors
+_short = reprlib.Repr()  # a value in an error message is cut short (it may be 8 MiB)
+_short.maxstring = _short.maxother = 60
+
+
+def malformed(error: ValidationError, model: type[ProtocolModel]) -> MalformedMessageError:
+    """One :class:`MalformedMessageError` for every problem pydantic found in a message:
+    ``'task' message lacks required field 'args'; field 'state' must be ..., got ...``."""
+    what = f"{model.TYPE!r} message" if issubclass(model, Envelope) else model.__name__
+    details = error.errors(include_url=False)
+    missing = [_missing(detail) for detail in details if detail["type"] == "missing"]
+    problems = [_wrong(detail) for detail in details if detail["type"] != "missing"]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        problems.insert(0, f"lacks required field{plural} {', '.join(missing)}")
+    return MalformedMessageError(f"{what} {'; '.join(problems)}")
+
+
+def _missing(detail: Any) -> str:
+    """The missing field's path, and the near miss the sender may have meant."""
+    given = detail["input"] if isinstance(detail["input"], dict) else {}
+    return repr(_path(detail)) + _did_you_mean(str(detail["loc"][-1]), given)
+
+
+def _wrong(detail: Any) -> str:
+    """``field 'x' must be ..., got ...``: the field, what it must be and the value."""
+    text = str(detail["msg"]).removeprefix("Value error, ")
+    if text.startswith("Input should be "):  # pydantic's wording, e.g. the allowed values
+        text = "must be " + text.removeprefix("Input should be ")
+    return f"field {_path(detail)!r} {text}, got {_short.repr(detail['input'])}"
+
+
+def _path(detail: Any) -> str:
+    return ".".join(str(part) for part in detail["loc"])
+
+
+def _did_you_mean(name: object, known: Any) -> str:
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, [k for k in known if isinstance(k, str)], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
