@@ -16,10 +16,10 @@ from outpost.protocol import (
     ErrorInfo,
     ResultEnvelope,
     TaskEnvelope,
+    TaskRequest,
     TaskState,
     decode_message,
 )
-from outpost.protocol.envelopes import TaskRequest
 from outpost_endpoint.engine.high_throughput import wire
 
 
@@ -106,6 +106,14 @@ def test_every_message_round_trips_through_dict_bytes_and_schema(kind: str) -> N
 def _omitted(message: Any) -> set[str]:
     """Fields left out of the dict while None (the additive signature fields)."""
     return {"submitter", "issued_at", "sig"} & set(type(message).model_fields)
+
+
+def test_text_utf8_cannot_hold_and_nan_survive_the_round_trip() -> None:
+    error = ErrorInfo(type="E", message="undecodable \udc80 byte")
+    failed = ResultEnvelope("t1", "e1", TaskState.FAILED, error=error, timing={"a": float("inf")})
+    again = decode_message(failed.to_bytes())
+    assert isinstance(again, ResultEnvelope) and again.error == error
+    assert again.timing == {"a": float("inf")}
 
 
 def test_payloads_are_standard_base64_and_described_so_in_the_schema() -> None:

@@ -54,7 +54,7 @@ from outpost.executor.unsent import (
     abandoned_error,
     split,
 )
-from outpost.protocol.envelopes import TaskRequest
+from outpost.protocol import TaskRequest
 from outpost.protocol.sealing import RESULT_KEY_FIELD
 
 log = logging.getLogger(__name__)

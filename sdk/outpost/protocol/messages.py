@@ -37,6 +37,7 @@ from pydantic import (
     create_model,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticSerializationError
 
 from outpost.errors import MalformedMessageError
 from outpost.protocol.version import PROTOCOL_VERSION, check_protocol_version
@@ -96,7 +97,8 @@ class ProtocolModel(BaseModel):
     Constructors take the fields by keyword, or positionally in their declared order (as the
     dataclasses these models replaced did)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
+    # NaN and infinities are written as json.dumps writes them (null would not decode again)
+    model_config = ConfigDict(extra="ignore", strict=True, ser_json_inf_nan="constants")
 
     #: Fields that take positional arguments, in their declared order.
     positional: ClassVar[tuple[str, ...]] = ()
@@ -183,8 +185,13 @@ class Envelope(ProtocolModel):
         _any_envelope.cache_clear()
 
     def to_bytes(self) -> bytes:
-        """The AMQP body: compact UTF-8 JSON (encoded by pydantic-core, without a dict)."""
-        return self.__pydantic_serializer__.to_json(self)
+        """The AMQP body: compact UTF-8 JSON, encoded by pydantic-core without a dict; text
+        that UTF-8 cannot hold (lone surrogates, e.g. from ``surrogateescape``d output in an
+        error message) goes through ``json.dumps``, which escapes it."""
+        try:
+            return self.__pydantic_serializer__.to_json(self)
+        except PydanticSerializationError:
+            return json.dumps(self.to_dict(), separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls: builtins.type[E], body: bytes | str | dict[str, Any]) -> E:
