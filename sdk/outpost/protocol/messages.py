@@ -17,7 +17,6 @@ breaking this one (fields that change meaning bump :data:`.version.PROTOCOL_VERS
 from __future__ import annotations
 
 import base64
-import binascii
 import builtins
 import difflib
 import json
@@ -29,15 +28,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
-    PlainValidator,
     TypeAdapter,
     ValidationError,
-    WithJsonSchema,
     create_model,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticSerializationError
+from pydantic_core import CoreSchema, PydanticSerializationError, core_schema
 
 from outpost.errors import MalformedMessageError
 from outpost.protocol.version import PROTOCOL_VERSION, check_protocol_version
@@ -48,37 +44,51 @@ def b64encode(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def _payload_bytes(value: object) -> bytes:
-    """A payload as given to a constructor (bytes) or as it arrives in a message (base64)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
-            raise ValueError(f"is not valid base64 ({exc})") from None
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise ValueError("must be base64 text")
+def _from_base64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)  # its errors become the union's one error
 
 
-_PAYLOAD_VALIDATOR = PlainValidator(_payload_bytes)
+class _Base64Payload:
+    """The schema of :data:`Payload`: bytes pass as they are, in pydantic-core (constructors,
+    the engine's frames); text is decoded from base64 (a message's dict or JSON form)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> CoreSchema:
+        return core_schema.union_schema(
+            [
+                core_schema.bytes_schema(strict=True),
+                core_schema.no_info_after_validator_function(
+                    _from_base64, core_schema.str_schema(strict=True)
+                ),
+            ],
+            custom_error_type="payload_type",
+            custom_error_message="must be standard base64 text",
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                b64encode, when_used="json"
+            ),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: Any) -> dict[str, Any]:
+        return {"type": "string", "contentEncoding": "base64"}
+
+
+_PAYLOAD = _Base64Payload()
 
 #: Bytes produced by :mod:`outpost.protocol.serialize`; base64 text in the dict and JSON forms.
-Payload = Annotated[
-    bytes,
-    _PAYLOAD_VALIDATOR,
-    PlainSerializer(b64encode, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
-]
+Payload = Annotated[bytes, _PAYLOAD]
 
 
 def _is_payload(field: FieldInfo) -> bool:
     """Whether ``field`` is a :data:`Payload` (or an optional one)."""
-    if _PAYLOAD_VALIDATOR in field.metadata:
+    if _PAYLOAD in field.metadata:
         return True
     options = get_args(field.annotation)
-    return any(_PAYLOAD_VALIDATOR in getattr(option, "__metadata__", ()) for option in options)
+    return any(_PAYLOAD in getattr(option, "__metadata__", ()) for option in options)
+
+
+def _is_part(annotation: Any) -> bool:
+    """Whether a field of this type holds a :class:`ProtocolModel` (or an optional one)."""
+    options = get_args(annotation) or (annotation,)
+    return any(isinstance(o, type) and issubclass(o, ProtocolModel) for o in options)
 
 
 def omitted_when_none(value: object) -> bool:
@@ -100,12 +110,18 @@ class ProtocolModel(BaseModel):
     # NaN and infinities are written as json.dumps writes them (null would not decode again)
     model_config = ConfigDict(extra="ignore", strict=True, ser_json_inf_nan="constants")
 
+    #: Every field, in declared order.
+    field_names: ClassVar[tuple[str, ...]] = ()
     #: Fields that take positional arguments, in their declared order.
     positional: ClassVar[tuple[str, ...]] = ()
     #: Fields that never do.
     keyword_only: ClassVar[tuple[str, ...]] = ()
     #: Fields holding payload bytes: left out of :meth:`header`, sent as frames of their own.
     payload_fields: ClassVar[frozenset[str]] = frozenset()
+    #: The others, in order: the fields of :meth:`header`.
+    header_fields: ClassVar[tuple[str, ...]] = ()
+    #: Fields holding a nested model (or None), e.g. a result's ``error``.
+    part_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, /, *args: Any, **fields: Any) -> None:
         if len(args) > len(self.positional):
@@ -122,9 +138,16 @@ class ProtocolModel(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls.positional = tuple(name for name in cls.model_fields if name not in cls.keyword_only)
+        cls.field_names = tuple(cls.model_fields)
+        cls.positional = tuple(n for n in cls.field_names if n not in cls.keyword_only)
         cls.payload_fields = frozenset(
             name for name, field in cls.model_fields.items() if _is_payload(field)
+        )
+        cls.header_fields = tuple(
+            name for name in cls.model_fields if name not in cls.payload_fields
+        )
+        cls.part_fields = tuple(
+            name for name, field in cls.model_fields.items() if _is_part(field.annotation)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,11 +160,35 @@ class ProtocolModel(BaseModel):
         engine's frames, whose payloads travel as raw frames beside it (never base64).  Built
         from the field values directly, without pydantic's serializer: it is on the engine's
         path of every task and result."""
-        return {
-            name: value.to_dict() if isinstance(value, ProtocolModel) else value
-            for name, value in self.__dict__.items()
-            if name not in self.payload_fields
-        }
+        values = self.__dict__
+        head = {name: values[name] for name in self.header_fields}
+        for name in self.part_fields:
+            if head[name] is not None:
+                head[name] = head[name].to_dict()
+        return head
+
+    @classmethod
+    def trusted(cls: type[M], values: dict[str, Any]) -> M:
+        """A message of ``values`` that this side built or checked already (every field, of
+        the right type; other keys are left out), not validated again.  ``model_construct``
+        skips validation too, yet walks every field's aliases and defaults in Python: five
+        times the time, on the engine's path of every task (``benchmarks/schema_choice.py``)."""
+        message = cls.__new__(cls)
+        set_attribute = object.__setattr__  # what BaseModel itself sets on a new instance
+        set_attribute(message, "__dict__", {name: values[name] for name in cls.field_names})
+        set_attribute(message, "__pydantic_fields_set__", set(cls.field_names))
+        set_attribute(message, "__pydantic_extra__", None)
+        set_attribute(message, "__pydantic_private__", None)
+        return message
+
+    @classmethod
+    def from_json(cls: type[M], body: bytes | str) -> M:
+        """Validate the JSON text ``body``, parsed and checked in one pass by pydantic-core;
+        errors as :meth:`from_dict` names them."""
+        try:
+            return cls.model_validate_json(body)
+        except ValidationError as exc:
+            raise malformed(exc, cls) from None
 
     @classmethod
     def subset(cls, name: str, fields: tuple[str, ...], doc: str) -> type[ProtocolModel]:

@@ -55,17 +55,24 @@ def task_header(task: TaskEnvelope, **dispatch: Any) -> bytes:
 
 
 def task_from_header(header: dict[str, Any], function: bytes, args: bytes) -> TaskEnvelope:
-    """The task again, from :func:`task_header`'s fields and its payload frames."""
-    return TaskEnvelope.from_dict({**header, "function": function, "args": args})
+    """The task again, from :func:`task_header`'s fields and its payload frames; not validated
+    again (the interchange wrote the header of a task the endpoint had validated)."""
+    return TaskEnvelope.trusted({**header, "function": function, "args": args})
 
 
 def result_frames(result: ResultEnvelope) -> tuple[bytes, bytes]:
-    """``(header, value)``: the result's fields with its value as a raw frame of its own."""
-    return dumps({**result.header(), "has_value": result.value is not None}), result.value or b""
+    """``(header, value)``: the result's fields with its value as a raw frame of its own; the
+    header's ``value`` is ``""`` where the result has one (an empty value is a value too) and
+    null where it has none."""
+    header = result.header()
+    header["value"] = None if result.value is None else ""
+    return dumps(header), result.value or b""
 
 
 def result_from_frames(header: bytes, value: bytes) -> ResultEnvelope:
-    """The result again, from :func:`result_frames`; validated like any incoming envelope."""
-    fields = loads(header)
-    has_value = fields.pop("has_value", False)
-    return ResultEnvelope.from_dict({**fields, "value": value if has_value else None})
+    """The result again, from :func:`result_frames`; validated like any incoming envelope (the
+    worker runs the user's code)."""
+    result = ResultEnvelope.from_json(header)
+    if result.value is not None:
+        result.value = value
+    return result
