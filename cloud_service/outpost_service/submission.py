@@ -143,7 +143,7 @@ def _envelope(
         task_id=task.task_id,
         function_id=task.function_id,
         function=payloads[task.function_id],
-        args=task.args,
+        args=bytes(task.args),  # a memoryview from PostgreSQL
         endpoint_id=task.endpoint_id,
         task_group_id=task.task_group_id,
         resource_specification=task.resource_spec,

@@ -45,7 +45,10 @@ def b64encode(data: bytes | None) -> str | None:
 
 
 def _from_base64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)  # its errors become the union's one error
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
+        raise ValueError(f"must be standard base64 text ({exc})") from None
 
 
 class _Base64Payload:
@@ -53,15 +56,16 @@ class _Base64Payload:
     the engine's frames); text is decoded from base64 (a message's dict or JSON form)."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> CoreSchema:
-        return core_schema.union_schema(
-            [
-                core_schema.bytes_schema(strict=True),
-                core_schema.no_info_after_validator_function(
-                    _from_base64, core_schema.str_schema(strict=True)
-                ),
-            ],
-            custom_error_type="payload_type",
-            custom_error_message="must be standard base64 text",
+        from_text = core_schema.no_info_after_validator_function(
+            _from_base64, core_schema.str_schema(strict=True)
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=from_text,  # JSON has no bytes: a JSON string is always base64
+            python_schema=core_schema.union_schema(
+                [core_schema.bytes_schema(strict=True), from_text],
+                custom_error_type="payload_type",
+                custom_error_message="must be standard base64 text",
+            ),
             serialization=core_schema.plain_serializer_function_ser_schema(
                 b64encode, when_used="json"
             ),
@@ -134,6 +138,11 @@ class ProtocolModel(BaseModel):
                 raise TypeError(f"{type(self).__name__}() got two values for {name!r}")
             fields[name] = value
         super().__init__(**fields)
+
+    # Validation (model_validate, nested models, JSON) need not go through this __init__: the
+    # same marker lets pydantic's RootModel take its positional ``root`` (without it, every
+    # validation would call __init__ and validate again, twice the time).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
