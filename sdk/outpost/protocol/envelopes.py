@@ -67,17 +67,30 @@ SUBMITTER_OWNER = "owner"
 SUBMITTER_SHARED = "shared"
 
 
-class TaskEnvelope(Envelope):
-    """A task on its way from the service to an endpoint."""
+class TaskRequest(ProtocolModel):
+    """A task as its client asks for it: one item of ``POST /v1/tasks`` (``args`` as base64).
+    The service stores it and sends it on as a :class:`TaskEnvelope`, which adds the rest."""
+
+    function_id: str = Field(description="sha256 hex of the serialized function")
+    endpoint_id: str
+    args: Payload = Field(description="the (args, kwargs) pair, outpost.protocol.serialize'd")
+    task_group_id: str | None = None
+    resource_specification: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskEnvelope(TaskRequest, Envelope):
+    """A task on its way from the service to an endpoint: its client's request, and what the
+    service adds (the id, the function itself, the time, who sent it, the signature)."""
+
+    #: The order of the dataclass this model replaced, for callers that pass fields by position.
+    positional = (
+        "task_id", "function_id", "function", "args", "endpoint_id", "task_group_id",
+        "resource_specification", "created_at", "submitter", "issued_at", "sig",
+    )  # fmt: skip
 
     type: Literal["task"] = "task"
     task_id: str
-    function_id: str = Field(description="sha256 hex of the serialized function")
     function: Payload
-    args: Payload
-    endpoint_id: str
-    task_group_id: str | None = None
-    resource_specification: dict[str, Any] = Field(default_factory=dict)
     created_at: float = Field(default_factory=time.time)
     submitter: str | None = Field(
         None,
@@ -103,15 +116,6 @@ class TaskEnvelope(Envelope):
         """Whether this task's arguments may only be JSON data: any submitter but the owner
         (an unknown value too: the rule fails closed)."""
         return self.submitter not in (None, SUBMITTER_OWNER)
-
-
-#: What the client of a task chooses (one item of ``POST /v1/tasks``, args as base64): the
-#: service stores it and adds the rest of the :class:`TaskEnvelope`.
-TaskRequest = TaskEnvelope.subset(
-    "TaskRequest",
-    ("function_id", "endpoint_id", "args", "task_group_id", "resource_specification"),
-    "A task as its client asks for it; the service adds the rest of the TaskEnvelope.",
-)
 
 
 class ErrorInfo(ProtocolModel):

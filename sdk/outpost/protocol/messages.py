@@ -30,7 +30,6 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
-    create_model,
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, PydanticSerializationError, core_schema
@@ -148,7 +147,8 @@ class ProtocolModel(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         cls.field_names = tuple(cls.model_fields)
-        cls.positional = tuple(n for n in cls.field_names if n not in cls.keyword_only)
+        if "positional" not in cls.__dict__:  # a class may keep an older order of its own
+            cls.positional = tuple(n for n in cls.field_names if n not in cls.keyword_only)
         cls.payload_fields = frozenset(
             name for name, field in cls.model_fields.items() if _is_payload(field)
         )
@@ -198,17 +198,6 @@ class ProtocolModel(BaseModel):
             return cls.model_validate_json(body)
         except ValidationError as exc:
             raise malformed(exc, cls) from None
-
-    @classmethod
-    def subset(cls, name: str, fields: tuple[str, ...], doc: str) -> type[ProtocolModel]:
-        """A model of some of this model's ``fields``, declared here and nowhere else (e.g. the
-        part of a task its client chooses)."""
-        chosen: dict[str, Any] = {
-            f: (cls.model_fields[f].annotation, cls.model_fields[f]) for f in fields
-        }
-        return create_model(
-            name, __base__=ProtocolModel, __doc__=doc, __module__=cls.__module__, **chosen
-        )
 
     @classmethod
     def from_dict(cls: type[M], data: dict[str, Any]) -> M:
