@@ -51,7 +51,9 @@ def loads(frame: bytes) -> dict[str, Any]:
 
 def task_header(task: TaskEnvelope, **dispatch: Any) -> bytes:
     """``task``'s fields without its payloads, plus the interchange's ``dispatch`` fields."""
-    return dumps({**task.header(), **dispatch})
+    header = task.header()
+    header.update(dispatch)
+    return dumps(header)
 
 
 def task_from_header(header: dict[str, Any], function: bytes, args: bytes) -> TaskEnvelope:
