@@ -51,7 +51,9 @@ def cancel_tasks(
             per_endpoint[endpoint_of[task_id]].append(task_id)
         for endpoint_id, task_ids in per_endpoint.items():
             try:
-                state.publisher.publish_cancel(CancelRequest(endpoint_id, task_ids))
+                state.publisher.publish_cancel(
+                    CancelRequest(endpoint_id=endpoint_id, task_ids=task_ids)
+                )
             except BrokerError as exc:
                 log.warning(
                     "could not tell endpoint %s to cancel %s: %s", endpoint_id, task_ids, exc

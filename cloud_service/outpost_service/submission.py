@@ -70,17 +70,7 @@ def submit(
     if earlier:
         return _replay(state, request_id or "", earlier)
     envelopes = [
-        TaskEnvelope(
-            task_id=t.task_id,
-            function_id=t.function_id,
-            function=payloads[t.function_id],
-            args=t.args,
-            endpoint_id=t.endpoint_id,
-            task_group_id=t.task_group_id,
-            resource_specification=t.resource_spec,
-            created_at=now,
-            submitter=submitters.submitter(owner, endpoint_owners.get(t.endpoint_id)),
-        )
+        _envelope(t, payloads, now, submitters.submitter(owner, endpoint_owners.get(t.endpoint_id)))
         for t in new
     ]
     task_ids = [t.task_id for t in new]
@@ -134,19 +124,32 @@ def envelopes_for(state: ServiceState, rows: Sequence[Any]) -> list[TaskEnvelope
         payloads = _function_payloads(state, conn, {row.function_id for row in rows})
         endpoint_owners = access_store.owners(conn, {row.endpoint_id for row in rows})
     return [
-        TaskEnvelope(
-            task_id=row.task_id,
-            function_id=row.function_id,
-            function=payloads[row.function_id],
-            args=bytes(row.args),
-            endpoint_id=row.endpoint_id,
-            task_group_id=row.task_group_id,
-            resource_specification=row.resource_spec,
-            created_at=row.created_at,
-            submitter=submitters.submitter(row.owner, endpoint_owners.get(row.endpoint_id)),
+        _envelope(
+            row,
+            payloads,
+            row.created_at,
+            submitters.submitter(row.owner, endpoint_owners.get(row.endpoint_id)),
         )
         for row in rows
     ]
+
+
+def _envelope(
+    task: Any, payloads: dict[str, bytes], created_at: float, submitter: str
+) -> TaskEnvelope:
+    """The message of a stored task: ``task`` is a :class:`~.store.tasks.NewTask` or a task
+    row (both name the stored fields alike), ``payloads`` the functions by id."""
+    return TaskEnvelope(
+        task_id=task.task_id,
+        function_id=task.function_id,
+        function=payloads[task.function_id],
+        args=bytes(task.args),  # a memoryview from PostgreSQL
+        endpoint_id=task.endpoint_id,
+        task_group_id=task.task_group_id,
+        resource_specification=task.resource_spec,
+        created_at=created_at,
+        submitter=submitter,
+    )
 
 
 def _replay(state: ServiceState, request_id: str, task_ids: list[str]) -> list[str]:

@@ -9,7 +9,6 @@ for the client.  The service only ever sees ciphertext.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -63,7 +62,7 @@ def open_task(task: TaskEnvelope) -> TaskEnvelope:
         return task
     context = args_context(task.endpoint_id, task.function_id, task.task_group_id, result_key)
     args = open_sealed(task.args, endpoint_key(), context, f"arguments of task {task.task_id}")
-    return dataclasses.replace(task, args=args)
+    return task.model_copy(update={"args": args})
 
 
 def seal_result(task: TaskEnvelope, result: ResultEnvelope) -> ResultEnvelope:
@@ -89,4 +88,4 @@ def seal_result(task: TaskEnvelope, result: ResultEnvelope) -> ResultEnvelope:
             traceback="",
             payload=seal(details, recipient, error_context(task.task_id)),
         )
-    return dataclasses.replace(result, value=value, error=error)
+    return result.model_copy(update={"value": value, "error": error})

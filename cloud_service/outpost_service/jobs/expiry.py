@@ -65,7 +65,9 @@ def expire_due(state: ServiceState, now: float | None = None, limit: int = 1000)
             per_endpoint[row.endpoint_id].append(row.task_id)
     for endpoint_id, task_ids in per_endpoint.items():
         try:
-            state.publisher.publish_cancel(CancelRequest(endpoint_id, task_ids))
+            state.publisher.publish_cancel(
+                CancelRequest(endpoint_id=endpoint_id, task_ids=task_ids)
+            )
         except BrokerError as exc:
             log.warning("could not tell endpoint %s to drop expired tasks: %s", endpoint_id, exc)
     return expired

@@ -10,7 +10,6 @@ retention.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -78,7 +77,7 @@ class IngestJob:
             limit,
         )
         note = f"heartbeat details of {size:,} bytes dropped: over the limit of {limit:,} bytes"
-        return dataclasses.replace(status, details={"error": note})
+        return status.model_copy(update={"details": {"error": note}})
 
     def purge_if_due(self) -> None:
         """Delete tasks past their retention, at most every ``purge_interval`` seconds -- or

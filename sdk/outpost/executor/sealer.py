@@ -12,7 +12,6 @@ or an explicit ``endpoint_key``; see :mod:`outpost.endpoint_keys`).  See docs/SE
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from outpost.client import Client
 from outpost.endpoint_keys import check_endpoint_key
 from outpost.errors import ConfigurationError, SealingError
-from outpost.protocol import ErrorInfo, ResultEnvelope
+from outpost.protocol import ResultEnvelope
 from outpost.protocol.conventions import outpost_home
 from outpost.protocol.sealing import (
     args_context,
@@ -113,8 +112,10 @@ class Sealer:
                 f"error of task {envelope.task_id} (key {self.path})",
             )
             message, traceback, payload = unpack_error_details(details, trusted)
-            error = ErrorInfo(error.type, message, error.reason, traceback, payload)
-        return dataclasses.replace(envelope, value=value, error=error)
+            error = error.model_copy(
+                update={"message": message, "traceback": traceback, "payload": payload}
+            )
+        return envelope.model_copy(update={"value": value, "error": error})
 
 
 def refuse_sealed(envelope: ResultEnvelope) -> None:

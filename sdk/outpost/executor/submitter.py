@@ -54,7 +54,7 @@ from outpost.executor.unsent import (
     abandoned_error,
     split,
 )
-from outpost.protocol.envelopes import b64encode
+from outpost.protocol import TaskRequest
 from outpost.protocol.sealing import RESULT_KEY_FIELD
 
 log = logging.getLogger(__name__)
@@ -353,15 +353,14 @@ class Submitter:
                     submission.future._submission_failed(_with_context(exc, submission.name))
                     continue
                 spec = {**spec, RESULT_KEY_FIELD: self._sealer.public_key}
-            task: dict[str, Any] = {
-                "function_id": function_id,
-                "endpoint_id": submission.endpoint_id,
-                "args": b64encode(payload),
-                "task_group_id": submission.task_group_id,
-            }
-            if spec:
-                task["resource_specification"] = spec
-            tasks.append(task)
+            task = TaskRequest(
+                function_id=function_id,
+                endpoint_id=submission.endpoint_id,
+                args=payload,
+                task_group_id=submission.task_group_id,
+                resource_specification=spec,
+            )
+            tasks.append(task.model_dump(mode="json", exclude_defaults=True))
             sent.append(submission)
         return tasks, sent
 

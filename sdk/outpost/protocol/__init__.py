@@ -1,8 +1,9 @@
 """``outpost.protocol``: the one definition of every message that crosses a process boundary.
 
 The SDK, the service and the endpoint all speak through these types and nothing else: the
-service never imports the endpoint and vice versa.  Envelopes are versioned JSON documents whose
-opaque payloads (functions, arguments, results) are produced by :mod:`outpost.protocol.serialize`.
+service never imports the endpoint and vice versa.  Envelopes are versioned JSON documents, one
+pydantic model each (:mod:`outpost.protocol.messages`), whose opaque payloads (functions,
+arguments, results) are produced by :mod:`outpost.protocol.serialize`.
 No transport (pika, flask, requests) is imported here.
 """
 
@@ -12,6 +13,7 @@ from outpost.protocol.envelopes import (
     ErrorInfo,
     ResultEnvelope,
     TaskEnvelope,
+    TaskRequest,
     TaskState,
     decode_message,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "ResultEnvelope",
     "Strategy",
     "TaskEnvelope",
+    "TaskRequest",
     "TaskState",
     "decode_message",
     "deserialize",

@@ -53,57 +53,30 @@ def loads(frame: bytes) -> dict[str, Any]:
 
 def task_header(task: TaskEnvelope, **dispatch: Any) -> bytes:
     """``task``'s fields without its payloads, plus the interchange's ``dispatch`` fields."""
-    return dumps(
-        {
-            "task_id": task.task_id,
-            "function_id": task.function_id,
-            "endpoint_id": task.endpoint_id,
-            "task_group_id": task.task_group_id,
-            "resource_specification": task.resource_specification,
-            "created_at": task.created_at,
-            "submitter": task.submitter,
-            "issued_at": task.issued_at,
-            "sig": task.sig,
-            **dispatch,
-        }
-    )
+    header = task.header()
+    header.update(dispatch)
+    return dumps(header)
 
 
 def task_from_header(header: dict[str, Any], function: bytes, args: bytes) -> TaskEnvelope:
-    """The task again, from :func:`task_header`'s fields and its payload frames."""
-    return TaskEnvelope(
-        task_id=header["task_id"],
-        function_id=header.get("function_id", ""),
-        function=function,
-        args=args,
-        endpoint_id=header["endpoint_id"],
-        task_group_id=header.get("task_group_id"),
-        resource_specification=header.get("resource_specification") or {},
-        created_at=header.get("created_at") or 0.0,
-        submitter=header.get("submitter"),
-        issued_at=header.get("issued_at"),
-        sig=header.get("sig"),
-    )
+    """The task again, from :func:`task_header`'s fields and its payload frames; not validated
+    again (the interchange wrote the header of a task the endpoint had validated)."""
+    return TaskEnvelope.trusted({**header, "function": function, "args": args})
 
 
 def result_frames(result: ResultEnvelope) -> tuple[bytes, bytes]:
-    """``(header, value)``: the result's fields with its value as a raw frame of its own."""
-    fields = {
-        "task_id": result.task_id,
-        "endpoint_id": result.endpoint_id,
-        "state": result.state.value,
-        "has_value": result.value is not None,
-        "error": result.error.to_dict() if result.error else None,
-        "timing": result.timing,
-        "node": result.node,
-        "worker": result.worker,
-    }
-    return dumps(fields), result.value or b""
+    """``(header, value)``: the result's fields with its value as a raw frame of its own; the
+    header's ``value`` is ``""`` where the result has one (an empty value is a value too) and
+    null where it has none."""
+    header = result.header()
+    header["value"] = None if result.value is None else ""
+    return dumps(header), result.value or b""
 
 
 def result_from_frames(header: bytes, value: bytes) -> ResultEnvelope:
-    """The result again, from :func:`result_frames`; validated like any incoming envelope."""
-    fields = loads(header)
-    result = ResultEnvelope.from_dict(fields)
-    result.value = value if fields.get("has_value") else None
+    """The result again, from :func:`result_frames`; validated like any incoming envelope (the
+    worker runs the user's code)."""
+    result = ResultEnvelope.from_json(header)
+    if result.value is not None:
+        result.value = value
     return result
