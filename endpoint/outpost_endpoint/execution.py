@@ -24,6 +24,7 @@ from outpost.errors import (
 )
 from outpost.protocol import (
     DEFAULT_PAYLOAD_LIMIT,
+    PROTOCOL_VERSION,
     ErrorInfo,
     ResultEnvelope,
     TaskEnvelope,
@@ -52,15 +53,21 @@ def run_task(
 
     def finish(state: TaskState, value: bytes | None, error: ErrorInfo | None) -> ResultEnvelope:
         timing["finished"] = time.time()
-        result = ResultEnvelope(
-            task_id=task.task_id,
-            endpoint_id=task.endpoint_id,
-            state=state,
-            value=value,
-            error=error,
-            timing=timing,
-            node=HOSTNAME,
-            worker=this_worker(),
+        # Built from values this worker made itself, on every task's path: not validated
+        # again (``ResultEnvelope.trusted``); the result is checked where it is decoded.
+        result = ResultEnvelope.trusted(
+            {
+                "v": PROTOCOL_VERSION,
+                "type": "result",
+                "task_id": task.task_id,
+                "endpoint_id": task.endpoint_id,
+                "state": state,
+                "value": value,
+                "error": error,
+                "timing": timing,
+                "node": HOSTNAME,
+                "worker": this_worker(),
+            }
         )
         return result if opened is None else seal_result(opened, result)
 
