@@ -26,7 +26,7 @@ from outpost_endpoint.config.values import (
     Text,
     Walltime,
 )
-from outpost_endpoint.engine.high_throughput.wire import HEARTBEAT_PERIOD
+from outpost_endpoint.engine.high_throughput import HEARTBEAT_PERIOD
 
 #: The smallest default prefetch window (see ``EndpointConfig.prefetch_count``).
 MIN_PREFETCH = 64

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from outpost_endpoint.engine.high_throughput.engine import HighThroughputEngine
 
-__all__ = ["HighThroughputEngine"]
+__all__ = ["HEARTBEAT_PERIOD", "HighThroughputEngine"]
+
+#: Default seconds between the heartbeats of the interchange and its managers, each way
+#: (config.yaml ``heartbeat_period``).  Here, not in :mod:`.wire`, so that reading the
+#: configuration does not import the protocol's messages.
+HEARTBEAT_PERIOD = 2.0
 
 
 def __getattr__(name: str) -> Any:

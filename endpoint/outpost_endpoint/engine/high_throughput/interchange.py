@@ -29,7 +29,13 @@ import zmq
 
 from outpost.protocol import ResultEnvelope, TaskEnvelope
 from outpost_endpoint.engine.base import first_cancel
-from outpost_endpoint.engine.high_throughput import outcomes, packing, security, wire
+from outpost_endpoint.engine.high_throughput import (
+    HEARTBEAT_PERIOD,
+    outcomes,
+    packing,
+    security,
+    wire,
+)
 from outpost_endpoint.results import cancelled_result
 
 log = logging.getLogger(__name__)
@@ -73,7 +79,7 @@ class Scheduling:
     #: Tasks a manager may hold beyond one per worker.
     prefetch_capacity: int = 0
     #: Seconds between the interchange's heartbeats to each manager.
-    heartbeat_period: float = wire.HEARTBEAT_PERIOD
+    heartbeat_period: float = HEARTBEAT_PERIOD
     #: Seconds of silence after which a manager is lost (its tasks fail or go back).
     heartbeat_threshold: float = 30.0
     #: Seconds before its block ends in which a manager gets only tasks whose walltime fits.

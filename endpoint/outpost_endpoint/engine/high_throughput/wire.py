@@ -33,8 +33,6 @@ LOST = b"lost"
 TASK = b"task"
 CANCEL = b"cancel"
 STOP = b"stop"
-#: default seconds between HEARTBEATs each way (config.yaml ``heartbeat_period``)
-HEARTBEAT_PERIOD = 2.0
 #: frames per task in a TASK message and per result in a RESULT message
 TASK_FRAMES = 3
 RESULT_FRAMES = 3
