@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from outpost.protocol import CancelRequest, ErrorInfo, ResultEnvelope, TaskState
+from outpost_service.dependencies import release
 from outpost_service.errors import BrokerError
 from outpost_service.state import ServiceState
 from outpost_service.store import tasks as task_store
@@ -42,8 +43,9 @@ def cancel_tasks(
         return []
     with state.database.write() as conn:
         cancelled = task_store.finish(conn, results, state.config.result_retention)
+        released = release(conn, results, cancelled, state.config.result_retention)
     if cancelled:
-        state.notifier.notify(cancelled)
+        state.notifier.notify(cancelled + released.failed)
     if tell_endpoint and cancelled:
         per_endpoint: dict[str, list[str]] = defaultdict(list)
         endpoint_of = {r.task_id: r.endpoint_id for r in results}

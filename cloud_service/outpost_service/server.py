@@ -7,6 +7,7 @@ finishes its requests, ingest stops after acknowledging what it stored, connecti
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 from outpost_service.app import create_app
 from outpost_service.broker.ingest import IngestConsumer
 from outpost_service.config import DEFAULT_THREADS, ServiceConfig
+from outpost_service.dependencies import publish_released
 from outpost_service.http_server import build_server
 from outpost_service.jobs.ingest import IngestJob
 from outpost_service.jobs.sweep import Sweeper, standalone_sweeper
@@ -40,6 +42,7 @@ def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> Ing
         retention=config.result_retention,
         purge_interval=config.purge_interval,
         max_details_bytes=config.max_metadata_bytes,
+        publish_released=functools.partial(publish_released, state) if state else None,
     )
     return IngestConsumer(
         job,

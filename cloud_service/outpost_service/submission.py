@@ -27,8 +27,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from outpost.protocol import TaskEnvelope
-from outpost_service import submitters
+from outpost.protocol import TaskEnvelope, TaskState
+from outpost_service import dependencies, submitters
 from outpost_service.errors import BrokerError, BrokerUnavailable, Forbidden, NotFound
 from outpost_service.state import ServiceState
 from outpost_service.store import access as access_store
@@ -61,20 +61,36 @@ def submit(
         return _replay(state, request_id or "", stored)
     now = time.time()
     earlier: list[str] = []
+    doomed: list[str] = []
+    ready: list[NewTask] = []
+    values: dict[str, dict[str, str]] = {}
     with state.database.write() as conn:
         if request_id is not None:  # a concurrent retry may have stored it meanwhile
             task_store.lock_request(conn, owner, request_id)  # ... or be storing it now
             earlier = task_store.by_request(conn, owner, request_id)
         if not earlier:
+            dependencies.admit(conn, owner, new)  # parents checked and locked; waiting or not
             task_store.insert_many(conn, owner, new, now, request_id)
+            doomed = dependencies.fail_doomed(conn, new, state.config.result_retention)
+            ready = [t for t in new if t.state == TaskState.QUEUED.value]
+            values = dependencies.parent_values(conn, [t.task_id for t in ready if t.depends_on])
     if earlier:
         return _replay(state, request_id or "", earlier)
+    if doomed:
+        state.notifier.notify(doomed)
     envelopes = [
-        _envelope(t, payloads, now, submitters.submitter(owner, endpoint_owners.get(t.endpoint_id)))
-        for t in new
+        _envelope(
+            t,
+            payloads,
+            now,
+            submitters.submitter(owner, endpoint_owners.get(t.endpoint_id)),
+            values.get(t.task_id),
+        )
+        for t in ready
     ]
     task_ids = [t.task_id for t in new]
-    publish(state, envelopes, task_ids)
+    if envelopes:
+        publish(state, envelopes, task_ids)
     return task_ids
 
 
@@ -123,22 +139,29 @@ def envelopes_for(state: ServiceState, rows: Sequence[Any]) -> list[TaskEnvelope
     with state.database.read() as conn:
         payloads = _function_payloads(state, conn, {row.function_id for row in rows})
         endpoint_owners = access_store.owners(conn, {row.endpoint_id for row in rows})
+        values = dependencies.parent_values(conn, [row.task_id for row in rows])
     return [
         _envelope(
             row,
             payloads,
             row.created_at,
             submitters.submitter(row.owner, endpoint_owners.get(row.endpoint_id)),
+            values.get(row.task_id),
         )
         for row in rows
     ]
 
 
 def _envelope(
-    task: Any, payloads: dict[str, bytes], created_at: float, submitter: str
+    task: Any,
+    payloads: dict[str, bytes],
+    created_at: float,
+    submitter: str,
+    parent_values: dict[str, str] | None = None,
 ) -> TaskEnvelope:
     """The message of a stored task: ``task`` is a :class:`~.store.tasks.NewTask` or a task
-    row (both name the stored fields alike), ``payloads`` the functions by id."""
+    row (both name the stored fields alike), ``payloads`` the functions by id,
+    ``parent_values`` its parents' result values (see :mod:`.dependencies`)."""
     return TaskEnvelope(
         task_id=task.task_id,
         function_id=task.function_id,
@@ -149,6 +172,8 @@ def _envelope(
         resource_specification=task.resource_spec,
         created_at=created_at,
         submitter=submitter,
+        depends_on=sorted(parent_values or ()),
+        parent_values=parent_values,
     )
 
 

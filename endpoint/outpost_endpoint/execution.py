@@ -11,6 +11,7 @@ trusting this endpoint's owner (docs/SECURITY.md "Result trust").
 
 from __future__ import annotations
 
+import base64
 import time
 import traceback
 from typing import Any
@@ -35,6 +36,7 @@ from outpost.protocol import (
 )
 from outpost.protocol.data_only import REASON as NOT_DATA
 from outpost.protocol.data_only import load_data
+from outpost.protocol.dependencies import resolve
 from outpost_endpoint.results import HOSTNAME, this_worker
 from outpost_endpoint.sealed import open_task, seal_result
 
@@ -129,7 +131,34 @@ def _load(task: TaskEnvelope) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
             f"the args payload of task {task.task_id} must be an (args, kwargs) pair, "
             f"got {type(packed).__name__}"
         )
+    if task.parent_values:
+        return function, *_with_parents(task, tuple(packed[0]), packed[1])
     return function, tuple(packed[0]), packed[1]
+
+
+def _with_parents(
+    task: TaskEnvelope, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments with the parents' values where the SDK left their references
+    (:mod:`outpost.protocol.dependencies`); the values are read like the arguments (JSON data
+    only for a shared user's task)."""
+    data_only = task.args_must_be_data
+    values: dict[str, Any] = {}
+    for parent, text in (task.parent_values or {}).items():
+        try:
+            values[parent] = deserialize(base64.b64decode(text), data_only=data_only)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"task {task.task_id}: the result of its dependency task {parent} cannot be "
+                f"read here: {exc}"
+            ) from exc
+    try:
+        return resolve(args, values), resolve(kwargs, values)
+    except KeyError as exc:
+        raise SerializationError(
+            f"task {task.task_id} names dependency task {exc.args[0]} whose value the service "
+            "did not send"
+        ) from None
 
 
 def exception_info(exc: BaseException, payload_limit: int | None) -> ErrorInfo:

@@ -28,6 +28,7 @@ from outpost.protocol import (
     serialize,
 )
 from outpost.protocol import api as answers
+from outpost.protocol.dependencies import resolve
 from tests.json_http import JsonServer, error
 
 TOKEN = "test-token"
@@ -96,6 +97,13 @@ class FakeService:
         try:
             fn = deserialize(self.functions[task["function_id"]])
             args, kwargs = deserialize(task["args"])
+            if task["depends_on"]:  # like the worker (outpost_endpoint.execution)
+                with self.cond:
+                    values = {
+                        p: deserialize(base64.b64decode(self.tasks[p]["result"]["value"]))
+                        for p in task["depends_on"]
+                    }
+                args, kwargs = resolve(args, values), resolve(kwargs, values)
             with self.cond:
                 self.calls += 1
             value = fn(*args, **kwargs)
@@ -124,6 +132,35 @@ class FakeService:
                 task["result"] = {**envelope.to_dict(), "endpoint_owned": True}
                 self._event(task, envelope.state.value)
             self.cond.notify_all()
+            children = [t for t in self.tasks.values() if t["state"] == "waiting"
+                        and task_id in t["depends_on"]]  # fmt: skip
+        for child in children:
+            self._release_child(child)
+
+    def _release_child(self, child: dict[str, Any]) -> None:
+        """Like outpost_service.dependencies: queue a child whose parents all succeeded, fail
+        one whose parent did not."""
+        with self.cond:
+            states = {p: self.tasks[p]["state"] for p in child["depends_on"]}
+            bad = next((p for p, s in states.items() if s in ("failed", "cancelled", "lost")), None)
+            ready = bad is None and all(s == "success" for s in states.values())
+            if ready and child["state"] == "waiting":
+                self._event(child, "queued")
+        if bad is not None:
+            error = ErrorInfo(
+                type="outpost.errors.DependencyError",
+                message=f"task {child['task_id']} was not run: its dependency task {bad} "
+                f"{states[bad]}",
+                reason="dependency",
+            )
+            self.finish(
+                child["task_id"],
+                ResultEnvelope(
+                    child["task_id"], child["endpoint_id"], TaskState.FAILED, error=error
+                ),
+            )
+        elif ready:
+            self.pool.submit(self.run, child["task_id"])
 
     def _event(self, task: dict[str, Any], state: str) -> None:
         task["state"] = state
@@ -234,9 +271,13 @@ class FakeService:
                 if spec["function_id"] not in self.functions:
                     return error(422, "unknown_function", spec["function_id"])
                 task_id = str(uuid.uuid4())
+                parents = spec.get("depends_on") or []
+                if any(p not in self.tasks for p in parents):
+                    return error(404, "unknown_dependency", f"unknown parents {parents}")
                 self.tasks[task_id] = {
                     "task_id": task_id,
-                    "state": "queued",
+                    "state": "waiting" if parents else "queued",
+                    "depends_on": parents,
                     "endpoint_id": spec["endpoint_id"],
                     "function_id": spec["function_id"],
                     "task_group_id": spec.get("task_group_id"),
@@ -256,7 +297,10 @@ class FakeService:
             else:
                 task_ids_to_run = task_ids
         for task_id in task_ids_to_run:
-            self.pool.submit(self.run, task_id)
+            if self.tasks[task_id]["state"] == "waiting":
+                self._release_child(self.tasks[task_id])
+            else:
+                self.pool.submit(self.run, task_id)
         return 200, {"task_ids": task_ids}
 
     def cancel(self, task_id: str) -> tuple[int, Any]:
@@ -265,7 +309,7 @@ class FakeService:
             if task is None:
                 return error(404, "not_found", f"no task {task_id}")
             state = task["state"]
-        if state == "queued":
+        if state in ("queued", "waiting"):
             cancelled = ErrorInfo(type="CancelledError", message="cancelled", reason="cancelled")
             envelope = ResultEnvelope(
                 task_id, task["endpoint_id"], TaskState.CANCELLED, error=cancelled

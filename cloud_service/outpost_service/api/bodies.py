@@ -137,6 +137,10 @@ def _expiry(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+#: Most parents one task may name.
+MAX_DEPENDENCIES = 1000
+
+
 class TaskItem(Body):
     """One task to run: a registered function, an endpoint, and the arguments."""
 
@@ -145,6 +149,12 @@ class TaskItem(Body):
     task_group_id: Uuid | None = None
     resource_specification: Annotated[SmallObject, AfterValidator(_expiry)] | None = Field(
         None, description="how the endpoint runs the task (e.g. expires_after seconds)"
+    )
+    depends_on: list[Uuid] = Field(
+        default_factory=list,
+        max_length=MAX_DEPENDENCIES,
+        description="ids of your tasks whose results the arguments name: the task waits "
+        "('waiting') until they all succeeded, and fails with reason 'dependency' if one did not",
     )
     args: Payload  # last: the costliest check, and the first error is the one answered
 

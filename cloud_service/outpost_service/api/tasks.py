@@ -66,6 +66,7 @@ def _new_task(item: TaskItem, expiry: float | None) -> NewTask:
         args=item.args,
         task_group_id=item.task_group_id,
         resource_spec=spec,
+        depends_on=list(dict.fromkeys(item.depends_on)),
     )
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from outpost.protocol import EndpointStatus, ResultEnvelope
+from outpost_service import dependencies
 from outpost_service.notifier import ResultNotifier
 from outpost_service.store import Database
 from outpost_service.store import endpoints as endpoint_store
@@ -40,6 +41,9 @@ class IngestJob:
     purge_interval: float = 300.0
     #: heartbeat ``details`` over this many bytes are stored as a note instead (None: any)
     max_details_bytes: int | None = None
+    #: Publishes the tasks released by stored results (see :mod:`..dependencies`); None:
+    #: the sweeper of ``outpost-service serve`` publishes them.
+    publish_released: Callable[[list[str]], None] | None = None
     _next_purge: float = field(default=0.0, init=False)
 
     def store(self, reports: Sequence[Report]) -> None:
@@ -51,7 +55,11 @@ class IngestJob:
         }
         with self.database.write() as conn:
             stored = task_store.finish(conn, results, self.retention)
+            released = dependencies.release(conn, results, stored, self.retention)
             endpoint_store.record_heartbeats(conn, beats)
+        stored = stored + released.failed
+        if released.queued and self.publish_released is not None:
+            self.publish_released(released.queued)
         if stored and self.notifier is not None:
             self.notifier.notify(stored)
 

@@ -27,6 +27,7 @@ from outpost_service.store.schema import (
     endpoint_access,
     meta,
     metadata,
+    task_dependencies,
     task_group_counts,
 )
 
@@ -280,6 +281,13 @@ def migrate_from_5(conn: Connection) -> None:
     task_group_counts.create(conn, checkfirst=True)
 
 
+def migrate_from_6(conn: Connection) -> None:
+    """Upgrade a version-6 database to version 7: the empty ``task_dependencies`` table (no
+    older task waits for another: older SDKs resolved dependencies themselves).  Skipped if
+    already there.  Runs in the caller's write transaction."""
+    task_dependencies.create(conn, checkfirst=True)
+
+
 #: The upgrade of each older schema version to the next one; each runs in the write
 #: transaction of :meth:`Database.ensure_schema`, which then records the new version.
 MIGRATIONS = {
@@ -288,4 +296,5 @@ MIGRATIONS = {
     "3": migrate_from_3,
     "4": migrate_from_4,
     "5": migrate_from_5,
+    "6": migrate_from_6,
 }

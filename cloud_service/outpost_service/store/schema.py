@@ -29,7 +29,10 @@ import sqlalchemy as sa
 #: many tasks the client accepted for the group, so a group summary shows tasks that never
 #: reached the service ("submitted 300, stored 77"); a version-5 database is upgraded in place
 #: (see :func:`.database.migrate_from_5`).
-SCHEMA_VERSION = 6
+#: 7: the ``task_dependencies`` table -- which tasks a task waits for (state ``waiting`` until
+#: they all succeeded, see :mod:`outpost_service.dependencies`); a version-6 database is
+#: upgraded in place (see :func:`.database.migrate_from_6`).
+SCHEMA_VERSION = 7
 
 #: An autoincrementing 64-bit key that SQLite also autoincrements (it only does for INTEGER).
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -154,6 +157,16 @@ task_group_counts = sa.Table(
     sa.Column("client_id", sa.String(64), primary_key=True),
     sa.Column("submitted", sa.BigInteger, nullable=False),
     _time("updated_at"),
+)
+
+#: The parents each task depends on (``TaskRequest.depends_on``); kept with the child, deleted
+#: with it.  Read by child (to build its message) and by parent (to release or fail children).
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    _id("child_task_id", primary_key=True),
+    _id("parent_task_id", primary_key=True),
+    sa.Index("ix_task_dependencies_parent", "parent_task_id"),
 )
 
 task_events = sa.Table(

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Row
 
 from outpost.protocol import ResultEnvelope, TaskState
 from outpost_service.store.endpoints import ACTIVE_STATES, TERMINAL_STATES
-from outpost_service.store.schema import endpoints, task_events, tasks, users
+from outpost_service.store.schema import endpoints, task_dependencies, task_events, tasks, users
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class NewTask:
     args: bytes
     task_group_id: str | None = None
     resource_spec: dict[str, Any] = field(default_factory=dict)
+    #: The tasks it waits for (``TaskRequest.depends_on``), stored in ``task_dependencies``.
+    depends_on: list[str] = field(default_factory=list)
+    #: ``queued``, or ``waiting`` while a parent has not succeeded (set at submit).
+    state: str = TaskState.QUEUED.value
 
 
 def insert_many(
@@ -43,8 +47,8 @@ def insert_many(
     now: float,
     request_id: str | None = None,
 ) -> None:
-    """Insert ``new`` as queued, not yet published tasks, with their received and queued
-    events (executemany)."""
+    """Insert ``new`` as not yet published tasks in their ``state`` (queued or waiting), with
+    their received and first-state events and their dependencies (executemany)."""
     if not new:
         return
     conn.execute(
@@ -56,7 +60,7 @@ def insert_many(
                 "endpoint_id": t.endpoint_id,
                 "function_id": t.function_id,
                 "task_group_id": t.task_group_id,
-                "state": TaskState.QUEUED.value,
+                "state": t.state,
                 "args": t.args,
                 "resource_spec": t.resource_spec,
                 "created_at": now,
@@ -72,9 +76,12 @@ def insert_many(
         [
             {"task_id": t.task_id, "state": state, "at": now}
             for t in new
-            for state in (TaskState.RECEIVED.value, TaskState.QUEUED.value)
+            for state in (TaskState.RECEIVED.value, t.state)
         ],
     )
+    links = [{"child_task_id": t.task_id, "parent_task_id": p} for t in new for p in t.depends_on]
+    if links:
+        conn.execute(task_dependencies.insert(), links)
 
 
 def _deadline(spec: dict[str, Any], now: float) -> float | None:
@@ -142,7 +149,11 @@ def unpublished(
         tasks.c.args,
         tasks.c.resource_spec,
         tasks.c.created_at,
-    ).where(tasks.c.published.is_(False), tasks.c.state.notin_(TERMINAL_STATES))
+    ).where(
+        tasks.c.published.is_(False),
+        # a waiting task is published when its parents succeeded (outpost_service.dependencies)
+        tasks.c.state.notin_([*TERMINAL_STATES, TaskState.WAITING.value]),
+    )
     if task_ids is not None:
         query = query.where(tasks.c.task_id.in_(set(task_ids)))
     else:
@@ -350,6 +361,7 @@ def purge_expired(conn: Connection, now: float, limit: int = PURGE_BATCH) -> int
     if not expired:
         return 0
     conn.execute(task_events.delete().where(task_events.c.task_id.in_(expired)))
+    conn.execute(task_dependencies.delete().where(task_dependencies.c.child_task_id.in_(expired)))
     result = conn.execute(tasks.delete().where(tasks.c.task_id.in_(expired)))
     return int(result.rowcount or 0)
 

@@ -40,6 +40,26 @@ class OutpostFuture(Future[Any]):
         self._explainer = explainer
         #: Set when ``task_id`` is known, or when submission failed (then ``task_id`` is None).
         self.task_id_ready = threading.Event()
+        self._task_id_callbacks: list[Callable[[OutpostFuture], None]] = []
+
+    def _when_task_id(self, callback: Callable[[OutpostFuture], None]) -> None:
+        """Call ``callback(self)`` once ``task_id`` is set or submission failed (at once if so
+        already); how a dependent task learns its parent's id (see executor.submitter)."""
+        with self._condition:
+            if not self.task_id_ready.is_set():
+                self._task_id_callbacks.append(callback)
+                return
+        callback(self)
+
+    def _task_id_known(self) -> None:
+        with self._condition:
+            callbacks, self._task_id_callbacks = self._task_id_callbacks, []
+            self.task_id_ready.set()
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("task id callback %r of %r raised", callback, self)
 
     @property
     def task_id(self) -> str | None:
@@ -54,7 +74,7 @@ class OutpostFuture(Future[Any]):
                     f"task_id is already {self._task_id!r}; it cannot become {value!r}"
                 )
             self._task_id = value
-        self.task_id_ready.set()
+        self._task_id_known()
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} task_id={self._task_id}>"
@@ -147,7 +167,7 @@ class OutpostFuture(Future[Any]):
 
     def _submission_failed(self, exc: BaseException) -> None:
         self._complete(exception=exc)
-        self.task_id_ready.set()
+        self._task_id_known()
 
     def _complete(self, result: Any = None, exception: BaseException | None = None) -> None:
         """Finish the future unless it already finished (e.g. cancelled meanwhile)."""

@@ -38,12 +38,13 @@ from typing import Any
 
 from outpost.client import Client
 from outpost.errors import (
+    DependencyError,
     OutpostError,
     ServiceUnavailableError,
     SubmitAbandonedError,
 )
 from outpost.executor.arguments import serialize_arguments
-from outpost.executor.dependencies import failed_parent, substitute
+from outpost.executor.dependencies import failed_parent, substitute, to_refs
 from outpost.executor.future import OutpostFuture
 from outpost.executor.outage import GiveUp, Interrupted, OutageRetry, announce, stop_reason
 from outpost.executor.sealer import Sealer
@@ -84,6 +85,8 @@ class Submission:
     #: and the function's name then.
     function_payload: bytes | None = None
     label: str | None = None
+    #: The parents' task ids when the service holds this task (see executor.dependencies).
+    depends_on: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -155,6 +158,72 @@ class Submitter:
             self._cond.notify()
 
     def hold(self, submission: Submission, parents: list[Future[Any]]) -> None:
+        """Queue a task that depends on ``parents``: once they have task ids when the service
+        can hold it, else once they are done (see :mod:`outpost.executor.dependencies`)."""
+        if (
+            self._sealer is None
+            and submission.shared_from is None
+            and all(isinstance(parent, OutpostFuture) for parent in parents)
+        ):
+            self._hold_for_ids(submission, [p for p in parents if isinstance(p, OutpostFuture)])
+        else:
+            self._hold_until_done(submission, parents)
+
+    def _hold_for_ids(self, submission: Submission, parents: list[OutpostFuture]) -> None:
+        """Queue the task, with references to its parents, once they all have task ids."""
+        remaining = {id(parent) for parent in parents}
+        lock = threading.Lock()
+
+        def known(parent: Future[Any]) -> None:
+            with lock:
+                if id(parent) not in remaining:
+                    return
+                remaining.discard(id(parent))
+                if remaining:
+                    return
+            self._release_to_service(submission, parents)
+
+        with self._cond:
+            self._accept(submission)
+            self._held += 1
+            self._start()
+        for parent in parents:
+            parent._when_task_id(known)
+            parent.add_done_callback(known)  # done without an id: cancelled before it was sent
+
+    def _release_to_service(self, submission: Submission, parents: list[OutpostFuture]) -> None:
+        future = submission.future
+        try:
+            unsent = [parent for parent in parents if parent.task_id is None]
+            if unsent:
+                error = failed_parent(
+                    list[Future[Any]](unsent), submission.name
+                ) or DependencyError(
+                    f"{submission.name} was not run: a task it depends on was never submitted"
+                )
+                future._submission_failed(error)
+            elif not future.done():
+                submission.payload = serialize_arguments(
+                    submission.name,
+                    to_refs(submission.args),
+                    to_refs(submission.kwargs),
+                    self._client.payload_limit,
+                    shared_from=submission.shared_from,
+                    endpoint_id=submission.endpoint_id,
+                )
+                submission.depends_on = list(dict.fromkeys(str(p.task_id) for p in parents))
+                submission.queued_at = time.monotonic()
+                with self._cond:
+                    self._queue.append(submission)
+                    self._cond.notify()
+        except Exception as exc:
+            future._submission_failed(exc)
+        finally:
+            with self._cond:
+                self._held -= 1
+                self._cond.notify_all()
+
+    def _hold_until_done(self, submission: Submission, parents: list[Future[Any]]) -> None:
         """Queue a task once every future in ``parents`` is done; fail it if one failed."""
         remaining = [len(parents)]
         lock = threading.Lock()
@@ -359,6 +428,7 @@ class Submitter:
                 args=payload,
                 task_group_id=submission.task_group_id,
                 resource_specification=spec,
+                depends_on=submission.depends_on,
             )
             tasks.append(task.model_dump(mode="json", exclude_defaults=True))
             sent.append(submission)

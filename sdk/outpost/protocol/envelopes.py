@@ -47,6 +47,8 @@ class TaskState(str, enum.Enum):
     """Where a task is in its life; see DESIGN.md "States"."""
 
     RECEIVED = "received"
+    #: Held by the service until every task it depends on succeeded (``depends_on``).
+    WAITING = "waiting"
     QUEUED = "queued"
     DISPATCHED = "dispatched"
     RUNNING = "running"
@@ -76,6 +78,15 @@ class TaskRequest(ProtocolModel):
     args: Payload = Field(description="the (args, kwargs) pair, outpost.protocol.serialize'd")
     task_group_id: str | None = None
     resource_specification: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description=(
+            "task ids (of the same user) whose results this task's arguments name "
+            "(outpost.protocol.dependencies.ParentRef); the service holds the task as "
+            "'waiting' until they all succeeded, and fails it with reason 'dependency' if one "
+            "did not"
+        ),
+    )
 
 
 class TaskEnvelope(TaskRequest, Envelope):
@@ -100,6 +111,15 @@ class TaskEnvelope(TaskRequest, Envelope):
             "'shared' (a user it is shared with, whose arguments must be JSON data, see "
             "outpost.protocol.data_only).  Set by the service, covered by its signature; "
             "absent (a message from an older service) means the owner."
+        ),
+    )
+    parent_values: dict[str, str] | None = Field(
+        None,
+        exclude_if=omitted_when_none,
+        description=(
+            "the result value of each task in depends_on, by task id, as the base64 text of "
+            "its ResultEnvelope's value (copied by the service, never unpickled there); the "
+            "worker puts them where the arguments hold a ParentRef"
         ),
     )
     issued_at: float | None = Field(
