@@ -117,6 +117,32 @@ def test_version_5_gets_the_task_group_counts(database_url: str) -> None:
         database.dispose()
 
 
+def test_version_6_gets_the_task_dependencies(database_url: str) -> None:
+    """Version 7 adds ``task_dependencies`` (empty: older SDKs resolved dependencies
+    themselves); the tasks are kept, and a dependency can be recorded and read."""
+    from outpost_service.store import dependencies
+    from outpost_service.store.schema import task_dependencies
+
+    build(database_url, 6)
+    database = Database(database_url)
+    try:
+        database.ensure_schema()
+        with database.write() as conn:
+            assert dependencies.parents_of(conn, ["task-queued"]) == {}
+            conn.execute(
+                task_dependencies.insert().values(
+                    child_task_id="task-queued", parent_task_id="task-done"
+                )
+            )
+        with database.read() as conn:
+            (row,) = dependencies.parents_of(conn, ["task-queued"])["task-queued"]
+            assert (row.parent_task_id, row.state) == ("task-done", "success")
+            version = sa.select(meta.c.value).where(meta.c.key == "schema_version")
+            assert conn.execute(version).scalar_one() == str(SCHEMA_VERSION) == "7"
+    finally:
+        database.dispose()
+
+
 def test_other_version_is_refused(database_url: str) -> None:
     url = database_url
     Database(url).ensure_schema()

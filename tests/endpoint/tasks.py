@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 
@@ -64,3 +65,9 @@ cloudpickle.register_pickle_by_value(__import__(__name__))
 def resource_specification_seen() -> str | None:
     """What the worker told the task about its resource specification."""
     return os.environ.get("OUTPOST_RESOURCE_SPECIFICATION")
+
+
+def add_all(values: list[Any], extra: dict[str, int]) -> int:
+    """Sums ``values`` (numbers, or tuples of numbers) and ``extra``'s values."""
+    flat = [v for item in values for v in (item if isinstance(item, tuple) else (item,))]
+    return sum(flat) + sum(extra.values())

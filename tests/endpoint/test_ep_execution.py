@@ -95,3 +95,40 @@ def test_keyboard_interrupt_in_a_task_is_shipped_as_an_exception() -> None:
     shipped = deserialize(error.payload or b"")
     assert type(shipped) is RemoteBaseException
     assert shipped.remote_type == "builtins.KeyboardInterrupt"
+
+
+# ---------------------------------------------------------------------------- dependencies
+def with_parents(fn: Any, args: Any, kwargs: Any, values: dict[str, Any]) -> TaskEnvelope:
+    """A task whose arguments hold ParentRefs, with the parents' values as the service sends
+    them (base64 text of each parent's result value)."""
+    import base64
+
+    task = envelope(fn, serialize((args, kwargs)))
+    task.depends_on = sorted(values)
+    task.parent_values = {
+        parent: base64.b64encode(serialize(value)).decode() for parent, value in values.items()
+    }
+    return task
+
+
+def test_parent_values_are_substituted_after_unpickling() -> None:
+    from outpost.protocol.dependencies import ParentRef
+
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    task = with_parents(
+        tasks.add_all, ([ParentRef(a), (ParentRef(b),)],), {"extra": {"k": ParentRef(a)}},
+        {a: 1, b: 20},
+    )  # fmt: skip
+    result = run_task(task)
+    assert result.state is TaskState.SUCCESS, result.error
+    assert deserialize(result.value) == 22
+
+
+def test_a_reference_without_its_value_is_a_clear_failure() -> None:
+    from outpost.protocol.dependencies import ParentRef
+
+    missing = str(uuid.uuid4())
+    task = with_parents(abs, (ParentRef(missing),), {}, {str(uuid.uuid4()): 1})
+    error = run_task(task).error
+    assert error is not None and error.reason == "serialization"
+    assert missing in error.message
