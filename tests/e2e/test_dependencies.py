@@ -127,3 +127,24 @@ def test_a_parent_on_another_endpoint(
                 assert child.result(timeout=120) == 42
     finally:
         second.run("stop", second.name, check=False)
+
+
+@pytest.mark.parametrize(
+    ("example", "argument", "printed"),
+    [
+        ("many_tasks.py", "50", str(sum(i * i for i in range(50)))),
+        ("generator.py", "300", "(37, 0)"),
+    ],
+)
+def test_the_other_campaign_examples_run(
+    service: RunningService, endpoint: RunningEndpoint, example: str, argument: str, printed: str
+) -> None:
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLE.parent / example), endpoint.endpoint_id, argument],
+        env=service.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == printed
