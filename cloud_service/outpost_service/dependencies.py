@@ -56,12 +56,16 @@ class Released:
     failed: list[str] = field(default_factory=list)
 
 
-def admit(conn: Connection, owner: int, new: Sequence[NewTask]) -> None:
+def admit(
+    conn: Connection, owner: int, new: Sequence[NewTask], *, same_batch: bool = False
+) -> None:
     """Check the parents of ``new`` and set each task's first state; in the submit's write
     transaction, before the insert.  Raises :class:`NotFound` (nothing stored) when a parent
-    is unknown or another user's."""
-    wanted = {parent for task in new for parent in task.depends_on}
-    if not wanted:
+    is unknown or another user's.  With ``same_batch`` a parent may be one of ``new`` itself
+    (a retried group: the retry of a child depends on the retry of its parent)."""
+    batch = {task.task_id for task in new} if same_batch else set()
+    wanted = {parent for task in new for parent in task.depends_on} - batch
+    if not wanted and not batch:
         return
     parents = dependency_store.parents_locked(conn, wanted)
     missing = sorted(p for p in wanted if p not in parents or parents[p].owner != owner)
@@ -76,9 +80,23 @@ def admit(conn: Connection, owner: int, new: Sequence[NewTask]) -> None:
         )
     for task in new:
         if task.depends_on and any(
-            parents[p].state != TaskState.SUCCESS.value for p in task.depends_on
+            p in batch or parents[p].state != TaskState.SUCCESS.value for p in task.depends_on
         ):
             task.state = TaskState.WAITING.value
+
+
+def retried_dependencies(conn: Connection, pairs: Sequence[dict[str, str]],
+                         new: Sequence[NewTask]) -> None:  # fmt: skip
+    """Give each retried task (``pairs`` of old and new ids, in the order of ``new``) the
+    parents of the task it retries -- the parent's retry where the parent is retried in the
+    same request, else the parent itself (a failed one fails the retry again, at once)."""
+    renamed = {pair["old"]: pair["new"] for pair in pairs}
+    old_parents = dependency_store.parents_of(conn, list(renamed))
+    for pair, task in zip(pairs, new, strict=True):
+        task.depends_on = [
+            renamed.get(row.parent_task_id, row.parent_task_id)
+            for row in old_parents.get(pair["old"], [])
+        ]
 
 
 def fail_doomed(conn: Connection, new: Sequence[NewTask], retention: float) -> list[str]:

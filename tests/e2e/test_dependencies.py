@@ -89,7 +89,12 @@ def test_cancelled_parent_fails_its_children(
         assert Client(url=service.url, token=service.token).get_task(child.task_id)["state"] in (
             "waiting",
         )
-        parent.cancel()
+        # another process's view: the waiting child comes back as a pending future
+        with Executor(task_group_id=ex.task_group_id, client=client_for(service)) as again:
+            reloaded = {f.task_id: f for f in again.reload_tasks()}
+            assert not reloaded[child.task_id].done()
+            parent.cancel()
+            assert isinstance(reloaded[child.task_id].exception(timeout=120), DependencyError)
         error = child.exception(timeout=120)
     assert parent.cancelled()
     assert isinstance(error, DependencyError)

@@ -146,3 +146,47 @@ def test_another_users_parent_is_refused_and_nothing_stored(
     assert error["code"] == "unknown_dependency" and parent in error["message"]
     bad = bob.post("/v1/tasks", {"tasks": [{**task, "depends_on": ["not-a-uuid"]}]})
     assert bad.status_code in (400, 422) and "depends_on" in json.dumps(bad.get_json())
+
+
+def test_retrying_a_group_keeps_the_dependencies(app: Flask, alice: Caller) -> None:
+    """``outpost tasks retry``: the retry of a child waits for the retry of its parent."""
+    group = "3f0c0000-0000-4000-8000-0000000000aa"
+    endpoint_id = alice.register_endpoint()
+    function_id = alice.register_function()
+    (parent,) = alice.submit(endpoint_id, function_id, (1,), task_group_id=group)
+    task = {
+        "function_id": function_id,
+        "endpoint_id": endpoint_id,
+        "args": child_args(parent),
+        "depends_on": [parent],
+        "task_group_id": group,
+    }
+    (child,) = alice.ok("post", "/v1/tasks", {"tasks": [task]})["task_ids"]
+    failed = ResultEnvelope(
+        parent, endpoint_id, TaskState.FAILED, error=ErrorInfo(type="OSError", message="flaky")
+    )
+    IngestJob(app_state(app).database).store([failed])
+    assert states(app, [child]) == {child: "failed"}
+    retried = alice.ok("post", f"/v1/task_groups/{group}/retry", {})["retried"]
+    new = {pair["old"]: pair["new"] for pair in retried}
+    assert set(new) == {parent, child}
+    assert states(app, [new[parent], new[child]]) == {new[parent]: "queued", new[child]: "waiting"}
+    published: list[list[str]] = []
+    job = IngestJob(app_state(app).database, publish_released=published.append)
+    job.store([ResultEnvelope(new[parent], endpoint_id, TaskState.SUCCESS, value=serialize(5))])
+    assert published == [[new[child]]]
+
+
+def test_an_expired_parent_fails_its_children(app: Flask, alice: Caller) -> None:
+    from outpost_service.jobs.expiry import expire_due
+
+    endpoint_id = alice.register_endpoint()
+    function_id = alice.register_function()
+    (parent,) = alice.submit(
+        endpoint_id, function_id, (1,), resource_specification={"expires_after": 60}
+    )
+    (child,) = submit_children(alice, endpoint_id, function_id, [parent])
+    import time
+
+    assert parent in expire_due(app_state(app), now=time.time() + 120)
+    assert states(app, [child]) == {child: "failed"}

@@ -34,7 +34,7 @@ from flask import Blueprint
 from sqlalchemy.engine import Connection
 
 from outpost.protocol.api import GroupRetried, GroupSummary, GroupTasks
-from outpost_service import submission, submitters
+from outpost_service import dependencies, submission, submitters
 from outpost_service.api.bodies import RetryGroup
 from outpost_service.auth import current_user
 from outpost_service.errors import NotFound
@@ -106,6 +106,7 @@ def retry_group(task_group_id: str, body: RetryGroup) -> dict[str, Any]:
         submitters.check_arguments(owner, candidates, endpoint_owners, label="retried tasks")
     pairs: list[dict[str, str]] = []
     new: list[NewTask] = []
+    doomed: list[str] = []
     now = time.time()
     with state.database.write() as conn:
         for row in candidates:
@@ -120,12 +121,19 @@ def retry_group(task_group_id: str, body: RetryGroup) -> dict[str, Any]:
             if task_store.claim_retry(conn, row.task_id, task.task_id):
                 new.append(task)
                 pairs.append({"old": row.task_id, "new": task.task_id})
+        # a retried child waits for its parent's retry (outpost_service.dependencies)
+        dependencies.retried_dependencies(conn, pairs, new)
+        dependencies.admit(conn, owner, new, same_batch=True)
         task_store.insert_many(conn, owner, new, now)
+        doomed = dependencies.fail_doomed(conn, new, state.config.result_retention)
+    if doomed:
+        state.notifier.notify(doomed)
     if new:
         ids = [t.task_id for t in new]
         with state.database.read() as conn:
             rows = task_store.unpublished(conn, 0.0, len(ids), task_ids=ids)
-        submission.publish(state, submission.envelopes_for(state, rows), ids)
+        if rows:  # waiting ones are published when their parents succeeded
+            submission.publish(state, submission.envelopes_for(state, rows), ids)
     return {"task_group_id": task_group_id, "retried": pairs}
 
 

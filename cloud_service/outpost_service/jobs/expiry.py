@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 
 from outpost.protocol import CancelRequest, ErrorInfo, ResultEnvelope, TaskState
+from outpost_service.dependencies import release
 from outpost_service.errors import BrokerError
 from outpost_service.state import ServiceState
 from outpost_service.store import tasks as task_store
@@ -55,10 +56,11 @@ def expire_due(state: ServiceState, now: float | None = None, limit: int = 1000)
     results = [expired_result(r.task_id, r.endpoint_id, r.deadline) for r in rows]
     with state.database.write() as conn:
         expired = task_store.finish(conn, results, state.config.result_retention)
+        released = release(conn, results, expired, state.config.result_retention)
     if not expired:
         return []
     log.info("%d task(s) expired", len(expired))
-    state.notifier.notify(expired)
+    state.notifier.notify(expired + released.failed)
     per_endpoint: dict[str, list[str]] = defaultdict(list)
     for row in rows:
         if row.task_id in expired:
