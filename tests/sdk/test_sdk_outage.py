@@ -239,3 +239,20 @@ def test_ctrl_c_in_the_submit_loop_during_an_outage_leaves_at_once_and_saves_the
     [path] = (tmp_path / "home" / "unsent").glob("*.json")
     assert f"outpost tasks resubmit {path}" in output
     assert json.loads(path.read_text())["calls"] >= 1
+
+
+def test_an_unsent_file_keeps_the_dependencies_of_held_tasks(tmp_path: Path) -> None:
+    """A child the service would hold names its parents in the unsent file too, so the
+    resubmitted child waits for them (its args hold ParentRefs, not values)."""
+    from outpost.executor import unsent
+
+    call = unsent.UnsentCall(
+        name="child", function=b"fn", args=b"args", endpoint_id="ep", task_group_id="g",
+        resource_specification={}, depends_on=["parent-1", "parent-2"],
+    )  # fmt: skip
+    record = unsent.UnsentRecord("g", "http://x", False, "client", 1)
+    record.batches.append(unsent.UnsentBatch("req", [call]))
+    path = tmp_path / "unsent.json"
+    unsent.write(record, path)
+    (again,) = unsent.read(path).batches[0].calls
+    assert again.depends_on == ["parent-1", "parent-2"]

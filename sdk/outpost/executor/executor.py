@@ -384,6 +384,7 @@ class Executor(concurrent.futures.Executor):
                         payload=call.args,
                         function_payload=call.function,
                         label=call.name,
+                        depends_on=call.depends_on,
                     )
                 )
                 futures.append(future)

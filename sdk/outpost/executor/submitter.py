@@ -527,6 +527,7 @@ class Submitter:
                     endpoint_id=submission.endpoint_id,
                     task_group_id=submission.task_group_id,
                     resource_specification=submission.resource_specification,
+                    depends_on=submission.depends_on,
                 )
             )
         return calls

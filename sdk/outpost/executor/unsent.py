@@ -47,6 +47,8 @@ class UnsentCall:
     endpoint_id: str
     task_group_id: str
     resource_specification: dict[str, Any]
+    #: The parents' task ids of a task the service holds (its args name them).
+    depends_on: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -142,6 +144,7 @@ def write(record: UnsentRecord, path: Path) -> None:
                     "endpoint_id": call.endpoint_id,
                     "task_group_id": call.task_group_id,
                     "resource_specification": call.resource_specification,
+                    "depends_on": call.depends_on,
                 }
             )
         batches.append({"request_id": batch.request_id, "calls": calls})
@@ -195,6 +198,7 @@ def read(path: str | os.PathLike[str]) -> UnsentRecord:
                     endpoint_id=str(c["endpoint_id"]),
                     task_group_id=str(c["task_group_id"]),
                     resource_specification=dict(c.get("resource_specification") or {}),
+                    depends_on=[str(p) for p in c.get("depends_on") or []],
                 )
                 for c in batch["calls"]
             ]
