@@ -68,7 +68,7 @@ class ServiceState:
                 "management plugin (docs/SECURITY.md)"
             )
         publisher = Publisher(
-            config.amqp_url, topology, attempts=config.publish_attempts, tls=config.amqp_tls
+            config.broker_urls, topology, attempts=config.publish_attempts, tls=config.amqp_tls
         )
         publisher.signer = load_or_create_signer(database)
         return cls(
@@ -104,8 +104,8 @@ def broker_admin(config: ServiceConfig, topology: Topology | None = None) -> Bro
     ``topology`` names the queues (by default ``config``'s, without the queue-name key, which
     only making broker users needs)."""
     return BrokerAdmin(
-        config.management_url or default_management_url(config.amqp_url),
-        config.amqp_url,
+        config.management_url or default_management_url(config.broker_urls[0]),
+        config.broker_urls[0],
         topology or Topology(config.amqp_prefix, config.queue_type),
         ca_file=config.amqp_ca_file,
         user_limits={

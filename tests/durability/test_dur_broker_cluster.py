@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pika
 
-from ..fixtures.rabbitmq_cluster import BrokerCluster, broker_cluster, rabbitmq_cluster  # noqa: F401
+from ..fixtures.rabbitmq_cluster import BrokerCluster
 
 
 def test_the_cluster_runs_three_nodes_and_replicates_a_quorum_queue(

@@ -29,7 +29,6 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from outpost.protocol import CancelRequest, TaskEnvelope
-from outpost.protocol.conventions import redact_url
 from outpost.protocol.signing import Signer
 from outpost.protocol.tls import TlsFiles
 from outpost.runtime.amqp_confirms import ConfirmingConnection, Message, persistent_json
@@ -51,12 +50,17 @@ class Publisher:
     """Publishes envelopes and manages per-endpoint queues on one broker."""
 
     def __init__(
-        self, url: str, topology: Topology, *, attempts: int = 3, tls: TlsFiles | None = None
+        self,
+        url: str | Sequence[str],
+        topology: Topology,
+        *,
+        attempts: int = 3,
+        tls: TlsFiles | None = None,
     ) -> None:
-        self.url = url
         self.topology = topology
         self.attempts = max(1, attempts)
         self._target = target(url, tls)
+        self.url = self._target.url
         self._target.parameters()  # unusable TLS files raise ConfigurationError now, at start
         self._lock = threading.Lock()
         self._confirming: ConfirmingConnection | None = None
@@ -171,7 +175,7 @@ class Publisher:
             except UntrustedBrokerError as exc:  # a setting must change: retrying cannot help
                 raise BrokerError(f"could not {what}: {exc}") from exc
         raise BrokerError(
-            f"could not {what}: RabbitMQ at {redact_url(self.url)} failed {self.attempts} times "
+            f"could not {what}: RabbitMQ at {self._target.shown()} failed {self.attempts} times "
             f"(last error: {last!r}); "
             + (self._target.tls_problem(last) or "check that the broker is running and reachable")
         )
