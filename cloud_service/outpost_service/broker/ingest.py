@@ -69,7 +69,8 @@ class IngestConsumer:
 
     def __post_init__(self, amqp_url: str | Sequence[str], tls: TlsFiles | None) -> None:
         self._target = target(amqp_url, tls)
-        self._params = self._target.parameters()  # bad TLS files fail now, at start
+        # every node of a cluster, tried in order; bad TLS files fail now, at start
+        self._params = self._target.all_parameters()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> threading.Thread:
