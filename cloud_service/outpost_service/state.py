@@ -58,6 +58,13 @@ class ServiceState:
             config.queue_type,
             queue_key=load_or_create_secret(database, QUEUE_KEY_NAME, new_queue_key),
         )
+        if len(config.broker_urls) > 1 and config.queue_type == "classic":
+            log.warning(
+                "amqp_urls names %d RabbitMQ nodes but queue_type is 'classic': a classic queue "
+                "lives on one node and is out of reach while it is down; use quorum queues on "
+                "a cluster (docs/RELIABILITY.md, \"Queue types\")",
+                len(config.broker_urls),
+            )
         admin = None
         if config.broker_auth == "per-endpoint":
             admin = broker_admin(config, topology)

@@ -116,12 +116,17 @@ class Publisher:
         a retry publishes only the others."""
         for _round in range(_ROUNDS):
             taken = [False] * len(pending)
+            link = self._connection()
             try:
-                self._connection().publish(pending, CONFIRM_TIMEOUT, taken)
+                link.publish(pending, CONFIRM_TIMEOUT, taken)
             finally:
                 pending[:] = [message for message, ok in zip(pending, taken, strict=True) if not ok]
             if not pending:
                 return
+            # The rest go out on a new connection: after a quorum queue's leader died, the
+            # broker's channel may keep routing to it and nack (or throttle) every publish of
+            # ours for good (seen on RabbitMQ 3.10; a new channel finds the new leader).
+            self._discard(link)
             for endpoint_id in {message.routing_key for message in pending}:
                 # The endpoint's queue is gone (deleted by hand, broker reset), or the broker
                 # refused (nack) the message: declare the queue again, then republish.
@@ -139,6 +144,15 @@ class Publisher:
                 self._on_topology(self.topology.declare_core)
                 self._confirming = ConfirmingConnection.open(self._target)
             return self._confirming
+
+    def _discard(self, link: ConfirmingConnection) -> None:
+        """Close ``link`` if it is still the shared confirming connection."""
+        with self._lock:
+            shared = self._confirming is link
+            if shared:
+                self._confirming = None
+        if shared:
+            link.close()
 
     def _on_topology(self, action: Callable[..., None], *args: str) -> None:
         """Run ``action(channel, *args)`` on the blocking connection, one thread at a time."""
