@@ -297,6 +297,9 @@ class ResultPublisher:
                 refused,
                 self.settings.result_exchange,
             )
+            # Retry on a new connection: after a quorum queue's leader died, RabbitMQ (3.10)
+            # may nack every later publish on the channel that knew the old leader.
+            self._close()
             self._stop.wait(1.0)
 
     def _publish_batch(self, batch: list[Outgoing]) -> int:
