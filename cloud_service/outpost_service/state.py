@@ -62,7 +62,7 @@ class ServiceState:
             log.warning(
                 "amqp_urls names %d RabbitMQ nodes but queue_type is 'classic': a classic queue "
                 "lives on one node and is out of reach while it is down; use quorum queues on "
-                "a cluster (docs/RELIABILITY.md, \"Queue types\")",
+                'a cluster (docs/RELIABILITY.md, "Queue types")',
                 len(config.broker_urls),
             )
         admin = None
