@@ -115,6 +115,10 @@ def broker_admin(config: ServiceConfig, topology: Topology | None = None) -> Bro
         config.broker_urls[0],
         topology or Topology(config.amqp_prefix, config.queue_type),
         ca_file=config.amqp_ca_file,
+        # without an explicit one, every cluster node's API (each serves the whole cluster)
+        other_management_urls=[]
+        if config.management_url
+        else [default_management_url(url) for url in config.broker_urls[1:]],
         user_limits={
             "max-connections": config.endpoint_max_connections,
             "max-channels": config.endpoint_max_channels,
