@@ -28,6 +28,7 @@ from outpost.errors import ConfigurationError
 from outpost.protocol import DEFAULT_PAYLOAD_LIMIT
 from outpost.protocol.conventions import outpost_home
 from outpost.protocol.tls import TlsFiles
+from outpost.runtime.amqp_connection import split_urls
 from outpost.runtime.settings import choices, did_you_mean, shown
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -68,6 +69,13 @@ class ServiceConfig(BaseModel):
     public_amqp_url: str = ""
     """What endpoints are told to connect to (the broker's address as seen from the cluster);
     empty means the same as amqp_url."""
+    amqp_urls: str = ""
+    """The nodes of a RabbitMQ cluster, comma-separated URLs tried in order (each connection
+    goes to the first that answers, and to a surviving one when its node dies); given, it
+    replaces amqp_url.  Use queue_type quorum with it (docs/RELIABILITY.md)."""
+    public_amqp_urls: str = ""
+    """The cluster's nodes as endpoints reach them, comma-separated; empty means
+    public_amqp_url if set, else amqp_urls."""
     amqp_prefix: str = "outpost"
     """Prefix of every exchange and queue; tests use a unique one so runs never collide."""
     result_retention: float = Field(14 * 24 * 3600.0, gt=0)
@@ -152,6 +160,32 @@ class ServiceConfig(BaseModel):
     endpoint_max_channels: int = Field(16, gt=0)
     """RabbitMQ channel limit of each per-endpoint broker user (an endpoint uses one per
     connection)."""
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The service's RabbitMQ nodes in the order to try: amqp_urls, else amqp_url."""
+        return split_urls(self.amqp_urls) or [self.amqp_url]
+
+    @property
+    def endpoint_broker_urls(self) -> list[str]:
+        """The RabbitMQ nodes endpoints are told to try, in order."""
+        if self.public_amqp_urls:
+            return split_urls(self.public_amqp_urls)
+        if self.amqp_urls and self.public_amqp_url == self.amqp_url:
+            return self.broker_urls
+        return [self.public_amqp_url]
+
+    @field_validator("amqp_urls", "public_amqp_urls")
+    @classmethod
+    def _urls_are_amqp(cls, text: str) -> str:
+        for url in split_urls(text):
+            if not url.startswith(("amqp://", "amqps://")):
+                raise PydanticCustomError(
+                    "invalid_value",
+                    "must be amqp:// or amqps:// URLs separated by commas (a comma in a "
+                    "password is written %2C)",
+                )
+        return text
 
     @property
     def amqp_tls(self) -> TlsFiles:

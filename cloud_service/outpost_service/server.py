@@ -46,7 +46,7 @@ def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> Ing
     )
     return IngestConsumer(
         job,
-        config.amqp_url,
+        config.broker_urls,
         state.topology if state else Topology(config.amqp_prefix, config.queue_type),
         prefetch=config.ingest_prefetch,
         tls=config.amqp_tls,

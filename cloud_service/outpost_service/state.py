@@ -58,6 +58,13 @@ class ServiceState:
             config.queue_type,
             queue_key=load_or_create_secret(database, QUEUE_KEY_NAME, new_queue_key),
         )
+        if len(config.broker_urls) > 1 and config.queue_type == "classic":
+            log.warning(
+                "amqp_urls names %d RabbitMQ nodes but queue_type is 'classic': a classic queue "
+                "lives on one node and is out of reach while it is down; use quorum queues on "
+                'a cluster (docs/RELIABILITY.md, "Queue types")',
+                len(config.broker_urls),
+            )
         admin = None
         if config.broker_auth == "per-endpoint":
             admin = broker_admin(config, topology)
@@ -68,7 +75,7 @@ class ServiceState:
                 "management plugin (docs/SECURITY.md)"
             )
         publisher = Publisher(
-            config.amqp_url, topology, attempts=config.publish_attempts, tls=config.amqp_tls
+            config.broker_urls, topology, attempts=config.publish_attempts, tls=config.amqp_tls
         )
         publisher.signer = load_or_create_signer(database)
         return cls(
@@ -104,10 +111,14 @@ def broker_admin(config: ServiceConfig, topology: Topology | None = None) -> Bro
     ``topology`` names the queues (by default ``config``'s, without the queue-name key, which
     only making broker users needs)."""
     return BrokerAdmin(
-        config.management_url or default_management_url(config.amqp_url),
-        config.amqp_url,
+        config.management_url or default_management_url(config.broker_urls[0]),
+        config.broker_urls[0],
         topology or Topology(config.amqp_prefix, config.queue_type),
         ca_file=config.amqp_ca_file,
+        # without an explicit one, every cluster node's API (each serves the whole cluster)
+        other_management_urls=[]
+        if config.management_url
+        else [default_management_url(url) for url in config.broker_urls[1:]],
         user_limits={
             "max-connections": config.endpoint_max_connections,
             "max-channels": config.endpoint_max_channels,

@@ -18,7 +18,6 @@ from typing import Any
 
 from outpost.errors import SealingError
 from outpost.protocol.conventions import outpost_home
-from outpost.protocol.conventions import redact_url as redact
 from outpost.protocol.private_files import describe, tighten
 from outpost.protocol.sealing import key_fingerprint, load_or_create_key, public_key_text
 from outpost.protocol.tls import TlsFiles
@@ -84,7 +83,7 @@ def register(
     endpoint_id = answer["endpoint_id"]
     settings = AmqpSettings.from_registration(
         answer["amqp"],
-        url_override=config.amqp_url,
+        url_override=config.amqp_urls or config.amqp_url,
         tls=TlsFiles(
             config.amqp_ca_file or "", config.amqp_cert_file or "", config.amqp_key_file or ""
         ),
@@ -164,7 +163,7 @@ def run_endpoint(
         log.info(
             "endpoint %s (%s): engine %s, prefetch %d; service %s; RabbitMQ %s",
             paths.name, endpoint_id, engine_summary(config.engine), config.prefetch_count,
-            paths.read_info().get("service_url"), redact(settings.url),
+            paths.read_info().get("service_url"), settings.shown(),
         )  # fmt: skip
         service.start()
     except (EndpointError, SealingError) as exc:

@@ -23,6 +23,7 @@ from ..e2e.stack import (
     start_service,
 )
 from ..fixtures.postgres_private import PrivatePostgres, can_run_private_postgres, postgres_bin
+from ..fixtures.rabbitmq_cluster import broker_cluster, rabbitmq_cluster  # noqa: F401
 from ..recipes import ensure_private_rabbitmq, missing, private_broker_port
 from .campaign import Campaign
 

@@ -204,3 +204,26 @@ def test_the_outcome_list_keeps_what_was_confirmed_before_a_failure(
     with pytest.raises(RETRYABLE):
         link.publish([message(queue, n) for n in range(50)], 30, lost)
     assert lost == [False] * 50  # nothing was confirmed: a retry publishes them all
+
+
+def test_a_list_of_nodes_connects_to_the_first_that_answers(channel: Any, queue: str) -> None:
+    """A cluster's URL list: a dead first node is skipped by blocking and confirming
+    connections alike; every node dead is retryable, said with every URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"amqp://guest:guest@127.0.0.1:{probe.getsockname()[1]}/"
+    target = AmqpTarget.of([dead, AMQP_URL], "test-runtime")
+    assert target.urls == (dead, AMQP_URL)
+    with target.connect() as connection:
+        assert connection.is_open
+    link = ConfirmingConnection.open(target)
+    try:
+        assert link.publish([message(queue, 1)], timeout=10) == [True]
+    finally:
+        link.close()
+    with pytest.raises(RETRYABLE):
+        AmqpTarget.of([dead, dead], "test-runtime").connect()
+    with pytest.raises(RETRYABLE):
+        ConfirmingConnection.open(AmqpTarget.of([dead, dead], "test-runtime"))
+    with pytest.raises(ConfigurationError, match="no RabbitMQ URL"):
+        AmqpTarget.of([], "test-runtime")

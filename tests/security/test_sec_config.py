@@ -70,3 +70,19 @@ def test_permissions_name_only_the_endpoints_own_objects() -> None:
     assert perms["write"] == r"^e2e\-ab12\.results$"
     topic = admin.topic_permissions("0f2d6a52-8d0a-4a43-9d9f-7d5b1bb2c8f1")
     assert topic["exchange"] == "e2e-ab12.results" and topic["read"] == "^$"
+
+
+def test_a_clusters_other_management_apis_are_tried_when_the_first_is_down() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: a dead node's API
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    admin = BrokerAdmin(
+        dead,
+        "amqp://guest:guest@127.0.0.1:5672/",
+        Topology("p"),
+        other_management_urls=["http://127.0.0.1:15672/"],
+    )
+    assert admin.broker_version() is not None
+    assert admin.api == "http://127.0.0.1:15672/api"  # the one that answered goes first

@@ -83,3 +83,19 @@ def test_every_setting_reads_its_variable(monkeypatch: pytest.MonkeyPatch) -> No
 def test_unknown_settings_suggest_the_one_meant() -> None:
     with pytest.raises(ConfigurationError, match="did you mean 'payload_limit'"):
         ServiceConfig.from_mapping({"payload_limt": 1})
+
+
+def test_a_cluster_is_a_list_of_broker_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = "amqp://svc:pw@rmq-1:5672/", "amqp://svc:pw@rmq-2:5672/"
+    monkeypatch.setenv("OUTPOST_AMQP_URLS", f"{a}, {b}")
+    config = ServiceConfig.from_env()
+    assert config.broker_urls == [a, b]
+    assert config.endpoint_broker_urls == [a, b]  # endpoints reach the same nodes by default
+    public = config.replace(public_amqp_urls="amqps://edge-1:5671/,amqps://edge-2:5671/")
+    assert public.endpoint_broker_urls == ["amqps://edge-1:5671/", "amqps://edge-2:5671/"]
+    monkeypatch.delenv("OUTPOST_AMQP_URLS")
+    single = ServiceConfig.from_env(amqp_url=a)
+    assert (single.broker_urls, single.endpoint_broker_urls) == ([a], [a])
+    monkeypatch.setenv("OUTPOST_AMQP_URLS", f"{a},http://rmq-2:15672/")
+    with pytest.raises(ConfigurationError, match=r"amqp_urls \(env OUTPOST_AMQP_URLS\) must be"):
+        ServiceConfig.from_env()

@@ -67,7 +67,7 @@ def register_endpoint(body: RegisterEndpoint) -> dict[str, Any]:
 
     # The grant first: it cuts off a previous instance, whose unacked tasks then go back to
     # its queue before the declaration moves a legacy queue's tasks (broker/topology.py).
-    broker_url = _endpoint_broker_url(state, endpoint_id)
+    broker_urls = _endpoint_broker_urls(state, endpoint_id)
     _broker(lambda: state.publisher.declare_endpoint_queue(endpoint_id))
     try:
         with state.database.write() as conn:
@@ -85,7 +85,8 @@ def register_endpoint(body: RegisterEndpoint) -> dict[str, Any]:
         "endpoint_id": endpoint_id,
         "name": name,
         "amqp": {
-            "url": broker_url,
+            "url": broker_urls[0],
+            "urls": broker_urls,
             "task_exchange": topology.task_exchange,
             "task_queue": topology.task_queue(endpoint_id),
             "result_exchange": topology.result_exchange,
@@ -262,15 +263,17 @@ def _describe(state: ServiceState, row: Row[Any], outstanding: int) -> dict[str,
     }
 
 
-def _endpoint_broker_url(state: ServiceState, endpoint_id: str) -> str:
-    """The AMQP URL the endpoint gets: its own (new) user's, or the shared one."""
+def _endpoint_broker_urls(state: ServiceState, endpoint_id: str) -> list[str]:
+    """The AMQP URLs the endpoint gets (one per cluster node): its own (new) user's, or the
+    shared one."""
+    urls = state.config.endpoint_broker_urls
     if state.admin is None:
-        return state.config.public_amqp_url
+        return urls
     admin = state.admin
     granted: list[tuple[str, str]] = []
     _broker(lambda: granted.append(admin.grant(endpoint_id)))
     user, password = granted[0]
-    return with_credentials(state.config.public_amqp_url, user, password)
+    return [with_credentials(url, user, password) for url in urls]
 
 
 def _broker(action: Callable[[], None]) -> None:

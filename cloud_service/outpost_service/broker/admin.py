@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -93,6 +94,19 @@ def with_credentials(url: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _api(management_url: str) -> str:
+    """The ``/api`` base of ``management_url`` (its credentials left out)."""
+    parts = urlsplit(management_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BrokerError(
+            f"management_url must be http(s)://[user:password@]host:port/, got "
+            f"{redact_url(management_url)!r}"
+        )
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}/api"
+
+
 class BrokerAdmin:
     """Creates, rotates and deletes the RabbitMQ users of endpoints (see the module docstring)."""
 
@@ -104,22 +118,17 @@ class BrokerAdmin:
         *,
         ca_file: str = "",
         user_limits: dict[str, int] | None = None,
+        other_management_urls: Sequence[str] = (),
     ) -> None:
+        """``other_management_urls``: the APIs of a cluster's other nodes, tried in order when
+        ``management_url``'s does not answer (same credentials)."""
+        self.apis = [_api(url) for url in (management_url, *other_management_urls)]
         parts = urlsplit(management_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BrokerError(
-                f"management_url must be http(s)://[user:password@]host:port/, got "
-                f"{redact_url(management_url)!r}"
-            )
         amqp = pika.URLParameters(amqp_url)
         self.auth = (
             unquote(parts.username) if parts.username else amqp.credentials.username,
             unquote(parts.password) if parts.password else amqp.credentials.password,
         )
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        port = f":{parts.port}" if parts.port else ""
-        path = parts.path.rstrip("/")
-        self.api = f"{parts.scheme}://{host}{port}{path}/api"
         self.vhost = amqp.virtual_host
         self.topology = topology
         #: An ``https://`` API is checked against the broker's CA (OUTPOST_AMQP_CA_FILE), else
@@ -128,6 +137,11 @@ class BrokerAdmin:
         self._session = requests.Session()
         #: RabbitMQ user limits given to every endpoint user (name -> value).
         self.user_limits = dict(DEFAULT_USER_LIMITS if user_limits is None else user_limits)
+
+    @property
+    def api(self) -> str:
+        """The management API in use (the last one that answered)."""
+        return self.apis[0]
 
     def grant(self, endpoint_id: str) -> tuple[str, str]:
         """Create (or rotate) the endpoint's user; returns ``(user, new password)``."""
@@ -212,17 +226,26 @@ class BrokerAdmin:
     def _call(
         self, method: str, path: str, body: dict[str, Any] | None, *, missing_ok: bool = False
     ) -> Any:
-        url = self.api + path
-        try:
-            response = self._session.request(
-                method, url, json=body, auth=self.auth, timeout=TIMEOUT, verify=self._verify
-            )
-        except requests.RequestException as exc:
-            raise BrokerError(
-                f"cannot reach the RabbitMQ management API at {self.api}: {exc}; enable it with "
-                "`rabbitmq-plugins enable rabbitmq_management`, set management_url "
-                "(OUTPOST_AMQP_MANAGEMENT_URL), or set broker_auth to 'shared'"
-            ) from exc
+        response = None
+        for index, api in enumerate(list(self.apis)):
+            try:
+                response = self._session.request(
+                    method, api + path, json=body, auth=self.auth, timeout=TIMEOUT,
+                    verify=self._verify,
+                )  # fmt: skip
+            except requests.RequestException as exc:
+                if index + 1 < len(self.apis):
+                    continue  # that node is down: the next node's API serves the same cluster
+                raise BrokerError(
+                    f"cannot reach the RabbitMQ management API at {', '.join(self.apis)}: "
+                    f"{exc}; enable it with `rabbitmq-plugins enable rabbitmq_management`, set "
+                    "management_url (OUTPOST_AMQP_MANAGEMENT_URL), or set broker_auth to "
+                    "'shared'"
+                ) from exc
+            if index:  # ask the node that answered first from now on
+                self.apis.insert(0, self.apis.pop(index))
+            break
+        assert response is not None
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code >= 400:

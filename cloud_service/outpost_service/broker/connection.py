@@ -3,6 +3,8 @@ with the service's numbers and the names of its settings (for errors that say wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from outpost.protocol.tls import TlsFiles
 from outpost.runtime.amqp_connection import AmqpTarget
 
@@ -10,6 +12,9 @@ _CA_SETTING = "OUTPOST_AMQP_CA_FILE (serve --amqp-ca-file)"
 _CERT_SETTING = "OUTPOST_AMQP_CERT_FILE and OUTPOST_AMQP_KEY_FILE"
 
 
-def target(url: str, tls: TlsFiles | None = None, name: str = "outpost-service") -> AmqpTarget:
-    """The service's broker: a dead one fails fast (5 s) so that callers can back off."""
-    return AmqpTarget(url, name, tls, ca_setting=_CA_SETTING, cert_setting=_CERT_SETTING)
+def target(
+    urls: str | Sequence[str], tls: TlsFiles | None = None, name: str = "outpost-service"
+) -> AmqpTarget:
+    """The service's broker (one node, or a cluster's nodes in the order to try): a dead node
+    fails fast (5 s) so that the next is tried and callers can back off."""
+    return AmqpTarget.of(urls, name, tls=tls, ca_setting=_CA_SETTING, cert_setting=_CERT_SETTING)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import NamedTuple
 
@@ -49,7 +50,8 @@ class IngestConsumer:
     """Consumes results and heartbeats until :meth:`stop` is called."""
 
     job: IngestJob
-    amqp_url: InitVar[str]
+    #: One URL, or the nodes of a cluster in the order to try.
+    amqp_url: InitVar[str | Sequence[str]]
     topology: Topology
     _: KW_ONLY
     #: Most messages in one batch (and the channel's prefetch window).
@@ -65,9 +67,10 @@ class IngestConsumer:
     _thread: threading.Thread | None = field(default=None, init=False)
     _connection: BlockingConnection | None = field(default=None, init=False)
 
-    def __post_init__(self, amqp_url: str, tls: TlsFiles | None) -> None:
+    def __post_init__(self, amqp_url: str | Sequence[str], tls: TlsFiles | None) -> None:
         self._target = target(amqp_url, tls)
-        self._params = self._target.parameters()  # bad TLS files fail now, at start
+        # every node of a cluster, tried in order; bad TLS files fail now, at start
+        self._params = self._target.all_parameters()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> threading.Thread:

@@ -29,7 +29,6 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from outpost.protocol import CancelRequest, TaskEnvelope
-from outpost.protocol.conventions import redact_url
 from outpost.protocol.signing import Signer
 from outpost.protocol.tls import TlsFiles
 from outpost.runtime.amqp_confirms import ConfirmingConnection, Message, persistent_json
@@ -51,12 +50,17 @@ class Publisher:
     """Publishes envelopes and manages per-endpoint queues on one broker."""
 
     def __init__(
-        self, url: str, topology: Topology, *, attempts: int = 3, tls: TlsFiles | None = None
+        self,
+        url: str | Sequence[str],
+        topology: Topology,
+        *,
+        attempts: int = 3,
+        tls: TlsFiles | None = None,
     ) -> None:
-        self.url = url
         self.topology = topology
         self.attempts = max(1, attempts)
         self._target = target(url, tls)
+        self.url = self._target.url
         self._target.parameters()  # unusable TLS files raise ConfigurationError now, at start
         self._lock = threading.Lock()
         self._confirming: ConfirmingConnection | None = None
@@ -112,12 +116,17 @@ class Publisher:
         a retry publishes only the others."""
         for _round in range(_ROUNDS):
             taken = [False] * len(pending)
+            link = self._connection()
             try:
-                self._connection().publish(pending, CONFIRM_TIMEOUT, taken)
+                link.publish(pending, CONFIRM_TIMEOUT, taken)
             finally:
                 pending[:] = [message for message, ok in zip(pending, taken, strict=True) if not ok]
             if not pending:
                 return
+            # The rest go out on a new connection: after a quorum queue's leader died, the
+            # broker's channel may keep routing to it and nack (or throttle) every publish of
+            # ours for good (seen on RabbitMQ 3.10; a new channel finds the new leader).
+            self._discard(link)
             for endpoint_id in {message.routing_key for message in pending}:
                 # The endpoint's queue is gone (deleted by hand, broker reset), or the broker
                 # refused (nack) the message: declare the queue again, then republish.
@@ -135,6 +144,15 @@ class Publisher:
                 self._on_topology(self.topology.declare_core)
                 self._confirming = ConfirmingConnection.open(self._target)
             return self._confirming
+
+    def _discard(self, link: ConfirmingConnection) -> None:
+        """Close ``link`` if it is still the shared confirming connection."""
+        with self._lock:
+            shared = self._confirming is link
+            if shared:
+                self._confirming = None
+        if shared:
+            link.close()
 
     def _on_topology(self, action: Callable[..., None], *args: str) -> None:
         """Run ``action(channel, *args)`` on the blocking connection, one thread at a time."""
@@ -171,7 +189,7 @@ class Publisher:
             except UntrustedBrokerError as exc:  # a setting must change: retrying cannot help
                 raise BrokerError(f"could not {what}: {exc}") from exc
         raise BrokerError(
-            f"could not {what}: RabbitMQ at {redact_url(self.url)} failed {self.attempts} times "
+            f"could not {what}: RabbitMQ at {self._target.shown()} failed {self.attempts} times "
             f"(last error: {last!r}); "
             + (self._target.tls_problem(last) or "check that the broker is running and reachable")
         )

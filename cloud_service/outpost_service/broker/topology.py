@@ -17,6 +17,12 @@ reject-publish``) instead of the default at-most-once.  A queue's type is fixed 
 redeclaring it as the other type is refused (PRECONDITION_FAILED), reported as a
 :class:`~outpost_service.errors.BrokerError` that says how to migrate.
 
+Quorum queues carry no ``x-delivery-limit``: a delivery goes back to its queue whenever its
+consumer's connection drops (a node killed, an endpoint restarted), so a limit would
+dead-letter healthy tasks, and a task in ``P.dead`` is never finished at the service; the
+endpoint's journal already fails a task that killed its worker instead of running it again.
+(docs/RELIABILITY.md, "Queue types", lists every feature checked against quorum queues.)
+
 Why task queue names carry a secret tag: an endpoint's broker user may read only its own queue,
 but RabbitMQ before 4.2.6 answers a *passive* declaration of any queue without a permission
 check, telling its depth and consumer count.  Endpoint ids are no secret (shared users submit

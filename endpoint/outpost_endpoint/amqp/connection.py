@@ -11,14 +11,16 @@ a fleet of endpoints does not come back in lock-step.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pika
+from pydantic import ValidationError
 
 from outpost.errors import ConfigurationError
+from outpost.protocol.api import BrokerSettings
 from outpost.protocol.conventions import redact_url
 from outpost.protocol.signing import DEFAULT_MAX_AGE, SignatureError, Verifier
 from outpost.protocol.tls import TlsFiles
@@ -44,35 +46,53 @@ class AmqpSettings:
     #: CA and client certificate for ``amqps://`` (config.yaml ``amqp_ca_file`` etc.).
     tls: TlsFiles = field(default_factory=TlsFiles)
 
+    #: Further nodes of the same RabbitMQ cluster, tried in order after ``url``'s.
+    other_urls: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every node's URL, in the order connections try them."""
+        return (self.url, *self.other_urls)
+
+    def target(self, name: str) -> AmqpTarget:
+        """How this endpoint's connection ``name`` reaches RabbitMQ (any of its nodes)."""
+        return target(self.urls, name, self.tls)
+
+    def shown(self) -> str:
+        """The URLs without passwords, for messages."""
+        return ", ".join(redact_url(url) for url in self.urls)
+
     @classmethod
     def from_registration(
         cls,
         data: dict[str, Any],
         *,
-        url_override: str | None = None,
+        url_override: str | Sequence[str] | None = None,
         tls: TlsFiles | None = None,
     ) -> AmqpSettings:
-        """Build from the service's answer, raising a clear error if a field is missing."""
-        missing = [
-            name
-            for name in (
-                "url",
-                "task_exchange",
-                "task_queue",
-                "result_exchange",
-                "result_routing_key",
-                "status_routing_key",
+        """Build from the service's answer (:class:`~outpost.protocol.api.BrokerSettings`),
+        raising a clear :class:`BrokerError` if a field is missing or malformed.
+
+        ``url_override`` (config.yaml ``amqp_url`` or ``amqp_urls``) replaces the nodes the
+        service named, keeping the credentials it issued."""
+        overrides = [url_override] if isinstance(url_override, str) else list(url_override or ())
+        given = dict(data)
+        given.setdefault("heartbeat_interval", 30.0)  # services before it was sent
+        if overrides and not isinstance(given.get("url"), str):
+            given["url"] = overrides[0]
+        try:
+            answer = BrokerSettings.model_validate(given)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'amqp'}: {error['msg']}"
+                for error in exc.errors()
             )
-            if not isinstance(data.get(name), str) and not (name == "url" and url_override)
-        ]
-        if missing:
             raise BrokerError(
-                f"the service's registration answer lacks amqp field(s) {', '.join(missing)}; "
+                f"the service's registration answer has unusable amqp settings ({problems}); "
                 "the service and endpoint versions may not match"
-            )
-        interval = data.get("heartbeat_interval", 30.0)
-        key, max_age = data.get("task_signing_key"), data.get("task_max_age")
-        if isinstance(key, str) and key:
+            ) from None
+        key = answer.task_signing_key or None
+        if key:
             try:
                 Verifier(key)
             except SignatureError as exc:
@@ -80,16 +100,19 @@ class AmqpSettings:
                     f"the service's task_signing_key is unusable ({exc}); the service and "
                     "endpoint versions may not match"
                 ) from exc
+        issued = answer.urls or [answer.url]
+        urls = [_override(url, issued[0]) for url in overrides] if overrides else issued
         return cls(
-            url=_override(url_override, data.get("url")) if url_override else data["url"],
-            task_exchange=data["task_exchange"],
-            task_queue=data["task_queue"],
-            result_exchange=data["result_exchange"],
-            result_routing_key=data["result_routing_key"],
-            status_routing_key=data["status_routing_key"],
-            heartbeat_interval=float(interval) if isinstance(interval, (int, float)) else 30.0,
-            task_signing_key=key if isinstance(key, str) and key else None,
-            task_max_age=float(max_age) if isinstance(max_age, (int, float)) else DEFAULT_MAX_AGE,
+            url=urls[0],
+            other_urls=tuple(urls[1:]),
+            task_exchange=answer.task_exchange,
+            task_queue=answer.task_queue,
+            result_exchange=answer.result_exchange,
+            result_routing_key=answer.result_routing_key,
+            status_routing_key=answer.status_routing_key,
+            heartbeat_interval=answer.heartbeat_interval,
+            task_signing_key=key,
+            task_max_age=DEFAULT_MAX_AGE if answer.task_max_age is None else answer.task_max_age,
             tls=tls or TlsFiles(),
         )
 
@@ -126,12 +149,13 @@ def credentials_refused(exc: BaseException, url: str) -> str | None:
     )
 
 
-def target(url: str, name: str, tls: TlsFiles | None = None) -> AmqpTarget:
-    """How the endpoint reaches RabbitMQ: errors name config.yaml's settings."""
-    return AmqpTarget(
-        url,
+def target(urls: str | Sequence[str], name: str, tls: TlsFiles | None = None) -> AmqpTarget:
+    """How the endpoint reaches RabbitMQ (one node, or a cluster's nodes in the order to try):
+    errors name config.yaml's settings."""
+    return AmqpTarget.of(
+        urls,
         name,
-        tls,
+        tls=tls,
         ca_setting="amqp_ca_file in config.yaml",
         cert_setting="amqp_cert_file and amqp_key_file in config.yaml",
         socket_timeout=10.0,
@@ -151,8 +175,11 @@ def endpoint_errors() -> Iterator[None]:
         raise ConfigError(f"{exc} (amqp_ca_file/amqp_cert_file/amqp_key_file)") from exc
 
 
-def connect(url: str, name: str, tls: TlsFiles | None = None) -> pika.BlockingConnection:
-    """Open one blocking connection (the caller's thread owns it).
+def connect(
+    url: str | Sequence[str], name: str, tls: TlsFiles | None = None
+) -> pika.BlockingConnection:
+    """Open one blocking connection to the first of ``url``'s nodes that answers (the caller's
+    thread owns it).
 
     ``amqps://`` is TLS verified against ``tls.ca_file`` (config.yaml ``amqp_ca_file``; else
     the system store) with the host name checked, showing ``tls``'s client certificate if

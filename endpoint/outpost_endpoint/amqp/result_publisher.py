@@ -37,7 +37,6 @@ from typing import Any
 import pika.exceptions
 
 from outpost.protocol import EndpointStatus, ResultEnvelope
-from outpost.protocol.conventions import redact_url as redact
 from outpost.runtime.amqp_confirms import ConfirmingConnection, Message, persistent_json
 from outpost.runtime.amqp_connection import RETRYABLE
 from outpost.runtime.backoff import Backoff
@@ -45,7 +44,6 @@ from outpost_endpoint.amqp.connection import (
     AmqpSettings,
     credentials_refused,
     endpoint_errors,
-    target,
 )
 from outpost_endpoint.errors import BrokerError
 
@@ -147,7 +145,7 @@ class ResultPublisher:
             self._open()
         except RETRYABLE as exc:
             raise BrokerError(
-                f"cannot connect to RabbitMQ at {redact(self.settings.url)} to publish results: "
+                f"cannot connect to RabbitMQ at {self.settings.shown()} to publish results: "
                 f"{exc!r}; is it running and reachable from this host? (set amqp_url in "
                 "config.yaml to override the URL the service hands out)"
             ) from exc
@@ -202,9 +200,7 @@ class ResultPublisher:
     def _open(self) -> None:
         name = f"outpost-endpoint {self.endpoint_id} results"
         with endpoint_errors():
-            self._link = ConfirmingConnection.open(
-                target(self.settings.url, name, self.settings.tls)
-            )
+            self._link = ConfirmingConnection.open(self.settings.target(name))
         self._next_heartbeat = 0.0
 
     def _close(self) -> None:
@@ -219,7 +215,7 @@ class ResultPublisher:
                 self._spool()  # also while RabbitMQ is away: results then wait on disk
                 if self._link is None:
                     self._open()
-                    log.info("result publisher reconnected to %s", redact(self.settings.url))
+                    log.info("result publisher reconnected to %s", self.settings.shown())
                 backoff.reset()
                 if self._stop.is_set():
                     self._send_status("offline")
@@ -301,6 +297,9 @@ class ResultPublisher:
                 refused,
                 self.settings.result_exchange,
             )
+            # Retry on a new connection: after a quorum queue's leader died, RabbitMQ (3.10)
+            # may nack every later publish on the channel that knew the old leader.
+            self._close()
             self._stop.wait(1.0)
 
     def _publish_batch(self, batch: list[Outgoing]) -> int:

@@ -23,7 +23,6 @@ import pika.exceptions
 
 from outpost.errors import OutpostError
 from outpost.protocol import CancelRequest, TaskEnvelope, decode_message
-from outpost.protocol.conventions import redact_url as redact
 from outpost.protocol.envelopes import json_object
 from outpost.protocol.signing import Verifier
 from outpost.runtime.amqp_connection import RETRYABLE
@@ -107,7 +106,7 @@ class TaskConsumer:
         except RETRYABLE as exc:
             self._close()
             raise BrokerError(
-                f"cannot connect to RabbitMQ at {redact(self.settings.url)} to receive tasks: "
+                f"cannot connect to RabbitMQ at {self.settings.shown()} to receive tasks: "
                 f"{exc!r}; is it running and reachable from this host? (set amqp_url in "
                 "config.yaml to override the URL the service hands out)"
             ) from exc
@@ -160,7 +159,7 @@ class TaskConsumer:
     # ------------------------------------------------------------------ connection
     def _open(self) -> None:
         self._connection = connect(
-            self.settings.url, f"outpost-endpoint {self.endpoint_id} tasks", self.settings.tls
+            self.settings.urls, f"outpost-endpoint {self.endpoint_id} tasks", self.settings.tls
         )
         self._channel = self._connection.channel()
         self._channel.basic_qos(prefetch_count=self.window.prefetch)
@@ -212,7 +211,7 @@ class TaskConsumer:
             try:
                 if self._connection is None:
                     self._open()
-                    log.info("task consumer reconnected to %s", redact(self.settings.url))
+                    log.info("task consumer reconnected to %s", self.settings.shown())
                 backoff.reset()
                 self._drain_requests()
                 if self._closing.is_set():

@@ -258,6 +258,9 @@ class EndpointConfig(Section):
     amqp_url: AmqpUrl | None = None
     """Overrides the RabbitMQ URL the service hands out at registration (e.g. through a
     tunnel)."""
+    amqp_urls: list[AmqpUrl] | None = None
+    """Overrides the RabbitMQ cluster's node URLs the service hands out, tried in order (the
+    endpoint moves to a surviving node when its node dies); takes precedence over amqp_url."""
     service_ca_file: FilePath | None = None
     """CA bundle (PEM) trusted for HTTPS to the service (default: $OUTPOST_CA_BUNDLE, then
     $REQUESTS_CA_BUNDLE, then the bundled CAs)."""

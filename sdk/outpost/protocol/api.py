@@ -36,6 +36,10 @@ class BrokerSettings(Answer):
     user (a new password on every registration)."""
 
     url: str
+    urls: list[str] | None = Field(
+        None,
+        description="every RabbitMQ node's URL (url first), tried in order; null: url alone",
+    )
     task_exchange: str
     task_queue: str
     result_exchange: str

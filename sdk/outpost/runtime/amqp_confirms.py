@@ -106,9 +106,24 @@ class ConfirmingConnection:
     # ------------------------------------------------------------------ any thread
     @classmethod
     def open(cls, target: AmqpTarget, timeout: float = OPEN_TIMEOUT) -> ConfirmingConnection:
-        """Connect and enable confirms; raise what pika raised (see ``amqp_connection``)."""
+        """Connect to the first of the target's nodes that answers and enable confirms; raise
+        what pika raised for the last node (see ``amqp_connection``)."""
         # Bad TLS files raise here, in the caller's thread.
-        connection = cls(target, target.parameters())
+        nodes = target.all_parameters()
+        deadline = time.monotonic() + timeout
+        for index, params in enumerate(nodes):
+            try:
+                return cls._open_one(target, params, max(1.0, deadline - time.monotonic()))
+            except Exception as exc:
+                if index == len(nodes) - 1 or target.untrusted(exc) is not None:
+                    raise
+        raise AssertionError("unreachable: a target has at least one node")
+
+    @classmethod
+    def _open_one(
+        cls, target: AmqpTarget, params: pika.URLParameters, timeout: float
+    ) -> ConfirmingConnection:
+        connection = cls(target, params)
         connection._thread.start()
         if not connection._ready.wait(timeout):
             connection.close()

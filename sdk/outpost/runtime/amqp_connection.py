@@ -10,10 +10,16 @@ connection -- reconnect with backoff.  Final: the broker's certificate is not tr
 a client certificate (:class:`UntrustedBrokerError`, raised by :meth:`AmqpTarget.connect`), or it
 refused the login (:func:`login_refused`) -- retrying cannot help; each side decides what to do
 (the endpoint stops, the service answers 503 naming the setting).
+
+A target may name several nodes of one RabbitMQ cluster (:attr:`AmqpTarget.urls`): every
+connection, blocking or confirming, goes to the first node that answers, so a reconnect after
+its node died lands on a surviving one with no code of the caller's (quorum queues keep the
+messages there; docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pika
@@ -44,6 +50,12 @@ def login_refused(exc: BaseException) -> bool:
     return isinstance(exc, LOGIN_REFUSED)
 
 
+def split_urls(text: str) -> list[str]:
+    """The URLs of a comma-separated list (``OUTPOST_AMQP_URLS``), blanks dropped; a comma in
+    a password must be written ``%2C``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 @dataclass(frozen=True)
 class AmqpTarget:
     """One broker as one side reaches it, and how to tell its operator what to fix."""
@@ -59,16 +71,33 @@ class AmqpTarget:
     socket_timeout: float = 5.0
     #: Seconds a connection RabbitMQ blocked (memory or disk alarm) waits before it is dropped.
     blocked_connection_timeout: float = 30.0
+    #: Further nodes of the same cluster, tried in order after ``url``'s.
+    other_urls: tuple[str, ...] = ()
 
-    def parameters(self) -> pika.URLParameters:
-        """Connection parameters; one attempt only, so that the caller's backoff decides.
+    @classmethod
+    def of(cls, urls: str | Sequence[str], name: str, **options: object) -> AmqpTarget:
+        """A target for ``urls``: one URL, or the nodes of one cluster in the order to try."""
+        nodes = [urls] if isinstance(urls, str) else list(urls)
+        if not nodes:
+            raise ConfigurationError("no RabbitMQ URL given")
+        return cls(nodes[0], name, other_urls=tuple(nodes[1:]), **options)  # type: ignore[arg-type]
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every node's URL, in the order they are tried."""
+        return (self.url, *self.other_urls)
+
+    def parameters(self, url: str | None = None) -> pika.URLParameters:
+        """Connection parameters of ``url`` (default: the first node); one attempt only, so that
+        the caller's backoff decides.
 
         ``amqps://`` is TLS verified against ``tls.ca_file`` (else the system store) with the
         host name checked, showing ``tls``'s client certificate if set; pika alone would use
         the system store only.  ``tls`` is ignored for ``amqp://`` and for URLs with pika's own
         ``ssl_options`` query argument.  Unreadable files raise ConfigurationError."""
-        params = pika.URLParameters(self.url)
-        context = amqps_context(self.url, self.tls)
+        url = url or self.url
+        params = pika.URLParameters(url)
+        context = amqps_context(url, self.tls)
         if context is not None:
             params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
         params.connection_attempts = 1
@@ -76,6 +105,10 @@ class AmqpTarget:
         params.blocked_connection_timeout = self.blocked_connection_timeout
         params.client_properties = {"connection_name": self.name}
         return params
+
+    def all_parameters(self) -> list[pika.URLParameters]:
+        """The parameters of every node, in the order they are tried."""
+        return [self.parameters(url) for url in self.urls]
 
     def tls_problem(self, exc: BaseException | None) -> str | None:
         """If ``exc`` is a TLS trust failure, what failed and which setting fixes it."""
@@ -88,15 +121,19 @@ class AmqpTarget:
         problem = self.tls_problem(exc)
         if problem is None:
             return None
-        return UntrustedBrokerError(
-            f"cannot connect to RabbitMQ at {redact_url(self.url)}: {problem}"
-        )
+        return UntrustedBrokerError(f"cannot connect to RabbitMQ at {self.shown()}: {problem}")
+
+    def shown(self) -> str:
+        """The URLs without passwords, for messages."""
+        return ", ".join(redact_url(url) for url in self.urls)
 
     def connect(self) -> pika.BlockingConnection:
-        """Open a blocking connection, owned by the calling thread (pika is not thread-safe).
+        """Open a blocking connection to the first node that answers, owned by the calling
+        thread (pika is not thread-safe).
 
-        Raises one of :data:`RETRYABLE`, or :class:`UntrustedBrokerError`."""
-        params = self.parameters()
+        Raises one of :data:`RETRYABLE` (the last node's error), or
+        :class:`UntrustedBrokerError`."""
+        params = self.all_parameters() if self.other_urls else self.parameters()
         try:
             return pika.BlockingConnection(params)
         except RETRYABLE as exc:
