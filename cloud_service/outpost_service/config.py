@@ -152,6 +152,9 @@ class ServiceConfig(BaseModel):
     endpoint_max_channels: int = Field(16, gt=0)
     """RabbitMQ channel limit of each per-endpoint broker user (an endpoint uses one per
     connection)."""
+    metrics_token: str = ""
+    """The bearer token GET /metrics requires (give it to the Prometheus scraper); empty turns
+    /metrics off (403).  Not a user token: see docs/SECURITY.md."""
 
     @property
     def amqp_tls(self) -> TlsFiles:

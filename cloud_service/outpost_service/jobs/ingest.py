@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from outpost.protocol import EndpointStatus, ResultEnvelope
+from outpost_service.metrics import instruments
 from outpost_service.notifier import ResultNotifier
 from outpost_service.store import Database
 from outpost_service.store import endpoints as endpoint_store
@@ -49,9 +50,14 @@ class IngestJob:
         beats: dict[str, tuple[str, dict[str, Any]]] = {
             r.endpoint_id: (r.state, r.details) for r in reports if isinstance(r, EndpointStatus)
         }
-        with self.database.write() as conn:
-            stored = task_store.finish(conn, results, self.retention)
-            endpoint_store.record_heartbeats(conn, beats)
+        try:
+            with self.database.write() as conn:
+                stored = task_store.finish(conn, results, self.retention)
+                endpoint_store.record_heartbeats(conn, beats)
+        except Exception:
+            instruments.INGEST_FAILURES.inc()
+            raise
+        _observe(results, len(stored))
         if stored and self.notifier is not None:
             self.notifier.notify(stored)
 
@@ -96,3 +102,18 @@ class IngestJob:
             log.info("retention sweep deleted %d expired task(s)", purged)
         if purged >= task_store.PURGE_BATCH:  # more are due: the next quiet moment goes on
             self._next_purge = now
+
+
+def _observe(results: Sequence[ResultEnvelope], stored: int) -> None:
+    """Record a committed batch: results stored and duplicates, and each result's age (the
+    ingest lag: now less the worker's ``timing['finished']``, on the endpoint's clock, so a
+    skewed clock shifts it; never below 0)."""
+    if stored:
+        instruments.INGESTED.labels("stored").inc(stored)
+    if len(results) > stored:
+        instruments.INGESTED.labels("duplicate").inc(len(results) - stored)
+    now = time.time()
+    for result in results:
+        finished = result.timing.get("finished")
+        if finished is not None:
+            instruments.RESULT_AGE.observe(max(0.0, now - finished))
