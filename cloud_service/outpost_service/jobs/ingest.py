@@ -22,6 +22,7 @@ from outpost_service.notifier import ResultNotifier
 from outpost_service.store import Database
 from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import tasks as task_store
+from outpost_service.store.database import database_away
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,14 @@ class IngestJob:
         try:
             with self.database.write() as conn:
                 purged = task_store.purge_expired(conn, now, task_store.PURGE_BATCH)
-        except Exception:
-            log.exception("retention sweep failed; will retry in %.0fs", self.purge_interval)
+        except Exception as exc:
+            if database_away(exc):
+                log.warning(
+                    "retention sweep: the database is away; will retry in %.0fs",
+                    self.purge_interval,
+                )
+            else:
+                log.exception("retention sweep failed; will retry in %.0fs", self.purge_interval)
             return
         if purged:
             log.info("retention sweep deleted %d expired task(s)", purged)
