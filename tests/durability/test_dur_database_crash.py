@@ -70,6 +70,12 @@ class Watcher:
     def seen(self, route: str, status: int) -> bool:
         return self.statuses[route, status] > 0
 
+    def no_server_errors(self) -> bool:
+        """True, or AssertionError naming every 5xx answer other than 503 seen so far."""
+        bad = {key: n for key, n in self.statuses.items() if key[1] >= 500 and key[1] != 503}
+        assert not bad, f"the service answered server errors: {bad}"
+        return True
+
     def _run(self) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {self.service.token}"
@@ -142,7 +148,11 @@ def test_postgresql_crash_restart_mid_campaign(
         campaign.submit(TASKS - half, first=half)
         private_postgres.stop("immediate")
         wait_until(
-            lambda: watcher.seen("task", 503) and watcher.seen("ready", 503),
+            lambda: (
+                watcher.no_server_errors()
+                and watcher.seen("task", 503)
+                and watcher.seen("ready", 503)
+            ),
             60,
             "503 answers while the database is down",
         )
@@ -161,8 +171,7 @@ def test_postgresql_crash_restart_mid_campaign(
 
     print(f"postgresql crash: {campaign.verdict()}; answers {dict(watcher.statuses)}")
     assert service.process.poll() is None, "the service died instead of riding it out"
-    bad = {key: n for key, n in watcher.statuses.items() if key[1] >= 500 and key[1] != 503}
-    assert not bad, f"the service answered server errors: {bad}"
+    assert watcher.no_server_errors()
     assert not watcher.seen("health", 503), "liveness must not depend on the database"
     assert any(
         not details["database"]["ok"] and details["broker"]["ok"]  # type: ignore[index]
