@@ -142,3 +142,42 @@ def test_multiprocess_mode_sums_every_process(tmp_path: Path, make_app: Any) -> 
         for n in (3, 4)
     ]
     assert runs == [["3"], ["7"]], runs
+
+
+def test_metrics_count_ingested_results_duplicates_and_their_age(
+    make_app: Any, amqp_channel: Any
+) -> None:
+    from .conftest import running_ingest
+    from .test_ingest import long_poll, publish_result, success
+
+    app = make_app(metrics_token=TOKEN)
+    alice = Caller(app.test_client(), new_token(app, "alice"))
+    endpoint_id = alice.register_endpoint()
+    (task_id,) = alice.submit(endpoint_id, alice.register_function(), (1,))
+    before = samples(app)
+
+    def count(found: dict[Any, float], name: str, *labels: tuple[str, str]) -> float:
+        return found.get((name, tuple(labels)), 0.0)
+
+    result = success(task_id, endpoint_id, 1)
+    finished = time.time() - 2.0  # the worker finished 2 s before ingest sees it
+    result = result.model_copy(update={"timing": {"finished": finished}})
+    with running_ingest(app):
+        publish_result(amqp_channel, app, result)
+        assert long_poll(alice, [task_id])["results"], "the result was not ingested"
+        publish_result(amqp_channel, app, result)  # a redelivery
+        stored = ("outcome", "stored")
+        duplicate = ("outcome", "duplicate")
+        name = "outpost_ingest_results_total"
+        wait_for(
+            lambda: count(samples(app), name, duplicate) > count(before, name, duplicate),
+            "the duplicate to be counted",
+        )
+    after = samples(app)
+    assert count(after, name, stored) == count(before, name, stored) + 1
+    age = "outpost_ingest_result_age_seconds"
+    assert count(after, f"{age}_count") == count(before, f"{age}_count") + 2
+    assert count(after, f"{age}_sum") - count(before, f"{age}_sum") >= 4.0  # 2 x >= 2 s
+    assert count(after, f"{age}_bucket", ("le", "1.0")) == count(
+        before, f"{age}_bucket", ("le", "1.0")
+    )
