@@ -155,6 +155,9 @@ class ServiceConfig(BaseModel):
     metrics_token: str = ""
     """The bearer token GET /metrics requires (give it to the Prometheus scraper); empty turns
     /metrics off (403).  Not a user token: see docs/SECURITY.md."""
+    metrics_listen: str = ""
+    """HOST:PORT where `outpost-service ingest` serves GET /metrics (same metrics_token rule);
+    empty: none (serve answers /metrics on its own port)."""
 
     @property
     def amqp_tls(self) -> TlsFiles:

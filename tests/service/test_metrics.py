@@ -181,3 +181,40 @@ def test_metrics_count_ingested_results_duplicates_and_their_age(
     assert count(after, f"{age}_bucket", ("le", "1.0")) == count(
         before, f"{age}_bucket", ("le", "1.0")
     )
+
+
+def test_a_standalone_ingest_serves_its_metrics_on_metrics_listen(make_app: Any) -> None:
+    from ..e2e.stack import cli
+    from ..fixtures.postgres_private import free_port
+
+    config = app_state(make_app()).config  # (the app's cleanup deletes the ingest's queues)
+    listen = f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "OUTPOST_DATABASE_URL": config.database_url,
+        "OUTPOST_AMQP_URL": config.amqp_url,
+        "OUTPOST_AMQP_PREFIX": config.amqp_prefix,
+        "OUTPOST_BROKER_AUTH": "shared",
+        "OUTPOST_METRICS_TOKEN": TOKEN,
+        "OUTPOST_METRICS_LISTEN": listen,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(
+        [cli("outpost-service"), "ingest"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "consuming" in line:
+                break
+        import requests
+
+        url = f"http://{listen}/metrics"
+        assert requests.get(url, timeout=30).status_code == 401
+        page = requests.get(url, headers=SCRAPER, timeout=30)
+        assert page.status_code == 200, page.text
+        assert "outpost_ingest_store_failures_total" in page.text
+    finally:
+        process.terminate()
+        process.wait(30)
