@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
+from outpost_service import metrics
 from outpost_service.api import BLUEPRINTS
 from outpost_service.auth import authenticate
 from outpost_service.config import ServiceConfig
@@ -38,6 +39,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     check_declarations(app)  # before any connection is made: every route names its scope
+    metrics.install(app)  # first: a request refused by authentication is timed too
     app.before_request(authenticate)
     app.extensions[EXTENSION] = ServiceState.build(config)
     app.register_error_handler(Exception, _handle_error)

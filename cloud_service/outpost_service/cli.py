@@ -248,9 +248,12 @@ def ingest(**settings: Any) -> None:
 
     Run as many as you like against the same database and broker; SIGTERM stops it cleanly.
     """
+    from outpost_service.metrics.exporter import serve_metrics
     from outpost_service.server import run_ingest
 
-    run_ingest(ServiceConfig.from_env(**settings))
+    config = ServiceConfig.from_env(**settings)
+    serve_metrics(config)  # /metrics of this process, if metrics_listen is set
+    run_ingest(config)
 
 
 @main.command("create-user")

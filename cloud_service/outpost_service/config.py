@@ -160,6 +160,12 @@ class ServiceConfig(BaseModel):
     endpoint_max_channels: int = Field(16, gt=0)
     """RabbitMQ channel limit of each per-endpoint broker user (an endpoint uses one per
     connection)."""
+    metrics_token: str = ""
+    """The bearer token GET /metrics requires (give it to the Prometheus scraper); empty turns
+    /metrics off (403).  Not a user token: see docs/SECURITY.md."""
+    metrics_listen: str = ""
+    """HOST:PORT where `outpost-service ingest` serves GET /metrics (same metrics_token rule);
+    empty: none (serve answers /metrics on its own port)."""
 
     @property
     def broker_urls(self) -> list[str]:

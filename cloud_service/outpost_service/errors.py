@@ -111,6 +111,11 @@ class BrokerUnavailable(ApiError, status=503, code="broker_unavailable"):
     """RabbitMQ could not confirm the operation; the client may retry later."""
 
 
+class NotReady(ApiError, status=503, code="not_ready"):
+    """``GET /ready``: the database or the broker did not answer; ``details`` has each check
+    (``ok``, ``detail``: why not, ``seconds``)."""
+
+
 class DatabaseUnavailable(ApiError, status=503, code="database_unavailable"):
     """The database could not be reached (restarting, refusing connections, a lost
     connection, a deadlock it broke): nothing of the request was committed unless

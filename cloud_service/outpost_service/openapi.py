@@ -136,7 +136,7 @@ def _operation(route: _Route, refs: dict[_Schema, dict[str, Any]]) -> dict[str, 
     operation: dict[str, Any] = {
         "summary": " ".join(summary.split()),
         "operationId": view.__name__,
-        "responses": {"200": _json(answer, "OK")},
+        "responses": {"200": _json(answer, "OK", declaration.media_type)},
     }
     if declaration.scope == "public":
         operation["security"] = []
@@ -186,5 +186,9 @@ def _described(kinds: list[type[ApiError]]) -> str:
     )
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(
+    schema: dict[str, Any], description: str, media_type: str = "application/json"
+) -> dict[str, Any]:
+    if media_type != "application/json":
+        schema = {"type": "string"}
+    return {"description": description, "content": {media_type: {"schema": schema}}}

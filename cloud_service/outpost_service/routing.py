@@ -43,6 +43,9 @@ class Declaration:
     #: HTTP statuses this route answers besides 200 and the errors every protected route may
     #: answer (e.g. 409, 503).
     errors: tuple[int, ...]
+    #: The media type of the 200 answer: JSON, or text for the rare route that is not
+    #: (``/metrics``: Prometheus' text format).
+    media_type: str = "application/json"
 
 
 def declare(
@@ -51,9 +54,10 @@ def declare(
     body: type[BaseModel] | None = None,
     answers: type[BaseModel] | None = None,
     errors: tuple[int, ...] = (),
+    media_type: str = "application/json",
 ) -> Callable[[View], View]:
     """Declare a view's scope, body model and answer model (put it below ``@bp.get(...)``)."""
-    declaration = Declaration(scope, body, answers, errors)
+    declaration = Declaration(scope, body, answers, errors, media_type)
 
     def decorate(view: View) -> View:
         @functools.wraps(view)

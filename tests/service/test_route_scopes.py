@@ -19,6 +19,8 @@ from .conftest import Caller, app_state
 EXPECTED = {
     ("GET", "/health"): "public",
     ("GET", "/openapi.json"): "public",
+    ("GET", "/ready"): "public",
+    ("GET", "/metrics"): "public",  # no user token: its own metrics_token (api/metrics.py)
     ("POST", "/v1/endpoints"): "manage",
     ("GET", "/v1/endpoints"): "read",
     ("GET", "/v1/endpoints/<endpoint_id>"): "read",

@@ -4,6 +4,7 @@ from outpost_service.api import (
     endpoints,
     functions,
     health,
+    metrics,
     openapi,
     results,
     task_groups,
@@ -12,6 +13,7 @@ from outpost_service.api import (
 
 BLUEPRINTS = [
     health.bp,
+    metrics.bp,
     openapi.bp,
     endpoints.bp,
     functions.bp,

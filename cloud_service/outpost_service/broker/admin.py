@@ -187,6 +187,16 @@ class BrokerAdmin:
         parts = re.match(r"(\d+)\.(\d+)\.(\d+)", text)
         return tuple(int(p) for p in parts.groups()) if parts else None
 
+    def queues(self, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Every queue of the service's vhost whose name starts with the topology's prefix:
+        ``name``, ``messages_ready``, ``messages_unacknowledged`` and ``consumers`` (RabbitMQ
+        refreshes these figures every few seconds: its statistics interval)."""
+        vhost = quote(self.vhost, safe="")
+        columns = "name,messages_ready,messages_unacknowledged,consumers"
+        found = self._call("GET", f"/queues/{vhost}?columns={columns}", None, timeout=timeout)
+        prefix = self.topology.prefix + "."
+        return [q for q in found or () if str(q.get("name", "")).startswith(prefix)]
+
     @property
     def dead_letter_policy(self) -> str:
         """The name of the operator policy that caps ``P.dead``."""
@@ -224,13 +234,19 @@ class BrokerAdmin:
         self._call("DELETE", f"/connections/username/{quote(user, safe='')}", None, missing_ok=True)
 
     def _call(
-        self, method: str, path: str, body: dict[str, Any] | None, *, missing_ok: bool = False
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        missing_ok: bool = False,
+        timeout: float = TIMEOUT,
     ) -> Any:
         response = None
         for index, api in enumerate(list(self.apis)):
             try:
                 response = self._session.request(
-                    method, api + path, json=body, auth=self.auth, timeout=TIMEOUT,
+                    method, api + path, json=body, auth=self.auth, timeout=timeout,
                     verify=self._verify,
                 )  # fmt: skip
             except requests.RequestException as exc:

@@ -66,6 +66,10 @@ class IngestConsumer:
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _connection: BlockingConnection | None = field(default=None, init=False)
+    #: Pauses after each failed commit while the database is away (reset by a commit).
+    _database_backoff: Backoff = field(
+        default_factory=lambda: Backoff(base=0.5, cap=10.0), init=False
+    )
 
     def __post_init__(self, amqp_url: str | Sequence[str], tls: TlsFiles | None) -> None:
         self._target = target(amqp_url, tls)
@@ -219,10 +223,18 @@ class IngestConsumer:
             if not database_away(exc):
                 self._store_one_by_one(channel, batch, exc)
                 return
-            log.exception("ingest cannot reach the database; returning %d message(s)", len(batch))
+            delay = self._database_backoff.next_delay()
+            log.warning(
+                "ingest cannot reach the database (%s); returned %d message(s) to the queue, "
+                "retrying in %.1fs",
+                str(getattr(exc, "orig", None) or exc).strip().split("\n")[0],
+                len(batch),
+                delay,
+            )
             channel.basic_nack(last, multiple=True, requeue=True)
-            self._stop.wait(1.0)
+            self._stop.wait(delay)  # a backoff (stop() ends it), not a synchronisation
             return
+        self._database_backoff.reset()
         channel.basic_ack(last, multiple=len(batch) > 1)
 
     def _store_one_by_one(

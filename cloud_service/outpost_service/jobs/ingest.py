@@ -18,10 +18,12 @@ from typing import Any, TypeAlias
 
 from outpost.protocol import EndpointStatus, ResultEnvelope
 from outpost_service import dependencies
+from outpost_service.metrics import instruments
 from outpost_service.notifier import ResultNotifier
 from outpost_service.store import Database
 from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import tasks as task_store
+from outpost_service.store.database import database_away
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,15 @@ class IngestJob:
         beats: dict[str, tuple[str, dict[str, Any]]] = {
             r.endpoint_id: (r.state, r.details) for r in reports if isinstance(r, EndpointStatus)
         }
-        with self.database.write() as conn:
-            stored = task_store.finish(conn, results, self.retention)
-            released = dependencies.release(conn, results, stored, self.retention)
-            endpoint_store.record_heartbeats(conn, beats)
+        try:
+            with self.database.write() as conn:
+                stored = task_store.finish(conn, results, self.retention)
+                released = dependencies.release(conn, results, stored, self.retention)
+                endpoint_store.record_heartbeats(conn, beats)
+        except Exception:
+            instruments.INGEST_FAILURES.inc()
+            raise
+        _observe(results, len(stored))
         stored = stored + released.failed
         if released.queued and self.publish_released is not None:
             self.publish_released(released.queued)
@@ -97,10 +104,31 @@ class IngestJob:
         try:
             with self.database.write() as conn:
                 purged = task_store.purge_expired(conn, now, task_store.PURGE_BATCH)
-        except Exception:
-            log.exception("retention sweep failed; will retry in %.0fs", self.purge_interval)
+        except Exception as exc:
+            if database_away(exc):
+                log.warning(
+                    "retention sweep: the database is away; will retry in %.0fs",
+                    self.purge_interval,
+                )
+            else:
+                log.exception("retention sweep failed; will retry in %.0fs", self.purge_interval)
             return
         if purged:
             log.info("retention sweep deleted %d expired task(s)", purged)
         if purged >= task_store.PURGE_BATCH:  # more are due: the next quiet moment goes on
             self._next_purge = now
+
+
+def _observe(results: Sequence[ResultEnvelope], stored: int) -> None:
+    """Record a committed batch: results stored and duplicates, and each result's age (the
+    ingest lag: now less the worker's ``timing['finished']``, on the endpoint's clock, so a
+    skewed clock shifts it; never below 0)."""
+    if stored:
+        instruments.INGESTED.labels("stored").inc(stored)
+    if len(results) > stored:
+        instruments.INGESTED.labels("duplicate").inc(len(results) - stored)
+    now = time.time()
+    for result in results:
+        finished = result.timing.get("finished")
+        if finished is not None:
+            instruments.RESULT_AGE.observe(max(0.0, now - finished))

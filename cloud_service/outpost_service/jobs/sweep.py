@@ -41,6 +41,7 @@ from outpost_service.jobs.expiry import expire_due
 from outpost_service.state import ServiceState
 from outpost_service.store import leases
 from outpost_service.store import tasks as task_store
+from outpost_service.store.database import database_away
 from outpost_service.submission import envelopes_for, publish
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ class Sweeper:
         except sa.exc.IntegrityError:  # another process took the free lease at the same moment
             return False
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("sweeper: cannot reach the database for its lease (%s); will retry", exc)
+            log.warning(
+                "sweeper: cannot reach the database for its lease (%s); will retry",
+                _first_line(exc),
+            )
             return False
 
     def release(self) -> None:
@@ -115,8 +119,11 @@ class Sweeper:
             return False
         try:
             expire_due(self.state)
-        except Exception:  # the database is away: next round
-            log.exception("expiry sweep failed; will retry in %.0fs", self.interval)
+        except Exception as exc:
+            if not database_away(exc):
+                log.exception("expiry sweep failed; will retry in %.0fs", self.interval)
+            else:  # the database is away: next round, without a traceback
+                log.warning("expiry sweep: the database is away (%s); will retry", _first_line(exc))
         try:
             self.sweep(renew=True)
         except BrokerUnavailable as exc:
@@ -124,6 +131,10 @@ class Sweeper:
             self.release()  # another process may reach it
         except ServiceError as exc:
             log.error("sweeper: %s; will retry", exc)
+        except sa.exc.SQLAlchemyError as exc:
+            if not database_away(exc):
+                raise
+            log.warning("sweeper: the database is away (%s); will retry", _first_line(exc))
         return True
 
     def sweep(self, *, renew: bool = False) -> int:
@@ -152,6 +163,12 @@ class Sweeper:
                 self.run_once()
             except Exception:  # a bug must not end the sweeps
                 log.exception("sweeper failed; will retry in %.0fs", self.interval)
+
+
+def _first_line(error: BaseException) -> str:
+    """The database's own message, first line (the full one repeats the SQL)."""
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def standalone_sweeper(config: ServiceConfig) -> Sweeper:

@@ -65,6 +65,8 @@ _BUSY_SQLSTATES = frozenset({"53300", "57P03"})
 _BUSY_MESSAGES = ("too many clients", "remaining connection slots", "starting up")
 #: Seconds a request waits for such a server before the error (503) goes to the client.
 CONNECT_PATIENCE = 10.0
+#: Seconds a new PostgreSQL connection may take (libpq's ``connect_timeout``).
+CONNECT_TIMEOUT = 5
 
 
 def _connect(engine: Engine) -> Connection:
@@ -106,7 +108,15 @@ def create_engine(url: str) -> Engine:
         ) from exc
     if parsed.get_backend_name() != "sqlite":
         # Enough connections for every request thread plus ingest (see ``serve --threads``).
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+        # A server that does not answer (a host down, a dropped route) fails a new connection
+        # after CONNECT_TIMEOUT instead of holding the request thread for minutes.
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=40,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT},
+        )
     pool: dict[str, Any] = {}
     if parsed.database and parsed.database != ":memory:":
         if not parsed.database.startswith("file:"):

@@ -31,6 +31,22 @@ class Health(Answer):
     protocol: int
 
 
+class Check(Answer):
+    """One readiness check: whether the part answered, why not, and how long it took."""
+
+    ok: bool
+    detail: str = ""
+    seconds: float
+
+
+class Readiness(Answer):
+    """``GET /ready`` when the service can serve: its database and broker both answered
+    (503 ``not_ready`` otherwise, with the same checks in the error's ``details``)."""
+
+    status: Literal["ready"]
+    checks: dict[str, Check]
+
+
 class BrokerSettings(Answer):
     """How a registered endpoint reaches RabbitMQ; ``url`` carries the endpoint's own broker
     user (a new password on every registration)."""
