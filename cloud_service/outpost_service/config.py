@@ -134,6 +134,10 @@ class ServiceConfig(BaseModel):
     longpoll.py).  Set, it must be smaller than --threads."""
     longpoll_per_user: int = Field(16, gt=0)
     """Waiting long-polls one user may hold (a poll over either limit gets 429)."""
+    wakeup_recheck: float = Field(5.0, gt=0)
+    """With a PostgreSQL database: seconds between each service process's safety re-checks of
+    the tasks its long-polls wait for (one query per process), in case a cross-process wake-up
+    was lost (see broker/wakeups.py); a lost one delays a result at most this long."""
     connection_limit: int = Field(1000, gt=0)
     """Open client connections the HTTP server accepts at once (each costs a file descriptor,
     not a thread, while it sends its request)."""
