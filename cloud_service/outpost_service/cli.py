@@ -170,14 +170,14 @@ _BROKER_AUTH = click.Choice(BROKER_AUTH_MODES)
     default=32,
     show_default=True,
     type=click.IntRange(1, 1024),
-    help="request threads; each waiting long-poll holds one, and long-polls may hold at "
-    "most --longpoll-slots of them",
+    help="request threads for ordinary requests; waiting long-polls get --longpoll-slots "
+    "threads more",
 )
 @_setting(
     "--longpoll-slots",
-    "result long-polls that may wait at once; must be below --threads",
-    "--threads less a quarter, at least 4 kept free",
-    kind=click.IntRange(0),
+    "result long-polls that may wait at once, each on a thread of its own",
+    "1000",
+    kind=click.IntRange(1),
 )
 @_setting(
     "--longpoll-per-user",
@@ -188,7 +188,7 @@ _BROKER_AUTH = click.Choice(BROKER_AUTH_MODES)
 @_setting(
     "--connection-limit",
     "client connections open at once (plain HTTP server)",
-    "1000",
+    "2000",
     kind=click.IntRange(1),
 )
 @_setting(

@@ -21,7 +21,7 @@ from outpost_service.config import DEFAULT_THREADS, ServiceConfig
 from outpost_service.http_server import build_server
 from outpost_service.jobs.ingest import IngestJob
 from outpost_service.jobs.sweep import Sweeper, standalone_sweeper
-from outpost_service.longpoll import resolve_slots
+from outpost_service.longpoll import pool_threads
 from outpost_service.notifier import ResultNotifier
 from outpost_service.state import EXTENSION, ServiceState, prepare_broker
 
@@ -72,10 +72,9 @@ def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT; prints ``outpost-service listening on http(s)://HOST:PORT``
     (https when ``config`` has ``tls_cert`` and ``tls_key``)."""
-    # Waiting long-polls hold a thread each for up to a minute: they get a pool smaller than
-    # the threads, so ordinary requests always find one (longpoll.py).
-    slots = resolve_slots(config.longpoll_slots, threads)
-    config = config.replace(longpoll_slots=slots)
+    # Waiting long-polls hold a thread each for up to a minute: they get threads of their own
+    # on top of --threads, so ordinary requests always find one (longpoll.py).
+    slots = config.longpoll_slots
     app = create_app(config)
     state: ServiceState = app.extensions[EXTENSION]
     try:  # binds the port and loads the certificate: errors before any thread starts
@@ -83,7 +82,7 @@ def serve(
             app,
             host=host,
             port=port,
-            threads=threads,
+            threads=pool_threads(threads, slots),
             tls_cert=config.tls_cert,
             tls_key=config.tls_key,
             connection_limit=config.connection_limit,
@@ -110,8 +109,8 @@ def serve(
         consumer.start()
     sweeper.start()
     log.info(
-        "%d request threads, at most %d of them held by waiting long-polls (%d per user); up "
-        "to %d connections, closed after %gs of silence",
+        "%d request threads, and %d more for waiting long-polls (%d per user); up to %d "
+        "connections, closed after %gs of silence",
         threads,
         slots,
         config.longpoll_per_user,
