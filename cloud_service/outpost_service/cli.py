@@ -163,7 +163,8 @@ _BROKER_AUTH = click.Choice(BROKER_AUTH_MODES)
     "--no-ingest",
     is_flag=True,
     help="do not consume results in this process (run `outpost-service ingest` elsewhere); "
-    "long-polls then re-check the database four times a second",
+    "with PostgreSQL its results wake this process's long-polls through RabbitMQ, with SQLite "
+    "long-polls re-check the database four times a second",
 )
 @click.option(
     "--threads",
