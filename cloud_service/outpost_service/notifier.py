@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Set
 
 #: A long-poll for at most this many ids marks them urgent for ingest (see ``awaiting``).
 URGENT_MAX = 16
+#: Seconds an id awaited by a poll in another process stays urgent here (a poll waits at most 60).
+REMOTE_URGENT_TTL = 60.0
 #: Longest wait between database re-checks when only an in-process ingest notifies us (a cancel
 #: made by another API process on the same database is seen only there).
 LOCAL_SOURCE_RECHECK = 2.0
@@ -67,6 +70,7 @@ class ResultNotifier:
         # (generation, the ids it finished, or None when not told): the newest ``history``.
         self._history: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=history)
         self._urgent: Counter[str] = Counter()  # ids small long-polls are waiting for
+        self._remote_urgent: dict[str, float] = {}  # ... in other processes: id -> until
         self._waiters: dict[str, set[Waiter]] = {}  # task id -> the polls waiting for it
         self._everyone: set[Waiter] = set()
         #: Set by ingest: called (from the request thread) when a small poll starts waiting,
@@ -75,6 +79,9 @@ class ResultNotifier:
         #: Set by the cross-process channel: called with the ids of each local notification
         #: (commits of this process), to tell the other processes.  Must not block.
         self.relay: Callable[[frozenset[str]], None] | None = None
+        #: Set by the cross-process channel: called with the ids of each small poll that starts
+        #: waiting here, so that an ingest process stores their results at once.  Must not block.
+        self.awaited_relay: Callable[[frozenset[str]], None] | None = None
         self._closed = False
         self.poll_interval = poll_interval
         #: True when an ingest consumer in this process notifies us.
@@ -148,6 +155,9 @@ class ResultNotifier:
         if urgent and hook is not None:
             with contextlib.suppress(Exception):  # a closing connection: the tick covers it
                 hook()
+        relay = self.awaited_relay
+        if urgent and relay is not None:
+            relay(frozenset(task_ids))
         try:
             yield waiter
         finally:
@@ -165,10 +175,30 @@ class ResultNotifier:
                         if self._urgent[task_id] <= 0:
                             del self._urgent[task_id]
 
-    def awaited(self, task_ids: Iterable[str]) -> bool:
-        """Whether some long-poll is :meth:`awaiting` one of ``task_ids``."""
+    def mark_awaited(self, task_ids: Iterable[str], ttl: float = REMOTE_URGENT_TTL) -> None:
+        """A small long-poll in another process waits for ``task_ids``: treat them as urgent
+        here for ``ttl`` seconds (an ingest process then stores their results at once)."""
+        until = time.monotonic() + ttl
         with self._condition:
-            return bool(self._urgent) and any(t in self._urgent for t in task_ids)
+            remote = self._remote_urgent
+            if len(remote) > 100_000:  # forget the expired ones
+                now = time.monotonic()
+                self._remote_urgent = remote = {t: u for t, u in remote.items() if u > now}
+            remote.update(dict.fromkeys(task_ids, until))
+        hook = self.on_urgent
+        if hook is not None:
+            with contextlib.suppress(Exception):  # a closing connection: the tick covers it
+                hook()
+
+    def awaited(self, task_ids: Iterable[str]) -> bool:
+        """Whether some long-poll (here, or in another process: :meth:`mark_awaited`) is
+        waiting for one of ``task_ids``."""
+        with self._condition:
+            local, remote = self._urgent, self._remote_urgent
+            if not local and not remote:
+                return False
+            now = time.monotonic()
+            return any(t in local or remote.get(t, 0.0) > now for t in task_ids)
 
     def concerns(self, since: int, task_ids: Set[str]) -> bool:
         """Whether some of ``task_ids`` may have finished in the generations after ``since``.

@@ -30,7 +30,7 @@ from outpost.protocol import ResultEnvelope, TaskState, serialize, serialize_fun
 from outpost_service.broker.connection import target
 from outpost_service.broker.topology import Topology
 from outpost_service.broker.wakeups import WakeupChannel
-from outpost_service.notifier import ResultNotifier
+from outpost_service.notifier import URGENT_MAX, ResultNotifier
 from outpost_service.store import Database
 from outpost_service.store import endpoints as endpoint_store
 from outpost_service.store import functions as function_store
@@ -374,6 +374,35 @@ def test_a_reconnecting_subscriber_rechecks_and_a_sender_sends_what_it_held_when
     finally:
         subscriber.stop()
         sender.stop()
+        pika.BlockingConnection(pika.URLParameters(AMQP_URL)).channel().exchange_delete(
+            Topology(amqp_prefix).wakeup_exchange
+        )
+
+
+def test_a_small_poll_waiting_in_an_api_process_makes_its_tasks_urgent_for_ingest(
+    pg_database: Database, amqp_prefix: str
+) -> None:
+    """An ingest process stores the results of tasks a poll elsewhere waits for at once, as it
+    does for its own process' polls (ResultNotifier.awaiting)."""
+    api_notifier, ingest_notifier = ResultNotifier(), ResultNotifier()
+    api_side = channel(api_notifier, amqp_prefix, pg_database)
+    ingest_side = channel(ingest_notifier, amqp_prefix, None, hears_awaited=True)
+    flushes: list[int] = []
+    ingest_notifier.on_urgent = lambda: flushes.append(1)  # what the ingest consumer sets
+    api_side.start()
+    ingest_side.start()
+    try:
+        assert api_side.connected.wait(30) and ingest_side.connected.wait(30)
+        with api_notifier.awaiting(frozenset({"t-small"})):
+            wait_until(lambda: ingest_notifier.awaited(["t-small"]), "ingest to hear of it")
+        assert flushes
+        big = frozenset(f"t-{i}" for i in range(URGENT_MAX + 1))
+        with api_notifier.awaiting(big):  # a poll for many ids batches as before
+            pass
+        assert not api_notifier.awaited(big) and not ingest_notifier.awaited(["t-0"])
+    finally:
+        api_side.stop()
+        ingest_side.stop()
         pika.BlockingConnection(pika.URLParameters(AMQP_URL)).channel().exchange_delete(
             Topology(amqp_prefix).wakeup_exchange
         )

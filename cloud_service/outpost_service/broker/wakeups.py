@@ -23,6 +23,11 @@ away are kept (up to :data:`MAX_PENDING`) and sent after the reconnect.
 
 A process ignores its own messages (it woke its own long-polls when it committed).  SQLite
 deployments are one process, so ``serve`` uses this only with a server database.
+
+The same fanout carries the other direction too (messages of type :data:`AWAITED`): a poll for a
+few ids that starts waiting in an API process names them, so that an ingest process stores
+their results as soon as they arrive instead of after its batch age -- what an in-process
+ingest does for its own polls (``ResultNotifier.awaiting``).  Only ingest processes listen.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ from outpost_service.store import tasks as task_store
 
 log = logging.getLogger(__name__)
 
+#: The message types (``type`` property): tasks finished; tasks a poll waits for.
+FINISHED = "finished"
+AWAITED = "awaited"
 #: Task ids in one wake-up message (a commit of more is sent as several).
 IDS_PER_MESSAGE = 2000
 #: Ids kept for sending while the channel is away; beyond, the others' re-checks find them.
@@ -74,6 +82,9 @@ class WakeupChannel:
     exchange: str
     database: Database | None = None
     subscribe: bool = True
+    #: Listen for the ids other processes' polls await, and mark them urgent in ``notifier``
+    #: (an ingest process).
+    hears_awaited: bool = False
     #: Seconds between safety re-checks of the waiting ids (subscribers only).
     recheck_interval: float = 5.0
     #: Who sent a message (its ``app_id``): a process skips its own.
@@ -90,6 +101,7 @@ class WakeupChannel:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: set[str] = set()
+        self._pending_awaited: set[str] = set()
         self._scheduled = False
         self._connection: BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -104,6 +116,7 @@ class WakeupChannel:
         self.notifier.relay = self.send
         runners = [("outpost-wakeups", self._run)]
         if self.subscribe:
+            self.notifier.awaited_relay = self.send_awaited
             if self.database is None:
                 raise ValueError("a subscribing WakeupChannel needs the database to re-check")
             self.notifier.shared_source = True
@@ -117,6 +130,7 @@ class WakeupChannel:
         self._stop.set()
         self._recheck_due.set()
         self.notifier.relay = None
+        self.notifier.awaited_relay = None
         connection = self._connection
         if connection is not None:  # wakes the consume loop at once
             with contextlib.suppress(Exception):  # already closed: the loop ends by itself
@@ -129,12 +143,19 @@ class WakeupChannel:
         """Queue ``task_ids`` for the other processes and return at once (any thread): the
         channel's thread sends everything queued since its last send as one message, so a
         burst of commits costs one publish."""
+        self._queue(self._pending, task_ids)
+
+    def send_awaited(self, task_ids: Iterable[str]) -> None:
+        """Tell the ingest processes that a poll here waits for ``task_ids`` (any thread)."""
+        self._queue(self._pending_awaited, task_ids)
+
+    def _queue(self, pending: set[str], task_ids: Iterable[str]) -> None:
         with self._lock:
-            room = MAX_PENDING - len(self._pending)
+            room = MAX_PENDING - len(pending)
             if room <= 0:
                 return  # the channel is away for long: the others' re-checks find them
             ids = list(task_ids)
-            self._pending.update(ids[:room])
+            pending.update(ids[:room])
             if self._scheduled or self._connection is None:
                 return
             self._scheduled = True
@@ -148,24 +169,31 @@ class WakeupChannel:
     def _flush(self) -> None:
         """Publish what is pending (on the channel's thread)."""
         with self._lock:
-            ids, self._pending = list(self._pending), set()
+            finished, self._pending = list(self._pending), set()
+            awaited, self._pending_awaited = list(self._pending_awaited), set()
             self._scheduled = False
         channel = self._channel
-        if channel is None or not ids:
+        if channel is None:
             with self._lock:
-                self._pending.update(ids)
+                self._pending.update(finished)
+                self._pending_awaited.update(awaited)
             return
-        properties = BasicProperties(
-            app_id=self.origin, content_type="application/json", delivery_mode=1
-        )
-        for start in range(0, len(ids), IDS_PER_MESSAGE):
-            chunk = ids[start : start + IDS_PER_MESSAGE]
-            try:
-                channel.basic_publish(self.exchange, "", json.dumps(chunk).encode(), properties)
-            except Exception:
-                with self._lock:  # sent again after the reconnect
-                    self._pending.update(ids[start:])
-                raise
+        for kind, ids, pending in (
+            (FINISHED, finished, self._pending),
+            (AWAITED, awaited, self._pending_awaited),
+        ):
+            properties = BasicProperties(
+                app_id=self.origin, type=kind, content_type="application/json", delivery_mode=1
+            )
+            for start in range(0, len(ids), IDS_PER_MESSAGE):
+                chunk = ids[start : start + IDS_PER_MESSAGE]
+                try:
+                    body = json.dumps(chunk).encode()
+                    channel.basic_publish(self.exchange, "", body, properties)
+                except Exception:
+                    with self._lock:  # sent again after the reconnect
+                        pending.update(ids[start:])
+                    raise
 
     # ------------------------------------------------------------------ the connection
     def _run(self) -> None:
@@ -194,7 +222,7 @@ class WakeupChannel:
         try:
             channel = connection.channel()
             channel.exchange_declare(self.exchange, exchange_type="fanout", durable=True)
-            if self.subscribe:
+            if self.subscribe or self.hears_awaited:
                 declared = channel.queue_declare(
                     "",
                     exclusive=True,
@@ -238,6 +266,9 @@ class WakeupChannel:
     ) -> None:
         if properties.app_id == self.origin:
             return
+        awaited = properties.type == AWAITED
+        if not (self.hears_awaited if awaited else self.subscribe):
+            return
         try:
             ids: Any = json.loads(body)
         except ValueError:
@@ -245,6 +276,9 @@ class WakeupChannel:
             return
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             log.error("ignoring a malformed wake-up message: %r", body[:200])
+            return
+        if awaited:
+            self.notifier.mark_awaited(ids)
             return
         self.received += 1
         self.notifier.notify(ids, local=False)
@@ -291,5 +325,6 @@ def wakeup_channel(
         Topology(config.amqp_prefix, config.queue_type).wakeup_exchange,
         database if subscribe else None,
         subscribe=subscribe,
+        hears_awaited=not subscribe,
         recheck_interval=config.wakeup_recheck,
     )
