@@ -5,7 +5,8 @@ raw pika), ``latency`` (sequential round trips, Parsl engine-only as reference),
 (``outpost-endpoint start`` to first result), ``scale`` (N tasks queued while the endpoint is
 stopped) and ``store`` (submit/status latency with N task rows in the store, SQLite and
 PostgreSQL) and ``fair`` (one user's ordinary requests while another holds 100 long-polls and
-100 half-sent requests open).  Defaults are sized for a few minutes on a shared 2-core
+100 half-sent requests open) and ``wake`` (result latency single- vs cross-process, 1,000
+waiting long-polls on one API process).  Defaults are sized for a few minutes on a shared 2-core
 machine; ``--full`` uses the issue's sizes (20,000 no-ops, 100,000 queued, 1,000,000 task
 rows).  Every figure is printed and written to ``benchmarks/results/<section>.json``.  Peers
 come from ``benchmarks/setup_peers.sh``; a peer without a venv is skipped (and said so).
@@ -25,10 +26,11 @@ from benchmarks import (
     latency,
     scale,
     store_scale,
+    wakeups,
 )
 from benchmarks.common import PEERS, machine, peer_python, write
 
-SECTIONS = ("engine", "e2e", "latency", "cold", "scale", "store", "fair")
+SECTIONS = ("engine", "e2e", "latency", "cold", "scale", "store", "fair", "wake")
 QUICK = {"noop": 2000, "sleep": 200, "arg": 20, "e2e": 1000, "trips": 500, "scale": 5000}
 FULL = {"noop": 20000, "sleep": 1000, "arg": 200, "e2e": 20000, "trips": 500, "scale": 100000}
 QUICK["store"], FULL["store"] = 100_000, 1_000_000  # task rows in the store
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         fair = fairness.measure(args.fair_requests)
         fairness.report(fair)
         write("fairness", {"machine": results["machine"], **fair})
+    if "wake" in only:
+        wake = wakeups.measure()
+        wakeups.report(wake)
+        write("wakeups", {"machine": results["machine"], **wake})
 
 
 if __name__ == "__main__":

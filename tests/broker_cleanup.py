@@ -45,7 +45,7 @@ def delete_topology(prefix: str, endpoint_ids: list[str]) -> None:
         channel = connection.channel()
         for queue in task_queues(prefix, endpoint_ids):
             channel.queue_delete(queue)
-        for exchange in ("tasks", "results", "dead"):
+        for exchange in ("tasks", "results", "dead", "wakeups"):
             channel.exchange_delete(f"{prefix}.{exchange}")
         for queue in ("ingest", "dead"):
             channel.queue_delete(f"{prefix}.{queue}")

@@ -163,21 +163,22 @@ _BROKER_AUTH = click.Choice(BROKER_AUTH_MODES)
     "--no-ingest",
     is_flag=True,
     help="do not consume results in this process (run `outpost-service ingest` elsewhere); "
-    "long-polls then re-check the database four times a second",
+    "with PostgreSQL its results wake this process's long-polls through RabbitMQ, with SQLite "
+    "long-polls re-check the database four times a second",
 )
 @click.option(
     "--threads",
     default=32,
     show_default=True,
     type=click.IntRange(1, 1024),
-    help="request threads; each waiting long-poll holds one, and long-polls may hold at "
-    "most --longpoll-slots of them",
+    help="request threads for ordinary requests; waiting long-polls get --longpoll-slots "
+    "threads more",
 )
 @_setting(
     "--longpoll-slots",
-    "result long-polls that may wait at once; must be below --threads",
-    "--threads less a quarter, at least 4 kept free",
-    kind=click.IntRange(0),
+    "result long-polls that may wait at once, each on a thread of its own",
+    "1000",
+    kind=click.IntRange(1),
 )
 @_setting(
     "--longpoll-per-user",
@@ -188,7 +189,7 @@ _BROKER_AUTH = click.Choice(BROKER_AUTH_MODES)
 @_setting(
     "--connection-limit",
     "client connections open at once (plain HTTP server)",
-    "1000",
+    "2000",
     kind=click.IntRange(1),
 )
 @_setting(

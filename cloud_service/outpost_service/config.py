@@ -136,13 +136,17 @@ class ServiceConfig(BaseModel):
     """For amqps:// URLs: a client certificate (PEM) for brokers that verify peers."""
     amqp_key_file: str = ""
     """... and its key."""
-    longpoll_slots: int = Field(0, ge=0)
-    """Result long-polls that may wait at once in one service process; 0 sizes the pool from
-    serve --threads, keeping a quarter of the threads (at least 4) for ordinary requests (see
-    longpoll.py).  Set, it must be smaller than --threads."""
+    longpoll_slots: int = Field(1000, gt=0)
+    """Result long-polls that may wait at once in one service process; serve gives each a
+    request thread of its own on top of --threads, which all stay for ordinary requests (see
+    longpoll.py; a blocked thread costs about 16 KiB).  Keep connection_limit above it."""
     longpoll_per_user: int = Field(16, gt=0)
     """Waiting long-polls one user may hold (a poll over either limit gets 429)."""
-    connection_limit: int = Field(1000, gt=0)
+    wakeup_recheck: float = Field(5.0, gt=0)
+    """With a PostgreSQL database: seconds between each service process's safety re-checks of
+    the tasks its long-polls wait for (one query per process), in case a cross-process wake-up
+    was lost (see broker/wakeups.py); a lost one delays a result at most this long."""
+    connection_limit: int = Field(2000, gt=0)
     """Open client connections the HTTP server accepts at once (each costs a file descriptor,
     not a thread, while it sends its request)."""
     channel_timeout: float = Field(30.0, gt=0)

@@ -14,7 +14,7 @@ Why two servers behind one small interface:
   internet-facing service with hostile clients is better behind a proxy (docs/SECURITY.md).
 
 Neither may be starved by one client (docs/SECURITY.md, "fair service"): waiting long-polls
-take at most the slots of longpoll.py, a pool smaller than the thread pool; waitress accepts up
+take at most the slots of longpoll.py, threads added on top of ``--threads``; waitress accepts up
 to ``connection_limit`` connections (each a file descriptor, no thread, while it trickles in its
 request) and closes any silent for ``channel_timeout`` seconds; cheroot uses the same timeout
 for each read, but reads a request on a request thread, so half-sent requests over TLS can each
@@ -113,6 +113,9 @@ class _WaitressServer:
             # within about 1.5 x channel_timeout.
             cleanup_interval=max(1.0, min(30.0, listen.channel_timeout / 2)),
             ident="outpost-service",
+            # poll(2), not select(2): more than 1,024 open connections (a thousand waiting
+            # long-polls and the other users' requests) would not fit select's descriptor set.
+            asyncore_use_poll=True,
         )
         self.url = f"http://{_host(self._server.effective_host)}:{self._server.effective_port}"
 

@@ -5,11 +5,17 @@ WSGI servers under the service give each request a thread until it is answered).
 bound, 34 waiting polls from one user took every thread of the default 32 and another user's
 ``GET /v1/endpoints`` waited 18 s for one.  So:
 
-* at most ``slots`` long-polls wait at once in this process; ``serve`` sizes the pool smaller
-  than its thread pool (:func:`resolve_slots`), so some threads are always left for ordinary
-  requests, however many polls arrive;
+* at most ``slots`` long-polls wait at once in this process, and ``serve`` gives the server one
+  request thread per slot *on top of* ``--threads`` (:func:`pool_threads`): all of
+  ``--threads`` stay for ordinary requests, however many polls arrive;
 * at most ``per_user`` of them belong to one user (all of a user's tokens together, so more
   tokens buy no more threads), so one user cannot take the whole pool from the others.
+
+Why threads, and a thousand of them by default (:data:`DEFAULT_SLOTS`): a blocked thread is
+cheap -- about 16 KiB of memory idle and no CPU while it waits (its long-poll is woken only by
+its own tasks' results: notifier.py) -- and a thread per waiting poll keeps the service one
+WSGI app under waitress or cheroot.  ``benchmarks/wakeups.py`` measures 1,000 waiting polls on
+one process beside another user's ordinary requests (benchmarks/README.md).
 
 A poll needs a slot only when it is about to *wait*: one that can be answered at once (some
 result ready, or ``wait`` 0) never asks.  A poll that finds no slot is answered 429 with
@@ -24,30 +30,18 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from outpost.errors import ConfigurationError
 from outpost_service.errors import TooManyRequests
 
 #: Seconds a refused poll is told to wait before asking again.
 RETRY_AFTER = 1.0
-#: Request threads ``serve`` keeps for ordinary requests when it sizes the pool itself: a
-#: quarter of them, at least this many (when there are that many).
-MIN_RESERVED_THREADS = 4
+#: Long-polls that may wait at once in one process unless ``longpoll_slots`` says otherwise.
+DEFAULT_SLOTS = 1000
 
 
-def resolve_slots(configured: int, threads: int) -> int:
-    """The long-poll pool size for a server with ``threads`` request threads: ``configured``
-    when set (it must leave at least one thread free), else ``threads`` less a quarter of
-    them (at least :data:`MIN_RESERVED_THREADS`), and at least 1."""
-    if configured:
-        if configured >= threads:
-            raise ConfigurationError(
-                f"longpoll_slots ({configured}) must be smaller than the number of request "
-                f"threads ({threads}), so that some threads are always free for ordinary "
-                f"requests; lower --longpoll-slots (OUTPOST_LONGPOLL_SLOTS) or raise --threads"
-            )
-        return configured
-    reserved = max(MIN_RESERVED_THREADS, threads // 4)
-    return max(1, threads - reserved)
+def pool_threads(threads: int, slots: int) -> int:
+    """The request threads of a server that keeps ``threads`` for ordinary requests (and for
+    polls not yet waiting) and lets ``slots`` long-polls wait at once."""
+    return threads + slots
 
 
 class LongPollGate:

@@ -17,19 +17,26 @@ from typing import Any
 
 from outpost_service.app import create_app
 from outpost_service.broker.ingest import IngestConsumer
+from outpost_service.broker.wakeups import wakeup_channel
 from outpost_service.config import DEFAULT_THREADS, ServiceConfig
 from outpost_service.dependencies import publish_released
 from outpost_service.http_server import build_server
 from outpost_service.jobs.ingest import IngestJob
 from outpost_service.jobs.sweep import Sweeper, standalone_sweeper
-from outpost_service.longpoll import resolve_slots
+from outpost_service.longpoll import pool_threads
+from outpost_service.notifier import ResultNotifier
 from outpost_service.state import EXTENSION, ServiceState, prepare_broker
 
 log = logging.getLogger(__name__)
 
 
-def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> IngestConsumer:
-    """An ingest consumer for ``config``, wired to ``state``'s notifier when given."""
+def make_ingest(
+    config: ServiceConfig,
+    state: ServiceState | None = None,
+    notifier: ResultNotifier | None = None,
+) -> IngestConsumer:
+    """An ingest consumer for ``config``, wired to ``state``'s notifier when given (else to
+    ``notifier``)."""
     from outpost_service.broker.topology import Topology
     from outpost_service.store import Database
 
@@ -38,7 +45,7 @@ def make_ingest(config: ServiceConfig, state: ServiceState | None = None) -> Ing
         database.ensure_schema()
     job = IngestJob(
         database,
-        state.notifier if state else None,
+        state.notifier if state else notifier,
         retention=config.result_retention,
         purge_interval=config.purge_interval,
         max_details_bytes=config.max_metadata_bytes,
@@ -68,10 +75,9 @@ def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT; prints ``outpost-service listening on http(s)://HOST:PORT``
     (https when ``config`` has ``tls_cert`` and ``tls_key``)."""
-    # Waiting long-polls hold a thread each for up to a minute: they get a pool smaller than
-    # the threads, so ordinary requests always find one (longpoll.py).
-    slots = resolve_slots(config.longpoll_slots, threads)
-    config = config.replace(longpoll_slots=slots)
+    # Waiting long-polls hold a thread each for up to a minute: they get threads of their own
+    # on top of --threads, so ordinary requests always find one (longpoll.py).
+    slots = config.longpoll_slots
     app = create_app(config)
     state: ServiceState = app.extensions[EXTENSION]
     try:  # binds the port and loads the certificate: errors before any thread starts
@@ -79,7 +85,7 @@ def serve(
             app,
             host=host,
             port=port,
-            threads=threads,
+            threads=pool_threads(threads, slots),
             tls_cert=config.tls_cert,
             tls_key=config.tls_key,
             connection_limit=config.connection_limit,
@@ -91,6 +97,8 @@ def serve(
     prepare_broker(config, state.admin)
     consumer = make_ingest(config, state) if ingest else None
     sweeper = Sweeper(state, republish_after=config.republish_after)
+    # Results committed by other processes wake this one's long-polls (broker/wakeups.py).
+    wakeups = wakeup_channel(config, state.notifier, state.database, subscribe=True)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received signal %d; shutting down", signum)
@@ -98,12 +106,14 @@ def serve(
         raise SystemExit(0)
 
     _on_signals(stop)
+    if wakeups is not None:
+        wakeups.start()
     if consumer is not None:
         consumer.start()
     sweeper.start()
     log.info(
-        "%d request threads, at most %d of them held by waiting long-polls (%d per user); up "
-        "to %d connections, closed after %gs of silence",
+        "%d request threads, and %d more for waiting long-polls (%d per user); up to %d "
+        "connections, closed after %gs of silence",
         threads,
         slots,
         config.longpoll_per_user,
@@ -118,6 +128,8 @@ def serve(
         sweeper.stop()
         if consumer is not None:
             consumer.stop()
+        if wakeups is not None:
+            wakeups.stop()
         server.close()
         state.close()
         log.info("outpost-service stopped")
@@ -127,9 +139,14 @@ def run_ingest(config: ServiceConfig) -> None:
     """Run only the ingest consumer (``outpost-service ingest``) until SIGTERM/SIGINT, with
     a sweeper beside it (one sweeps per deployment at a time: jobs/sweep.py)."""
     prepare_broker(config)
-    consumer = make_ingest(config)
     sweeper = standalone_sweeper(config)
+    # What this process commits (results, expiries) wakes the API processes' long-polls.
+    notifier = sweeper.state.notifier
+    consumer = make_ingest(config, notifier=notifier)
+    wakeups = wakeup_channel(config, notifier, consumer.job.database, subscribe=False)
     _on_signals(lambda _signum, _frame: consumer.stop(timeout=0))
+    if wakeups is not None:
+        wakeups.start()
     sweeper.start()
     print(f"outpost-service ingest consuming {consumer.topology.ingest_queue}")
     sys.stdout.flush()
@@ -137,4 +154,6 @@ def run_ingest(config: ServiceConfig) -> None:
         consumer.run()
     finally:
         sweeper.stop()
+        if wakeups is not None:
+            wakeups.stop()
         consumer.job.database.dispose()

@@ -16,9 +16,9 @@ from outpost_service.broker.admin import (
 from outpost_service.broker.publisher import Publisher
 from outpost_service.broker.topology import Topology
 from outpost_service.cache import FunctionCache
-from outpost_service.config import DEFAULT_THREADS, ServiceConfig
+from outpost_service.config import ServiceConfig
 from outpost_service.errors import BrokerError
-from outpost_service.longpoll import LongPollGate, resolve_slots
+from outpost_service.longpoll import LongPollGate
 from outpost_service.notifier import ResultNotifier
 from outpost_service.ratelimit import RateLimiter
 from outpost_service.store import Database
@@ -87,10 +87,7 @@ class ServiceState:
             limiter=RateLimiter(config.rate_limit, config.rate_burst)
             if config.rate_limit
             else None,
-            longpolls=LongPollGate(
-                config.longpoll_slots or resolve_slots(0, DEFAULT_THREADS),
-                config.longpoll_per_user,
-            ),
+            longpolls=LongPollGate(config.longpoll_slots, config.longpoll_per_user),
         )
 
     def close(self) -> None:

@@ -56,7 +56,7 @@ def test_fairness_and_broker_limit_settings(monkeypatch: pytest.MonkeyPatch) -> 
     config = ServiceConfig.from_env()
     assert (config.longpoll_per_user, config.channel_timeout) == (4, 12.5)
     assert (config.dead_letter_max_length, config.endpoint_max_connections) == (1000, 3)
-    assert (config.longpoll_slots, config.connection_limit) == (0, 1000)  # defaults
+    assert (config.longpoll_slots, config.connection_limit) == (1000, 2000)  # defaults
 
     monkeypatch.setenv("OUTPOST_LONGPOLL_PER_USER", "lots")
     with pytest.raises(ConfigurationError, match=r"longpoll_per_user \(env OUTPOST_LONGPOLL"):
@@ -65,7 +65,7 @@ def test_fairness_and_broker_limit_settings(monkeypatch: pytest.MonkeyPatch) -> 
     for bad in ({"longpoll_per_user": 0}, {"connection_limit": -1}, {"dead_letter_ttl": 0}):
         with pytest.raises(ConfigurationError, match=next(iter(bad))):
             ServiceConfig.from_env(**bad)
-    with pytest.raises(ConfigurationError, match="longpoll_slots must be 0"):
+    with pytest.raises(ConfigurationError, match="longpoll_slots must be positive"):
         ServiceConfig.from_env(longpoll_slots=-2)
 
 

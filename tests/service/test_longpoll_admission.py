@@ -13,7 +13,8 @@ from flask import Flask
 
 from outpost.errors import ConfigurationError
 from outpost.protocol import ResultEnvelope, TaskState, serialize
-from outpost_service.longpoll import resolve_slots
+from outpost_service.config import ServiceConfig
+from outpost_service.longpoll import DEFAULT_SLOTS, pool_threads
 from outpost_service.store import tasks as task_store
 from outpost_service.store.users import revoke_token
 
@@ -145,12 +146,8 @@ def test_a_token_revoked_while_its_poll_waits_gets_401_not_results(
     assert "results" not in answer.get_json()
 
 
-def test_the_pool_is_smaller_than_the_threads() -> None:
-    assert resolve_slots(0, 32) == 24
-    assert resolve_slots(0, 8) == 4
-    assert resolve_slots(0, 2) == 1
-    assert resolve_slots(10, 32) == 10
-    with pytest.raises(
-        ConfigurationError, match=r"longpoll_slots \(32\) must be smaller .* \(32\)"
-    ):
-        resolve_slots(32, 32)
+def test_waiting_polls_get_threads_on_top_of_the_ordinary_ones() -> None:
+    assert pool_threads(32, 1000) == 1032
+    assert ServiceConfig.from_env().longpoll_slots == DEFAULT_SLOTS == 1000
+    with pytest.raises(ConfigurationError, match="longpoll_slots must be positive"):
+        ServiceConfig.from_env(longpoll_slots=0)

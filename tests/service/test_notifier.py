@@ -54,3 +54,39 @@ def test_finished_among_names_exactly_the_waiters_finished_tasks() -> None:
     assert notifier.finished_among(since + 1, frozenset({"a", "d", "x"})) == {"d"}
     notifier.notify()
     assert notifier.finished_among(since, frozenset({"a"})) is None
+
+
+def test_a_waiter_is_woken_only_by_its_own_tasks_or_an_unspecified_notify() -> None:
+    notifier = ResultNotifier()
+    notifier.shared_source = True  # no per-waiter polling: only notifications end a wait
+    with notifier.awaiting(frozenset({"a"})) as mine, notifier.awaiting(frozenset({"b"})) as other:
+        assert notifier.waiters == 2 and sorted(notifier.waiting_ids()) == ["a", "b"]
+        since = notifier.generation
+        notifier.notify(["a", "c"])
+        assert mine.wait(since, 0.0) == since + 1  # already set: returns at once
+        assert other.wait(since + 1, 0.0) == since + 1  # not woken (and not waited for)
+        notifier.notify()  # no ids said: everyone looks
+        assert other.wait(since + 1, 60) == since + 2
+    assert notifier.waiters == 0 and notifier.waiting_ids() == []
+
+
+def test_closing_releases_every_waiter() -> None:
+    notifier = ResultNotifier()
+    notifier.shared_source = True
+    woke: list[int] = []
+    with notifier.awaiting(frozenset({"x"})) as waiter:
+        thread = threading.Thread(target=lambda: woke.append(waiter.wait(notifier.generation, 60)))
+        thread.start()
+        notifier.close()
+        thread.join(10)
+    assert woke and notifier.closed
+
+
+def test_local_notifications_are_relayed_and_received_ones_are_not() -> None:
+    notifier = ResultNotifier()
+    relayed: list[frozenset[str]] = []
+    notifier.relay = relayed.append
+    notifier.notify(["a"])
+    notifier.notify(["b"], local=False)
+    notifier.notify()  # nothing said: nothing to tell the others
+    assert relayed == [frozenset({"a"})]

@@ -1,9 +1,10 @@
 """``POST /v1/results``: the long-poll through which clients collect results.
 
 Answers at once when some requested task is finished (or ``wait`` is 0); otherwise blocks until
-one finishes or ``wait`` seconds pass, woken by the in-process :class:`ResultNotifier` (or
-re-checking the database every quarter second when ingest runs in another process).  A wake-up
-for other tasks' results is recognised from the notifier's record and costs no query.  A
+one finishes or ``wait`` seconds pass, woken by the :class:`ResultNotifier` only when one of
+its own tasks finishes (in this process, or in another one through :mod:`..wakeups`; without
+either source it re-checks the database every quarter second).  A wake-up for other tasks'
+results is recognised from the notifier's record and costs no query.  A
 *partial* answer to a poll for many ids lingers briefly (50 ms + 0.5 ms per id, at most
 0.5 s) to gather more results, so thousands of outstanding ids are not re-read for every few
 results; a poll for one task, or one whose every task is finished, is answered at once.  Results
@@ -69,7 +70,7 @@ def collect_results(body: CollectResults) -> dict[str, Any] | Response:
     deadline = time.monotonic() + body.wait
     notifier = state.notifier
     wanted = frozenset(task_ids)
-    with notifier.awaiting(wanted), contextlib.ExitStack() as waiting:
+    with notifier.awaiting(wanted) as waiter, contextlib.ExitStack() as waiting:
         generation = notifier.generation  # read before the query, so no later wake-up is missed
         rows, finished = _states(state, task_ids, owner)
         linger_until: float | None = None
@@ -98,7 +99,7 @@ def collect_results(body: CollectResults) -> dict[str, Any] | Response:
                         break
                     raise
                 waited = True
-            current = notifier.wait(generation, remaining)
+            current = waiter.wait(generation, remaining)
             if current == generation:
                 # No wake-up: re-read (results ingested by another process are seen only so).
                 if linger_until is None:

@@ -92,6 +92,8 @@ class Topology:
     dead_exchange = _Prefixed("dead")
     #: The dead-letter queue has its exchange's name.
     dead_queue = _Prefixed("dead")
+    #: Fanout of "these tasks finished" between service processes (outpost_service.wakeups).
+    wakeup_exchange = _Prefixed("wakeups")
 
     def task_queue(self, endpoint_id: str) -> str:
         """The name of the endpoint's task queue (tagged when this topology has a key)."""
@@ -220,7 +222,12 @@ class Topology:
             self.delete_endpoint_queue(channel, endpoint_id)
         for queue in (self.ingest_queue, self.dead_queue):
             channel.queue_delete(queue)
-        for exchange in (self.task_exchange, self.result_exchange, self.dead_exchange):
+        for exchange in (
+            self.task_exchange,
+            self.result_exchange,
+            self.dead_exchange,
+            self.wakeup_exchange,
+        ):
             channel.exchange_delete(exchange)
 
 

@@ -196,6 +196,20 @@ def states_owned(conn: Connection, task_ids: Iterable[str], owner: int) -> dict[
     return {row.task_id: row for row in rows if row.owner == owner}
 
 
+def finished_among(conn: Connection, task_ids: Sequence[str], chunk: int = 1000) -> list[str]:
+    """The ids among ``task_ids`` whose task is finished (any owner): the wake-up channel's
+    safety re-check asks this once for every id its process's long-polls wait for."""
+    found: list[str] = []
+    for start in range(0, len(task_ids), chunk):
+        found += conn.execute(
+            sa.select(tasks.c.task_id).where(
+                tasks.c.task_id.in_(task_ids[start : start + chunk]),
+                tasks.c.state.in_(TERMINAL_STATES),
+            )
+        ).scalars()
+    return found
+
+
 def results(conn: Connection, task_ids: Iterable[str]) -> dict[str, bytes]:
     """The stored ``ResultEnvelope`` bytes of the finished tasks among ``task_ids``."""
     rows = conn.execute(
