@@ -26,10 +26,10 @@ def broker() -> Broker:
 
 @pytest.fixture
 def scale_stack(
-    tmp_path: Path, broker: Broker, new_postgres_database: object
+    request: pytest.FixtureRequest, tmp_path: Path, broker: Broker
 ) -> Iterator[ScaleStack]:
-    assert callable(new_postgres_database)
-    stack = start_stack(tmp_path / "service", new_postgres_database(), broker)
+    database_url = request.getfixturevalue("new_postgres_database")()  # a fresh database
+    stack = start_stack(tmp_path / "service", database_url, broker)
     yield stack
     stack.stop()
     delete_topology(stack.prefix, stack.endpoint_ids)
