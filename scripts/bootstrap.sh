@@ -97,11 +97,13 @@ ensure_postgres() {
   done
 }
 
-# Slurm (installed and started by its recipe, which does nothing when it already runs) and MPICH
-# (hydra mpiexec as the default mpiexec); root only, like apt_install.
+# Slurm (installed and started by its recipe, which does nothing when it already runs), MPICH
+# (hydra mpiexec as the default mpiexec) and HAProxy; root only, like apt_install.
 ensure_test_infra() {
   is_root || die "the test infrastructure (Slurm, MPICH) needs root: sudo OUTPOST_NEED_TEST_INFRA=1 bash scripts/bootstrap.sh"
   command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+  # HAProxy: the scale-out tests put it in front of several API processes (tests/fixtures/haproxy.py)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
   bash "$ROOT/tests/fixtures/mpi/mpi.sh" --no-check | sed 's/^/[outpost] /' || die "MPICH recipe failed"
   bash "$ROOT/tests/fixtures/slurm/slurm-one-node.sh" --no-check | sed 's/^/[outpost] /' || die "Slurm recipe failed"
 }

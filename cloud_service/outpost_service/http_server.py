@@ -20,8 +20,17 @@ request) and closes any silent for ``channel_timeout`` seconds; cheroot uses the
 for each read, but reads a request on a request thread, so half-sent requests over TLS can each
 hold a thread that long -- another reason for a proxy in front of a hostile network.
 
-gunicorn is not an option: its forked workers would each need their own ingest consumer and
-long-poll notifier, which ``serve`` runs in-process.
+The production runner for more than one process is *N waitress processes*, not gunicorn:
+``outpost-service serve --no-ingest`` once per port (or container), each supervised by the init
+system (systemd restarts it, compose's ``restart:``), HAProxy in front health-checking each with
+``GET /health``, and ``outpost-service ingest`` process(es) beside them (deployment/README.md,
+deployment/compose.yaml; tests/scaleout/ runs exactly this).  Once ingest left ``serve``,
+gunicorn (``gthread`` workers) would have fitted, but it buys nothing here and costs twice:
+its workers read each request on a pool thread, so a slow or half-sent request holds a thread
+-- the starvation waitress's asyncore front end avoids -- and its master's restart of a dead
+worker is what the supervisor already does for a process, while one process per port lets the
+balancer see and route around each one.  Every API process is stateless (docs/ARCHITECTURE.md,
+"Scale-out"): add processes for more request threads, long-poll slots and CPU.
 """
 
 from __future__ import annotations

@@ -97,6 +97,6 @@ def probes(state: ServiceState) -> tuple[Probe, Probe]:
 
     def broker() -> None:
         config = state.config
-        target(config.amqp_url, config.amqp_tls, name="outpost-service-ready").connect().close()
+        target(config.broker_urls, config.amqp_tls, name="outpost-service-ready").connect().close()
 
     return Probe("database", database), Probe("broker", broker)

@@ -60,6 +60,11 @@ class IngestConsumer:
     idle_flush: float = 0.005
     #: Seconds a batch gathers results before it is stored.
     max_batch_age: float = 0.05
+    #: Seconds a batch of heartbeats only (no result) gathers before it is stored: nobody
+    #: waits for a heartbeat, and 1,000 endpoints send 100 a second -- one commit a second
+    #: instead of twenty leaves the database's writer to submits (benchmarks/README.md,
+    #: "Many endpoints").
+    max_heartbeat_age: float = 1.0
     tls: InitVar[TlsFiles | None] = None
     #: Set each time the consumer is connected and consuming (tests wait on it).
     consuming: threading.Event = field(default_factory=threading.Event, init=False)
@@ -123,7 +128,7 @@ class IngestConsumer:
             log.info("ingest consuming %s", self.topology.ingest_queue)
             self.consuming.set()
             batch: list[_Entry] = []
-            started = 0.0
+            started, results = 0.0, False  # results: the batch holds a result (not only beats)
 
             def flush_if_awaited() -> None:
                 # Runs on this thread, inside the consume loop's wait: a long-poll that started
@@ -141,15 +146,16 @@ class IngestConsumer:
                 now = time.monotonic()
                 if method is not None:
                     if not batch:
-                        started = now
+                        started, results = now, False
                     self._take(channel, batch, method, body)
+                    if batch and isinstance(batch[-1].message, ResultEnvelope):
+                        results = True
                     # Someone is waiting for exactly this result: store it now.
                     urgent = bool(batch) and self._awaited(batch[-1:])
                 else:  # a quiet moment: did a waiter arrive for something we hold?
                     urgent = bool(batch) and self._awaited(batch)
-                if batch and (
-                    urgent or len(batch) >= self.prefetch or now - started >= self.max_batch_age
-                ):
+                age = self.max_batch_age if results else self.max_heartbeat_age
+                if batch and (urgent or len(batch) >= self.prefetch or now - started >= age):
                     self._flush(channel, list(batch))
                     batch.clear()
                 if method is None:

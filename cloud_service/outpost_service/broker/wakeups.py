@@ -321,7 +321,7 @@ def wakeup_channel(
         return None
     return WakeupChannel(
         notifier,
-        target(config.amqp_url, config.amqp_tls, "outpost-service wake-ups"),
+        target(config.broker_urls, config.amqp_tls, "outpost-service wake-ups"),
         Topology(config.amqp_prefix, config.queue_type).wakeup_exchange,
         database if subscribe else None,
         subscribe=subscribe,
