@@ -104,6 +104,8 @@ ensure_test_infra() {
   command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
   bash "$ROOT/tests/fixtures/mpi/mpi.sh" --no-check | sed 's/^/[outpost] /' || die "MPICH recipe failed"
   bash "$ROOT/tests/fixtures/slurm/slurm-one-node.sh" --no-check | sed 's/^/[outpost] /' || die "Slurm recipe failed"
+  # the dashboard's browser test (tests/ui) drives Debian's headless Chromium with Selenium
+  { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || apt_install chromium chromium-driver
 }
 
 ensure_venv
