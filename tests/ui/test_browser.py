@@ -11,8 +11,9 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -75,11 +76,11 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Any]:
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         if os.environ.get("OUTPOST_NEED_TEST_INFRA") == "1":
             pytest.fail("chromium and chromedriver are missing: scripts/bootstrap.sh installs them")
-        pytest.skip("chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -95,31 +96,31 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
-def text_of(driver: object, css: str) -> str:
+def text_of(driver: Any, css: str) -> str:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     try:
-        return str(driver.find_element(By.CSS_SELECTOR, css).text)  # type: ignore[attr-defined]
+        return str(driver.find_element(By.CSS_SELECTOR, css).text)
     except (NoSuchElementException, StaleElementReferenceException):
         return ""
 
 
-def wait_for(condition: object, what: str, timeout: float = WAIT) -> None:
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
     """Poll ``condition()`` until it is true; fail saying ``what`` was awaited."""
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.1)
 
 
-def sign_in(driver: object, url: str, token: str) -> None:
+def sign_in(driver: Any, url: str, token: str) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.get(url + "/ui/login")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "token").send_keys(token)  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "sign-in").click()  # type: ignore[attr-defined]
+    driver.get(url + "/ui/login")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "sign-in").click()
 
 
 def session_for(url: str, token: str) -> tuple[requests.Session, str]:
@@ -140,7 +141,7 @@ def session_for(url: str, token: str) -> tuple[requests.Session, str]:
 def test_dashboard_in_a_browser(
     service: RunningService,
     endpoint: RunningEndpoint,
-    browser: object,
+    browser: Any,
     shots: Path,
     tmp_path: Path,
 ) -> None:
@@ -153,10 +154,10 @@ def test_dashboard_in_a_browser(
     # a wrong token is refused, with the API's reason
     sign_in(driver, url, "not-a-token")
     wait_for(lambda: "unknown token" in text_of(driver, "#login-error"), "the login error")
-    driver.save_screenshot(str(shots / "login.png"))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(shots / "login.png"))
 
     sign_in(driver, url, service.token)
-    wait_for(lambda: "/ui/groups" in driver.current_url, "the groups page")  # type: ignore[attr-defined]
+    wait_for(lambda: "/ui/groups" in driver.current_url, "the groups page")
 
     # a running group: its counts move on the page without a reload
     count = 8
@@ -164,8 +165,8 @@ def test_dashboard_in_a_browser(
         futures = [ex.submit(pause, i) for i in range(count)]
         group = ex.task_group_id
         wait_for(lambda: all(f.task_id for f in futures), "task ids")
-        driver.get(f"{url}/ui/groups/{group}")  # type: ignore[attr-defined]
-        driver.execute_script("window.notReloaded = true;")  # type: ignore[attr-defined]
+        driver.get(f"{url}/ui/groups/{group}")
+        driver.execute_script("window.notReloaded = true;")
         seen: set[str] = set()
 
         def finished() -> bool:
@@ -174,10 +175,10 @@ def test_dashboard_in_a_browser(
 
         wait_for(finished, f"{count} successes on the group page")
         assert [f.result(WAIT) for f in futures] == list(range(count))
-    assert driver.execute_script("return window.notReloaded === true;")  # type: ignore[attr-defined]
+    assert driver.execute_script("return window.notReloaded === true;")
     moved = {s for s in seen if s.isdigit() and 0 < int(s) < count}
     assert moved, f"the success count never showed an intermediate value: {sorted(seen)}"
-    driver.save_screenshot(str(shots / "group.png"))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(shots / "group.png"))
 
     # failures grouped by error with numbers masked; retry them from the page
     with Executor(endpoint_id=endpoint.endpoint_id, client=client) as ex:
@@ -185,22 +186,22 @@ def test_dashboard_in_a_browser(
         retry_group = ex.task_group_id
         for future in failing:
             assert isinstance(future.exception(WAIT), ValueError)
-    driver.get(f"{url}/ui/groups/{retry_group}")  # type: ignore[attr-defined]
+    driver.get(f"{url}/ui/groups/{retry_group}")
     wait_for(lambda: text_of(driver, "#count-failed") == "4", "4 failures")
     failures = text_of(driver, "#failures")
     assert "ValueError: bad value <n>" in failures and "4" in failures, failures
-    driver.save_screenshot(str(shots / "group-failures.png"))  # type: ignore[attr-defined]
-    driver.find_element(By.CSS_SELECTOR, "#failures a").click()  # type: ignore[attr-defined]
+    driver.save_screenshot(str(shots / "group-failures.png"))
+    driver.find_element(By.CSS_SELECTOR, "#failures a").click()
     wait_for(lambda: text_of(driver, "#task-state") == "failed", "a failed task's page")
     assert "ValueError" in text_of(driver, "#traceback")
     assert [e.split()[0] for e in text_of(driver, "#events").splitlines()][-1] == "failed"
-    driver.save_screenshot(str(shots / "task.png"))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(shots / "task.png"))
 
     (tmp_path / "marker").touch()  # the cause is fixed
-    driver.get(f"{url}/ui/groups/{retry_group}")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "retry-failed").click()  # type: ignore[attr-defined]
+    driver.get(f"{url}/ui/groups/{retry_group}")
+    driver.find_element(By.ID, "retry-failed").click()
     wait_for(
-        lambda: text_of(driver, "#count-success") == "4" and text_of(driver, "#count-failed") == "0",
+        lambda: (text_of(driver, "#count-success"), text_of(driver, "#count-failed")) == ("4", "0"),
         "the retried tasks to succeed",
     )
     assert text_of(driver, "#count-retried") == "4"
@@ -211,25 +212,25 @@ def test_dashboard_in_a_browser(
         long = [ex.submit(sleeper, 120) for _ in range(3)]
         cancel_group = ex.task_group_id
         wait_for(lambda: all(f.task_id for f in long), "task ids")
-        driver.get(f"{url}/ui/groups/{cancel_group}")  # type: ignore[attr-defined]
-        driver.find_element(By.ID, "cancel-group").click()  # type: ignore[attr-defined]
+        driver.get(f"{url}/ui/groups/{cancel_group}")
+        driver.find_element(By.ID, "cancel-group").click()
         wait_for(lambda: text_of(driver, "#count-cancelled") == "3", "3 cancelled tasks")
         for future in long:
             wait_for(future.done, "the futures to end")
             assert future.cancelled() or future.exception(0) is not None
 
-    driver.get(f"{url}/ui/groups")  # type: ignore[attr-defined]
-    wait_for(lambda: retry_group in driver.page_source, "the groups list")  # type: ignore[attr-defined]
-    driver.save_screenshot(str(shots / "groups.png"))  # type: ignore[attr-defined]
-    driver.get(f"{url}/ui/endpoints")  # type: ignore[attr-defined]
+    driver.get(f"{url}/ui/groups")
+    wait_for(lambda: retry_group in driver.page_source, "the groups list")
+    driver.save_screenshot(str(shots / "groups.png"))
+    driver.get(f"{url}/ui/endpoints")
     wait_for(lambda: "online" in text_of(driver, "#endpoints"), "the endpoint online")
-    driver.save_screenshot(str(shots / "endpoints.png"))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(shots / "endpoints.png"))
 
     # sign out: the pages need a sign-in again
-    driver.find_element(By.ID, "logout").click()  # type: ignore[attr-defined]
-    wait_for(lambda: "/ui/login" in driver.current_url, "the login page")  # type: ignore[attr-defined]
-    driver.get(f"{url}/ui/groups")  # type: ignore[attr-defined]
-    assert "/ui/login" in driver.current_url  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "logout").click()
+    wait_for(lambda: "/ui/login" in driver.current_url, "the login page")
+    driver.get(f"{url}/ui/groups")
+    assert "/ui/login" in driver.current_url
 
     # no CSRF token: refused; another user's group: not found
     http, csrf = session_for(url, service.token)
