@@ -14,6 +14,7 @@ from outpost_service.ui.progress import (
     mask,
     progress_of,
     rate_and_eta,
+    sparkline_svg,
 )
 
 
@@ -81,3 +82,11 @@ def test_the_plot_is_valid_svg_with_one_step_per_completion() -> None:
     (line,) = svg.findall("{http://www.w3.org/2000/svg}polyline")
     assert len(line.get("points", "").split()) == 2 + 2 * 3
     assert "3 of 5 completed" in (svg.findtext("{http://www.w3.org/2000/svg}title") or "")
+
+
+def test_the_sparkline_draws_one_bar_per_busy_bucket() -> None:
+    svg = ET.fromstring(str(sparkline_svg([0, 2, 0, 4], 40)))
+    bars = svg.findall("{http://www.w3.org/2000/svg}rect")
+    assert [float(b.get("height", 0)) for b in bars] == [12.0, 24.0]
+    title = svg.findtext("{http://www.w3.org/2000/svg}title") or ""
+    assert "6 completed in the last 40 s" in title

@@ -169,3 +169,24 @@ def completions_svg(completions: Sequence[float], started: float, total: int) ->
         "</svg>",
     ]
     return Markup("".join(parts))
+
+
+def sparkline_svg(buckets: Sequence[int], seconds: float) -> Markup:
+    """Completions per bucket (oldest first) as a small bar chart, for the groups list."""
+    width, height = 120, 24
+    top = max(max(buckets, default=0), 1)
+    step = width / max(len(buckets), 1)
+    bars = "".join(
+        f'<rect x="{i * step:.1f}" y="{height - n / top * height:.1f}" '
+        f'width="{max(step - 0.5, 0.5):.1f}" height="{n / top * height:.1f}" fill="#2a6fdb"/>'
+        for i, n in enumerate(buckets)
+        if n
+    )
+    label = f"{sum(buckets)} completed in the last {duration(seconds)}"
+    return Markup(
+        f'<svg class="spark" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" xmlns="http://www.w3.org/2000/svg" aria-label="{escape(label)}">'
+        f"<title>{escape(label)}</title>"
+        f'<line x1="0" y1="{height - 0.5}" x2="{width}" y2="{height - 0.5}" stroke="#ccc"/>'
+        f"{bars}</svg>"
+    )

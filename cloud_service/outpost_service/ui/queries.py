@@ -22,6 +22,9 @@ MAX_GROUPS = 50
 MAX_TASK_ROWS = 200
 #: Completions counted for a group's current rate (seconds).
 RATE_WINDOW = 60.0
+#: The groups page's sparklines: completions per BUCKET seconds over the last BUCKETS buckets.
+BUCKET = 10.0
+BUCKETS = 60
 
 
 def groups_overview(conn: Connection, owner: int) -> list[dict[str, Any]]:
@@ -59,8 +62,19 @@ def groups_overview(conn: Connection, owner: int) -> list[dict[str, Any]]:
         group["first"] = min(group["first"], row.first)
         if row.last is not None:
             group["last"] = max(group["last"] or 0.0, row.last)
+    since = time.time() - BUCKET * BUCKETS
+    bucket = sa.cast((tasks.c.completed_at - since) / BUCKET, sa.Integer)
+    for gid, index, n in conn.execute(
+        sa.select(tasks.c.task_group_id, bucket, sa.func.count())
+        .where(tasks.c.owner == owner, tasks.c.completed_at >= since)
+        .group_by(tasks.c.task_group_id, bucket)
+    ):
+        if gid in groups:
+            series = groups[gid].setdefault("buckets", [0] * BUCKETS)
+            series[min(max(int(index), 0), BUCKETS - 1)] += int(n)
     for gid, group in groups.items():
         group["recent"] = int(recent.get(gid, 0))
+        group.setdefault("buckets", [0] * BUCKETS)
     ranked = sorted(groups.values(), key=lambda g: -(g["last"] or g["first"]))
     return ranked[:MAX_GROUPS]
 

@@ -183,6 +183,7 @@ def _groups() -> dict[str, Any]:
         group["rate"], group["eta"] = progress.rate_and_eta(
             group["recent"], group["first"], unfinished
         )
+        group["spark"] = progress.sparkline_svg(group["buckets"], queries.BUCKET * queries.BUCKETS)
     return {"groups": found, "states": progress.STATES, "user": record.user}
 
 
