@@ -21,6 +21,7 @@ import requests
 from outpost import Client, Executor
 
 from ..e2e.stack import RunningEndpoint, RunningService, make_endpoint, start_service, stop_service
+from ..recipes import BOOTSTRAP, missing
 
 pytestmark = pytest.mark.e2e
 
@@ -78,9 +79,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        if os.environ.get("OUTPOST_NEED_TEST_INFRA") == "1":
-            pytest.fail("chromium and chromedriver are missing: scripts/bootstrap.sh installs them")
-        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
+        missing("chromium and chromedriver", f"install them with `{BOOTSTRAP}`")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
