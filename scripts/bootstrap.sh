@@ -106,6 +106,8 @@ ensure_test_infra() {
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
   bash "$ROOT/tests/fixtures/mpi/mpi.sh" --no-check | sed 's/^/[outpost] /' || die "MPICH recipe failed"
   bash "$ROOT/tests/fixtures/slurm/slurm-one-node.sh" --no-check | sed 's/^/[outpost] /' || die "Slurm recipe failed"
+  # the dashboard's browser test (tests/ui) drives Debian's headless Chromium with Selenium
+  { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || apt_install chromium chromium-driver
 }
 
 ensure_venv

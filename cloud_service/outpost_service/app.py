@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from outpost_service import metrics
+from outpost_service import metrics, ui
 from outpost_service.api import BLUEPRINTS
 from outpost_service.auth import authenticate
 from outpost_service.config import ServiceConfig
@@ -38,6 +38,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None) -> Flask
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.register_blueprint(ui.bp)  # the dashboard (HTML pages), not part of the API's BLUEPRINTS
     check_declarations(app)  # before any connection is made: every route names its scope
     metrics.install(app)  # first: a request refused by authentication is timed too
     app.before_request(authenticate)

@@ -30,7 +30,7 @@ def authenticate() -> None:
         return
     declaration = declaration_of(current_app.view_functions[request.endpoint])
     assert declaration is not None  # create_app refuses undeclared routes
-    if declaration.scope == "public":
+    if declaration.scope in ("public", "ui"):  # ui: the dashboard's session (ui/session.py)
         return
     # OPTIONS asks what a path allows: reading, whichever of the path's routes it matched.
     needed = "read" if request.method == "OPTIONS" else declaration.scope

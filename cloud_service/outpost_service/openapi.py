@@ -70,8 +70,8 @@ def _document(app: Flask) -> dict[str, Any]:
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
         declaration = declaration_of(view)
-        if declaration is None:
-            continue  # create_app refuses such an app
+        if declaration is None or declaration.scope == "ui":
+            continue  # create_app refuses an undeclared route; ui: dashboard pages, not API
         path = _PATH_PART.sub(r"{\1}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             routes.append(_Route(path, method.lower(), view, declaration, sorted(rule.arguments)))

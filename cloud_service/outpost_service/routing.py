@@ -27,8 +27,9 @@ from outpost_service.state import service_state
 from outpost_service.validation import json_body, parse, uuid_text
 
 #: ``read``: every GET, and collecting results; ``submit``: tasks and their retries and
-#: cancels; ``manage``: endpoints; ``public``: no token at all.
-Scope = Literal["read", "submit", "manage", "public"]
+#: cancels; ``manage``: endpoints; ``public``: no token at all; ``ui``: a dashboard page
+#: (:mod:`outpost_service.ui`), signed in by its own session cookie and left out of OpenAPI.
+Scope = Literal["read", "submit", "manage", "public", "ui"]
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -72,6 +73,13 @@ def declare(
         return declared  # type: ignore[return-value]
 
     return decorate
+
+
+def page(view: View) -> View:
+    """Declare a dashboard page (scope ``ui``): the view checks its own session and reads its
+    own form; nothing is parsed for it and it is not in the OpenAPI document."""
+    view.declaration = Declaration("ui", None, None, ())  # type: ignore[attr-defined]
+    return view
 
 
 def declaration_of(view: Callable[..., Any]) -> Declaration | None:

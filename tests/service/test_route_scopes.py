@@ -35,6 +35,28 @@ EXPECTED = {
     ("GET", "/v1/task_groups/<task_group_id>/tasks"): "read",
     ("POST", "/v1/task_groups/<task_group_id>/retry"): "submit",
     ("GET", "/v1/task_groups/<task_group_id>/summary"): "read",
+    # the dashboard (outpost_service.ui): its own session, not in OpenAPI
+    **{
+        (method, "/ui" + path): "ui"
+        for method, path in [
+            ("GET", "/"),
+            ("GET", "/login"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+            ("GET", "/static/<name>"),
+            ("GET", "/endpoints"),
+            ("GET", "/endpoints/live"),
+            ("GET", "/groups"),
+            ("GET", "/groups/live"),
+            ("GET", "/groups/<task_group_id>"),
+            ("GET", "/groups/<task_group_id>/live"),
+            ("POST", "/groups/<task_group_id>/retry"),
+            ("POST", "/groups/<task_group_id>/cancel"),
+            ("GET", "/tasks/<task_id>"),
+            ("GET", "/tasks/<task_id>/live"),
+            ("POST", "/tasks/<task_id>/cancel"),
+        ]
+    },
 }
 
 
