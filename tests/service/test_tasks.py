@@ -43,6 +43,7 @@ def test_registration_answers_the_contract(app: Flask, alice: Caller, amqp_chann
                 f"outpost-ep-{endpoint_id}",
                 pika.URLParameters(answer["amqp"]["url"]).credentials.password,
             ),
+            "urls": [answer["amqp"]["url"]],  # a cluster's nodes, in the order to try
             "task_exchange": f"{topology.prefix}.tasks",
             "task_queue": topology.task_queue(endpoint_id),
             "result_exchange": f"{topology.prefix}.results",

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from outpost.protocol import TaskRequest
 from outpost_service.validation import (
     ClientToken,
     FunctionId,
@@ -141,14 +142,19 @@ def _expiry(spec: dict[str, Any]) -> dict[str, Any]:
 MAX_DEPENDENCIES = 1000
 
 
-class TaskItem(Body):
-    """One task to run: a registered function, an endpoint, and the arguments."""
+class TaskItem(TaskRequest):
+    """One task to run: the protocol's :class:`~outpost.protocol.TaskRequest` (its fields
+    declared once, there), with the service's stricter checks on the fields that need them: a
+    field added to the request is accepted here without a change."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
 
     function_id: FunctionId
     endpoint_id: Uuid
     task_group_id: Uuid | None = None
-    resource_specification: Annotated[SmallObject, AfterValidator(_expiry)] | None = Field(
-        None, description="how the endpoint runs the task (e.g. expires_after seconds)"
+    resource_specification: Annotated[SmallObject, AfterValidator(_expiry)] = Field(
+        default_factory=dict,
+        description="how the endpoint runs the task (e.g. expires_after seconds); null means none",
     )
     depends_on: list[Uuid] = Field(
         default_factory=list,
@@ -156,7 +162,13 @@ class TaskItem(Body):
         description="ids of your tasks whose results the arguments name: the task waits "
         "('waiting') until they all succeeded, and fails with reason 'dependency' if one did not",
     )
-    args: Payload  # last: the costliest check, and the first error is the one answered
+    args: Payload
+
+    @field_validator("resource_specification", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        """``null`` (what older clients send for "nothing special") is no specification."""
+        return {} if value is None else value
 
 
 class GroupSubmitted(Body):

@@ -75,7 +75,6 @@ class TaskRequest(ProtocolModel):
 
     function_id: str = Field(description="sha256 hex of the serialized function")
     endpoint_id: str
-    args: Payload = Field(description="the (args, kwargs) pair, outpost.protocol.serialize'd")
     task_group_id: str | None = None
     resource_specification: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(
@@ -87,6 +86,9 @@ class TaskRequest(ProtocolModel):
             "did not"
         ),
     )
+    # last: the costliest check (base64 of up to the payload limit), so a request that is
+    # wrong elsewhere is answered before it is decoded
+    args: Payload = Field(description="the (args, kwargs) pair, outpost.protocol.serialize'd")
 
 
 class TaskEnvelope(TaskRequest, Envelope):
